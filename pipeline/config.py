@@ -1,0 +1,368 @@
+"""Settings: the YAML config read once into frozen, validated models.
+
+Only this module reads YAML. Relative paths in a config file resolve against the folder
+that holds the file, so a config means the same thing from any working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import InputError
+
+DEFAULT_CONFIG = Path("configs/pipeline_config.yaml")
+CONFIG_ENV_VAR = "PIPELINE_CONFIG"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def fmt_number(x: float) -> str:
+    """Render a figure for people: thousands separators for big numbers, 4 significant digits else."""
+    if x is None:
+        return "none"
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if x == int(x):
+        return f"{int(x)}"
+    return f"{x:.4g}"
+
+
+class Threshold(_Strict):
+    """A bound on one figure: `min`, `max` or both (a band), with its unit and environment."""
+
+    min: float | None = None
+    max: float | None = None
+    unit: str = ""
+    env: str = ""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Threshold":
+        if self.min is None and self.max is None:
+            raise ValueError("a threshold needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} > max {self.max}")
+        return self
+
+    @property
+    def direction(self) -> str:
+        if self.min is not None and self.max is not None:
+            return "between"
+        return "<=" if self.max is not None else ">="
+
+    def holds(self, figure: float) -> bool:
+        figure = float(figure)
+        if math.isnan(figure):
+            return False
+        if self.min is not None and figure < self.min:
+            return False
+        if self.max is not None and figure > self.max:
+            return False
+        return True
+
+    def _u(self) -> str:
+        return f" {self.unit}" if self.unit and self.unit != "%" else self.unit
+
+    def describe(self) -> str:
+        """The bound as text, e.g. '<= 15,000 USD' or 'in [1.5, 2.5]'."""
+        if self.direction == "between":
+            return f"in [{fmt_number(self.min)}, {fmt_number(self.max)}]{self._u()}"
+        bound = self.max if self.max is not None else self.min
+        return f"{self.direction} {fmt_number(bound)}{self._u()}"
+
+    def explain(self, label: str, figure: float, detail: str = "") -> str:
+        """One line with figure, threshold and environment: 'MAE 17,412 > 15,000 USD (staging)'."""
+        f = fmt_number(figure)
+        if not math.isnan(float(figure)) and self.max is not None and float(figure) > self.max:
+            text = f"{label} {f} > {fmt_number(self.max)}{self._u()}"
+        elif not math.isnan(float(figure)) and self.min is not None and float(figure) < self.min:
+            text = f"{label} {f} < {fmt_number(self.min)}{self._u()}"
+        else:
+            text = f"{label} {f}{self._u()} {'holds' if self.holds(figure) else 'fails'} {self.describe()}"
+        if detail:
+            text += f"; {detail}"
+        return f"{text} ({self.env})" if self.env else text
+
+
+class Thresholds(_Strict):
+    """Every gate's threshold for one environment. A missing or unknown key is a config error."""
+
+    contract_violations: Threshold
+    train_eval_overlap: Threshold
+    feature_drift: Threshold
+    r2: Threshold
+    mae: Threshold
+    rmse: Threshold
+    mape: Threshold
+    champion_mae_delta: Threshold
+    slice_mae_ratio: Threshold
+    residual_skew: Threshold
+    residual_excess_kurtosis: Threshold
+    residual_spread_ratio: Threshold
+    durbin_watson: Threshold
+    noise_prediction_change: Threshold
+    nonfinite_predictions: Threshold
+    directional_drop: Threshold
+    prediction_difference: Threshold
+    single_row_p99_ms: Threshold
+    batch_throughput: Threshold
+
+
+class Environment(_Strict):
+    alias: str
+    required_gates: list[str] = Field(min_length=1)
+    thresholds: Thresholds
+
+
+class Range(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+
+class Contract(_Strict):
+    min_rows: int = Field(default=1, ge=1)
+    max_missing_share: float = Field(default=0.95, ge=0, le=1)
+    missing_share: dict[str, float] = {}
+    ranges: dict[str, Range] = {}
+    allow_duplicate_rows: bool = False
+    target_positive: bool = True
+
+
+class DataSettings(_Strict):
+    path: Path
+    target: str
+    id_columns: list[str] = []
+    drop_columns: list[str] = []
+    numeric_features: list[str] | None = None
+    categorical_features: list[str] | None = None
+    contract: Contract = Contract()
+
+
+class SplitSettings(_Strict):
+    test_size: float = Field(gt=0, lt=1)
+    seed: int
+
+
+class ModelSettings(_Strict):
+    type: Literal["hist_gradient_boosting", "ridge", "random_forest"]
+    log_target: bool = False
+    params: dict[str, Any] = {}
+
+
+class MlflowSettings(_Strict):
+    tracking_uri: str
+    artifact_location: Path
+    experiment: str
+    registered_model: str
+    # Bounded patience with a tracking server: MLflow's own default retries for minutes.
+    http_timeout_s: int = Field(default=20, ge=1)
+    http_max_retries: int = Field(default=2, ge=0)
+    keep_versions: int = Field(default=10, ge=1)
+
+
+class DirectionalExpectation(_Strict):
+    feature: str
+    direction: Literal["increasing", "decreasing"]
+    step_relative: float = Field(default=0.1, gt=0)
+
+
+class DriftSettings(_Strict):
+    min_rows: int = Field(default=20, ge=2)
+
+
+class ChampionSettings(_Strict):
+    alias: str = "production"
+    bootstrap_resamples: int = Field(default=2000, ge=100)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+
+
+class SliceSettings(_Strict):
+    columns: list[str] = []
+    target_bands: list[float] = []
+    min_rows: int = Field(default=30, ge=1)
+
+
+class ResidualSettings(_Strict):
+    scale: Literal["raw", "log"] = "raw"
+    sample_size: int = Field(default=5000, ge=100)
+
+
+class RobustnessSettings(_Strict):
+    noise_relative_sd: float = Field(default=0.01, gt=0)
+    percentile: float = Field(default=95, gt=0, le=100)
+    rows_per_example: int = Field(default=200, ge=10)
+    examples: int = Field(default=20, ge=1)
+    directional: list[DirectionalExpectation] = []
+
+
+class DeterminismSettings(_Strict):
+    refit_rows: int = Field(default=2000, ge=50)
+
+
+class LatencySettings(_Strict):
+    single_row_rounds: int = Field(default=200, ge=20)
+    batch_rows: int = Field(default=1000, ge=1)
+
+
+class GateSettings(_Strict):
+    drift: DriftSettings = DriftSettings()
+    champion: ChampionSettings = ChampionSettings()
+    slices: SliceSettings = SliceSettings()
+    residuals: ResidualSettings = ResidualSettings()
+    robustness: RobustnessSettings = RobustnessSettings()
+    determinism: DeterminismSettings = DeterminismSettings()
+    latency: LatencySettings = LatencySettings()
+
+
+class Settings(_Strict):
+    """The whole resolved config, with the active environment chosen."""
+
+    env: str
+    config_path: Path
+    seed: int
+    data: DataSettings
+    split: SplitSettings
+    model: ModelSettings
+    mlflow: MlflowSettings
+    gates: GateSettings = GateSettings()
+    environments: dict[str, Environment]
+
+    @model_validator(mode="after")
+    def _env_known(self) -> "Settings":
+        if self.env not in self.environments:
+            raise ValueError(
+                f"unknown environment '{self.env}' (known: {', '.join(self.environments)})"
+            )
+        return self
+
+    @property
+    def environment(self) -> Environment:
+        return self.environments[self.env]
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return self.environment.thresholds
+
+    def strictness(self, env: str) -> int:
+        """Position of an environment in the config: later ones are stricter."""
+        return list(self.environments).index(env)
+
+    def resolved(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the resolved config (canonical JSON)."""
+        text = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def with_env(self, env: str) -> "Settings":
+        return _build(self.config_path, {**self.resolved(), "env": env})
+
+    def with_data_path(self, path: Path) -> "Settings":
+        raw = self.resolved()
+        raw["data"]["path"] = str(Path(path).resolve())
+        return _build(self.config_path, raw)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}:{where} not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a mapping of keys at the top level")
+    return raw
+
+
+def _resolve_path(base: Path, value: str | Path) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _resolve_tracking_uri(base: Path, uri: str) -> str:
+    # A relative sqlite path means "next to the config", like every other path in it.
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(_resolve_path(base, uri[len(prefix):]))
+    return uri
+
+
+def _build(config_path: Path, raw: dict[str, Any]) -> Settings:
+    try:
+        for env_name, env in (raw.get("environments") or {}).items():
+            # Each threshold carries its environment's name for its messages.
+            if isinstance(env, dict) and isinstance(env.get("thresholds"), dict):
+                for key, th in env["thresholds"].items():
+                    if isinstance(th, dict):
+                        th.setdefault("env", env_name)
+        return Settings.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "missing key"
+        raise InputError(f"{config_path}: {key}: {msg}{more}") from None
+
+
+def load(path: str | Path | None = None, env: str | None = None) -> Settings:
+    """Read the pipeline config (and the model config it names) into Settings for `env`.
+
+    `path` defaults to $PIPELINE_CONFIG, then configs/pipeline_config.yaml; `env` defaults
+    to the file's `default_env`. $MLFLOW_TRACKING_URI, when set, overrides the tracking URI.
+    """
+    path = Path(path or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG).resolve()
+    raw = _read_yaml(path)
+    base = path.parent
+    model_file = raw.pop("model_config", None)
+    if model_file is not None:
+        if not isinstance(model_file, str):
+            raise InputError(f"{path}: model_config: expected a file name")
+        model_path = _resolve_path(base, model_file)
+        model_raw = _read_yaml(model_path)
+        unknown = set(model_raw) - {"model"}
+        if unknown:
+            raise InputError(f"{model_path}: {sorted(unknown)[0]}: unknown key")
+        if "model" in raw:
+            raise InputError(f"{path}: model: given here and in {model_path}")
+        raw["model"] = model_raw.get("model")
+    default_env = raw.pop("default_env", None)
+    raw["env"] = env or default_env or "dev"
+    raw["config_path"] = str(path)
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        data["path"] = str(_resolve_path(base, data["path"]))
+    ml = raw.get("mlflow")
+    if isinstance(ml, dict):
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            ml["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"]
+        if isinstance(ml.get("tracking_uri"), str):
+            ml["tracking_uri"] = _resolve_tracking_uri(base, ml["tracking_uri"])
+        if isinstance(ml.get("artifact_location"), str):
+            ml["artifact_location"] = str(_resolve_path(base, ml["artifact_location"]))
+    return _build(path, raw)
+

@@ -1,0 +1,259 @@
+"""Data: read a CSV, check it against the contract, split it reproducibly.
+
+Rows in messages are data rows counted from 1, the header not counted; the CSV line is
+given where the parser knows it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+from sklearn.model_selection import train_test_split
+
+from pipeline.config import DataSettings, Settings
+from pipeline.errors import InputError
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A contract-checked frame with its resolved features and digest."""
+
+    path: Path
+    frame: pd.DataFrame
+    target: str
+    features: FeatureSpec
+    digest: str
+
+    @property
+    def X(self) -> pd.DataFrame:
+        return self.frame[self.features.columns]
+
+    @property
+    def y(self) -> pd.Series:
+        return self.frame[self.target]
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pd.DataFrame
+    eval: pd.DataFrame
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """SHA-256 of a frame's values and column names, independent of how it was stored."""
+    h = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
+    return h.hexdigest()
+
+
+def read_text(path: Path) -> str:
+    """Read a CSV's text, refusing what is not CSV text at all."""
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise InputError(f"{path}: file is empty")
+    if b"\x00" in raw[:65536]:
+        offset = raw.index(b"\x00")
+        raise InputError(f"{path}: not CSV text (binary content, NUL byte at offset {offset})")
+    try:
+        # utf-8-sig drops a byte-order mark; newline handling is left to the csv parser.
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise InputError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})"
+        ) from None
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """Parse CSV text strictly: every row has the header's field count, column names unique."""
+    path = Path(path)
+    text = read_text(path)
+    header = next(csv.reader(io.StringIO(text)), [])
+    names = [h.strip() for h in header]
+    if len(names) < 2:
+        raise InputError(f"{path}: line 1: not a CSV header (found {len(names)} column)")
+    seen: set[str] = set()
+    for name in names:
+        if name == "":
+            raise InputError(f"{path}: line 1: empty column name")
+        if name in seen:
+            raise InputError(f"{path}: column '{name}': duplicated column name")
+        seen.add(name)
+    try:
+        frame = pd.read_csv(io.StringIO(text), on_bad_lines="error", skipinitialspace=False)
+    except pd.errors.ParserError as e:
+        # pandas says "Expected 74 fields in line 12, saw 75": keep its words, one line.
+        raise InputError(f"{path}: {str(e).strip().splitlines()[-1].removeprefix('Error tokenizing data. C error: ')}") from None
+    except (pd.errors.EmptyDataError, csv.Error) as e:
+        raise InputError(f"{path}: not CSV text ({e})") from None
+    frame.columns = names
+    if frame.empty:
+        raise InputError(f"{path}: no data rows (header only)")
+    return frame
+
+
+def _is_numeric(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+
+
+def resolve_features(frame: pd.DataFrame, cfg: DataSettings) -> FeatureSpec:
+    """Feature lists from config, or inferred from the parsed dtypes when not given."""
+    excluded = {cfg.target, *cfg.id_columns, *cfg.drop_columns}
+    given_num, given_cat = cfg.numeric_features, cfg.categorical_features
+    listed = set(given_num or []) | set(given_cat or [])
+    rest = [c for c in frame.columns if c not in excluded and c not in listed]
+    if given_num is None:
+        given_num = [c for c in rest if _is_numeric(frame[c])]
+    if given_cat is None:
+        given_cat = [c for c in rest if c not in given_num]
+    return FeatureSpec(tuple(given_num), tuple(given_cat))
+
+
+def _row(index) -> int:
+    return int(index) + 1
+
+
+def _first_bad_numeric(s: pd.Series) -> tuple[int, str] | None:
+    coerced = pd.to_numeric(s, errors="coerce")
+    bad = coerced.isna() & s.notna()
+    if bad.any():
+        i = bad.idxmax()
+        return _row(i), str(s.loc[i])
+    return None
+
+
+def _schema(cfg: DataSettings, features: FeatureSpec) -> pa.DataFrameSchema:
+    c = cfg.contract
+    columns: dict[str, pa.Column] = {}
+
+    def finite(s: pd.Series) -> pd.Series:
+        return ~np.isinf(s)
+
+    for name in [cfg.target, *features.numeric]:
+        checks = [pa.Check(finite, element_wise=False, error="infinite value")]
+        rng = c.ranges.get(name)
+        if rng is not None and rng.min is not None:
+            checks.append(pa.Check.ge(rng.min, error=f"value below the allowed minimum {rng.min:g}"))
+        if rng is not None and rng.max is not None:
+            checks.append(pa.Check.le(rng.max, error=f"value above the allowed maximum {rng.max:g}"))
+        if name == cfg.target:
+            if c.target_positive:
+                checks.append(pa.Check.gt(0, error="target not > 0"))
+            checks.append(
+                pa.Check(lambda s: s.nunique() > 1, error="target has no variance", ignore_na=True)
+            )
+        columns[name] = pa.Column(float, checks=checks, nullable=name != cfg.target, coerce=True)
+    for name in features.categorical:
+        columns[name] = pa.Column(nullable=True)
+    return pa.DataFrameSchema(columns, strict=False, ordered=False)
+
+
+def check_contract(frame: pd.DataFrame, cfg: DataSettings, path: Path) -> tuple[pd.DataFrame, FeatureSpec]:
+    """Check a parsed frame against the data contract; return the typed frame and features.
+
+    Raises InputError naming the file, column and row of the first violation.
+    """
+    c = cfg.contract
+    features = resolve_features(frame, cfg)
+    needed = [cfg.target, *features.columns]
+    missing = [col for col in needed if col not in frame.columns]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        what = "target column" if missing[0] == cfg.target else "required column"
+        raise InputError(f"{path}: {what} '{missing[0]}' is missing{more}")
+    if not features.columns:
+        raise InputError(f"{path}: no feature columns besides the target '{cfg.target}'")
+    for col in [cfg.target, *features.numeric]:
+        if not _is_numeric(frame[col]):
+            bad = _first_bad_numeric(frame[col])
+            if bad:
+                raise InputError(f"{path}: column '{col}' row {bad[0]}: text '{bad[1]}' in a numeric column")
+    target = frame[cfg.target]
+    if target.isna().any():
+        raise InputError(f"{path}: column '{cfg.target}' row {_row(target.isna().idxmax())}: target is missing")
+    if len(frame) < c.min_rows:
+        raise InputError(f"{path}: {len(frame)} rows < contract minimum {c.min_rows} (data.contract.min_rows)")
+    for col in features.columns:
+        share = float(frame[col].isna().mean())
+        if share == 1.0:
+            raise InputError(f"{path}: column '{col}': empty in every row")
+        limit = c.missing_share.get(col, c.max_missing_share)
+        if share > limit:
+            raise InputError(
+                f"{path}: column '{col}': missing in {share:.1%} of rows > {limit:.1%} allowed (data.contract)"
+            )
+    try:
+        typed = _schema(cfg, features).validate(frame, lazy=True)
+    except SchemaErrors as e:
+        fc = e.failure_cases
+        first = fc.iloc[0]
+        col = first.get("column")
+        idx = first.get("index")
+        where = f" row {_row(idx)}" if idx is not None and not pd.isna(idx) else ""
+        check = str(first.get("check"))
+        value = first.get("failure_case")
+        more = f" (and {len(fc) - 1} more)" if len(fc) > 1 else ""
+        shown = "" if where == "" or pd.isna(value) else f" ({value})"
+        raise InputError(f"{path}: column '{col}'{where}: {check}{shown}{more}") from None
+    if not c.allow_duplicate_rows:
+        hashes = pd.util.hash_pandas_object(typed[needed], index=False)
+        dup = hashes.duplicated()
+        if dup.any():
+            i = dup.idxmax()
+            first = hashes.index[hashes == hashes.loc[i]][0]
+            raise InputError(f"{path}: row {_row(i)} duplicates row {_row(first)}")
+    typed = typed[[*needed]].copy()
+    for col in features.numeric:
+        typed[col] = typed[col].astype("float64")
+    typed[cfg.target] = typed[cfg.target].astype("float64")
+    for col in features.categorical:
+        # Categories are text: numbers used as codes become strings, missing stays missing.
+        s = typed[col]
+        typed[col] = s.where(s.isna(), s.astype(str)).astype(object)
+    return typed, features
+
+
+def load(settings: Settings, path: Path | None = None) -> Dataset:
+    """Read and contract-check the configured data file (or `path`, with the same contract)."""
+    path = Path(path or settings.data.path)
+    frame = read_csv(path)
+    typed, features = check_contract(frame, settings.data, path)
+    return Dataset(path=path, frame=typed, target=settings.data.target, features=features, digest=file_digest(path))
+
+
+def split(settings: Settings, data: Dataset) -> Split:
+    """Seeded train/evaluation split; the evaluation rows keep the file's order."""
+    train_idx, eval_idx = train_test_split(
+        data.frame.index, test_size=settings.split.test_size, random_state=settings.split.seed
+    )
+    return Split(train=data.frame.loc[sorted(train_idx)], eval=data.frame.loc[sorted(eval_idx)])

@@ -1,0 +1,236 @@
+"""Figures: pure functions from predictions and frames to the numbers the gates judge.
+
+Nothing here knows about pytest or MLflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def r2(y: np.ndarray, p: np.ndarray) -> float:
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    ss_res = float(np.sum((y - p) ** 2))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+
+
+def mae(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean(np.abs(np.asarray(y, float) - np.asarray(p, float))))
+
+
+def rmse(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(y, float) - np.asarray(p, float)) ** 2)))
+
+
+def mape(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean absolute percentage error, in percent."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    return float(100.0 * np.mean(np.abs(y - p) / np.abs(y)))
+
+
+def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    return {"r2": r2(y, p), "mae": mae(y, p), "rmse": rmse(y, p), "mape": mape(y, p)}
+
+
+@dataclass(frozen=True)
+class Drift:
+    column: str
+    statistic: float
+    p_value: float
+
+
+def feature_drift(train: pd.DataFrame, evaluation: pd.DataFrame, numeric: list[str], categorical: list[str], min_rows: int = 20) -> list[Drift]:
+    """Per-column shift between two frames, worst first.
+
+    Numeric columns: two-sample Kolmogorov-Smirnov statistic. Categorical columns: total
+    variation distance between the category shares (the same 0..1 scale), with a
+    chi-square p-value beside it.
+    """
+    out: list[Drift] = []
+    for col in numeric:
+        a, b = train[col].dropna().to_numpy(), evaluation[col].dropna().to_numpy()
+        if len(a) < min_rows or len(b) < min_rows:
+            continue
+        res = stats.ks_2samp(a, b)
+        out.append(Drift(col, float(res.statistic), float(res.pvalue)))
+    for col in categorical:
+        a = train[col].fillna("<missing>").value_counts()
+        b = evaluation[col].fillna("<missing>").value_counts()
+        table = pd.concat([a, b], axis=1).fillna(0).to_numpy()
+        shares = table / table.sum(axis=0)
+        tvd = 0.5 * float(np.abs(shares[:, 0] - shares[:, 1]).sum())
+        try:
+            p = float(stats.chi2_contingency(table + 0.5).pvalue)
+        except ValueError:
+            p = float("nan")
+        out.append(Drift(col, tvd, p))
+    return sorted(out, key=lambda d: d.statistic, reverse=True)
+
+
+def shared_rows(train: pd.DataFrame, evaluation: pd.DataFrame, columns: list[str]) -> int:
+    """How many evaluation rows also occur, value for value, in the training rows."""
+    h_train = set(pd.util.hash_pandas_object(train[columns], index=False).to_numpy().tolist())
+    h_eval = pd.util.hash_pandas_object(evaluation[columns], index=False).to_numpy()
+    return int(sum(1 for h in h_eval.tolist() if h in h_train))
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Paired bootstrap of the relative MAE difference (candidate - champion) / champion."""
+
+    delta: float  # observed relative difference
+    lower: float  # lower bound of the one-sided interval at `confidence`
+    upper: float
+    confidence: float
+    samples: np.ndarray
+
+
+def paired_bootstrap_mae(y: np.ndarray, p_candidate: np.ndarray, p_champion: np.ndarray, resamples: int, confidence: float, seed: int) -> Bootstrap:
+    y = np.asarray(y, float)
+    e_cand = np.abs(y - np.asarray(p_candidate, float))
+    e_champ = np.abs(y - np.asarray(p_champion, float))
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    samples = np.empty(resamples)
+    # Chunked so that memory stays bounded at any row count.
+    chunk = max(1, 2_000_000 // max(n, 1))
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        mc, mh = e_cand[idx].mean(axis=1), e_champ[idx].mean(axis=1)
+        samples[start:stop] = (mc - mh) / mh
+    alpha = 1 - confidence
+    delta = (e_cand.mean() - e_champ.mean()) / e_champ.mean()
+    return Bootstrap(
+        delta=float(delta),
+        lower=float(np.quantile(samples, alpha)),
+        upper=float(np.quantile(samples, 1 - alpha)),
+        confidence=confidence,
+        samples=samples,
+    )
+
+
+@dataclass(frozen=True)
+class SliceError:
+    column: str
+    value: str
+    rows: int
+    mae: float
+    ratio: float  # slice MAE / overall MAE
+
+
+def slice_errors(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: list[str], target: str, target_bands: list[float], min_rows: int) -> list[SliceError]:
+    """MAE per slice with at least `min_rows` rows, worst ratio first."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    abs_err = np.abs(y - p)
+    overall = float(abs_err.mean())
+    keys: dict[str, pd.Series] = {c: frame[c].astype(object).fillna("<missing>").astype(str) for c in columns}
+    if target_bands:
+        edges = [-np.inf, *sorted(target_bands), np.inf]
+        labels = [f"{_band(lo)}-{_band(hi)}" for lo, hi in zip(edges[:-1], edges[1:])]
+        keys[f"{target} band"] = pd.Series(pd.cut(y, edges, labels=labels, right=False).astype(str), index=frame.index)
+    out: list[SliceError] = []
+    err = pd.Series(abs_err, index=frame.index)
+    for col, key in keys.items():
+        grouped = err.groupby(key.to_numpy())
+        for value, rows, m in zip(grouped.size().index, grouped.size().to_numpy(), grouped.mean().to_numpy()):
+            if rows >= min_rows:
+                out.append(SliceError(col, str(value), int(rows), float(m), float(m / overall)))
+    return sorted(out, key=lambda s: s.ratio, reverse=True)
+
+
+def _band(x: float) -> str:
+    if np.isinf(x):
+        return "" if x < 0 else "max"
+    return f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}"
+
+
+def residuals(y: np.ndarray, p: np.ndarray, scale: str) -> np.ndarray:
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    if scale == "log":
+        return np.log(y) - np.log(p)
+    return y - p
+
+
+@dataclass(frozen=True)
+class Normality:
+    skew: float
+    excess_kurtosis: float
+    jb_statistic: float
+    jb_p_value: float
+
+
+def normality(resid: np.ndarray) -> Normality:
+    from statsmodels.stats.stattools import jarque_bera
+
+    jb, p, skew, kurt = jarque_bera(np.asarray(resid, float))
+    return Normality(float(skew), float(kurt) - 3.0, float(jb), float(p))
+
+
+@dataclass(frozen=True)
+class Spread:
+    ratio: float  # residual spread, top prediction decile over bottom (largest / smallest)
+    top: float
+    bottom: float
+    bp_p_value: float
+
+
+def spread(resid: np.ndarray, predictions: np.ndarray) -> Spread:
+    """Homoscedasticity effect size: spread of residuals in the top vs the bottom decile.
+
+    Spread is the median absolute deviation scaled to a standard deviation, so a few wild
+    rows do not decide it; Breusch-Pagan's p-value is reported beside it.
+    """
+    from statsmodels.stats.diagnostic import het_breuschpagan
+
+    resid = np.asarray(resid, float)
+    pred = np.asarray(predictions, float)
+    order = np.argsort(pred, kind="stable")
+    k = max(2, len(pred) // 10)
+
+    def mad(x: np.ndarray) -> float:
+        return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+    bottom, top = mad(resid[order[:k]]), mad(resid[order[-k:]])
+    ratio = max(top, bottom) / min(top, bottom) if min(top, bottom) > 0 else float("inf")
+    exog = np.column_stack([np.ones_like(pred), pred])
+    try:
+        _, bp_p, _, _ = het_breuschpagan(resid, exog)
+    except (ValueError, np.linalg.LinAlgError):
+        bp_p = float("nan")
+    return Spread(float(ratio), top, bottom, float(bp_p))
+
+
+@dataclass(frozen=True)
+class Autocorrelation:
+    durbin_watson: float
+    ljung_box_p_value: float
+    lags: int
+
+
+def autocorrelation(resid: np.ndarray, lags: int = 10) -> Autocorrelation:
+    from statsmodels.stats.diagnostic import acorr_ljungbox
+    from statsmodels.stats.stattools import durbin_watson
+
+    resid = np.asarray(resid, float)
+    lb = acorr_ljungbox(resid, lags=[lags], return_df=True)
+    return Autocorrelation(float(durbin_watson(resid)), float(lb["lb_pvalue"].iloc[0]), lags)
+
+
+def relative_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    before, after = np.asarray(before, float), np.asarray(after, float)
+    return np.abs(after - before) / np.maximum(np.abs(before), 1e-12)
+
+
+def max_abs_difference(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape:
+        return float("inf")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("inf")
+    return float(np.max(np.abs(a - b))) if a.size else 0.0

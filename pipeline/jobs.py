@@ -1,0 +1,42 @@
+"""Jobs: the steps scripts and the CLI share (train and log one candidate)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from pipeline import data as data_mod
+from pipeline import figures, registry, train
+from pipeline.config import Settings
+
+
+@dataclass(frozen=True)
+class Trained:
+    candidate: registry.Candidate
+    metrics: dict[str, float]
+    seconds: float
+
+
+def progress(step: str, started: float | None = None) -> None:
+    elapsed = f" ({time.perf_counter() - started:.1f} s)" if started is not None else ""
+    print(f"[pipeline] {step}{elapsed}", flush=True)
+
+
+def train_and_log(settings: Settings) -> Trained:
+    """Load and check the data, fit on the training split, log and register the model.
+
+    Everything that can be refused (config, data, model params) is checked before the
+    first write to MLflow.
+    """
+    t0 = time.perf_counter()
+    progress(f"loading {settings.data.path.name}")
+    dataset = data_mod.load(settings)
+    parts = data_mod.split(settings, dataset)
+    progress(f"fitting {settings.model.type} on {len(parts.train)} rows", t0)
+    model = train.fit(settings, dataset.features, parts.train)
+    metrics = figures.regression_metrics(
+        parts.eval[settings.data.target].to_numpy(), model.predict(parts.eval[dataset.features.columns])
+    )
+    progress("logging to MLflow", t0)
+    candidate = registry.log_candidate(settings, model, dataset, parts.eval, metrics)
+    return Trained(candidate, metrics, time.perf_counter() - t0)

@@ -1,0 +1,302 @@
+"""Registry: the only module that talks to MLflow (tracking store and model registry)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Settings
+from pipeline.data import Dataset, FeatureSpec
+from pipeline.errors import InputError, RegistryUnavailable
+
+TAG_DATA = "data_sha256"
+TAG_CONFIG = "config_sha256"
+TAG_MODEL = "model_sha256"
+TAG_GIT = "git_commit"
+TAG_SPLIT = "split_seed"
+MODEL_ARTIFACT = "model"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A registered model version, as training left it."""
+
+    name: str
+    version: str
+    run_id: str
+    model_sha256: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _quiet_mlflow() -> None:
+    # MLflow logs migrations and emoji links at INFO; gate output should stay readable.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="mlflow")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+
+def connect(settings: Settings):
+    """Point MLflow at the configured store and return a client; bounded patience with servers."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    _quiet_mlflow()
+    ml = settings.mlflow
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(ml.http_timeout_s)
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(ml.http_max_retries)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    uri = ml.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextlib.contextmanager
+def reachable(settings: Settings) -> Iterator[None]:
+    """Turn a store that cannot be reached into one line naming it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as e:
+        text = str(e)
+        if any(k in text for k in ("Connection refused", "Max retries", "ConnectionError", "timed out", "API request to")):
+            raise RegistryUnavailable(
+                f"tracking server {settings.mlflow.tracking_uri} unreachable: {text.splitlines()[0][:200]}"
+            ) from None
+        raise
+
+
+def ensure_experiment(settings: Settings) -> str:
+    import mlflow
+
+    client = connect(settings)
+    ml = settings.mlflow
+    exp = client.get_experiment_by_name(ml.experiment)
+    if exp is None:
+        location = None
+        if not ml.tracking_uri.startswith(("http://", "https://")):
+            ml.artifact_location.mkdir(parents=True, exist_ok=True)
+            location = ml.artifact_location.as_uri()
+        try:
+            exp_id = client.create_experiment(ml.experiment, artifact_location=location)
+        except Exception:  # a concurrent pipeline created it first
+            exp = client.get_experiment_by_name(ml.experiment)
+            if exp is None:
+                raise
+            exp_id = exp.experiment_id
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of the logged model, given so MLflow does not infer them (~5-7 s)."""
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy")]
+
+
+def trusted_types(model: Any) -> list[str]:
+    """Exactly the types skops must be told to trust to load this model back (never all)."""
+    import skops.io
+
+    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+
+
+def directory_digest(root: Path) -> str:
+    """SHA-256 over every file under `root`: relative path and content, in path order."""
+    root = Path(root)
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def model_digest(settings: Settings, model_uri: str) -> str:
+    """SHA-256 of a model's artifact files as the store holds them now."""
+    import mlflow.artifacts
+
+    connect(settings)
+    with tempfile.TemporaryDirectory() as tmp, reachable(settings):
+        local = mlflow.artifacts.download_artifacts(artifact_uri=_artifact_uri(settings, model_uri), dst_path=tmp)
+        return directory_digest(Path(local))
+
+
+def _artifact_uri(settings: Settings, model_uri: str) -> str:
+    """Resolve models:/NAME/VERSION to the storage location of its files."""
+    client = connect(settings)
+    if model_uri.startswith("models:/"):
+        rest = model_uri.removeprefix("models:/")
+        if "/" in rest:
+            name, ref = rest.split("/", 1)
+            mv = get_version(settings, name, ref)
+            return client.get_model_version_download_uri(name, mv.version)
+    return model_uri
+
+
+def get_version(settings: Settings, name: str, ref: str):
+    """A model version by number or alias (`models:/NAME/3`, `models:/NAME@staging`)."""
+    from mlflow.exceptions import MlflowException
+
+    client = connect(settings)
+    with reachable(settings):
+        try:
+            if ref.startswith("@"):
+                return client.get_model_version_by_alias(name, ref[1:])
+            return client.get_model_version(name, ref)
+        except MlflowException as e:
+            if "RESOURCE_DOES_NOT_EXIST" in str(e.error_code) or "not found" in str(e).lower() or "INVALID_PARAMETER_VALUE" in str(e.error_code):
+                raise InputError(f"model registry: model '{name}' version '{ref}' not found") from None
+            raise
+
+
+def parse_model_uri(uri: str) -> tuple[str, str] | None:
+    """(name, version-or-@alias) for registry URIs; None for runs:/ and other URIs."""
+    if not uri.startswith("models:/"):
+        return None
+    rest = uri.removeprefix("models:/")
+    if "@" in rest and "/" not in rest:
+        name, alias = rest.split("@", 1)
+        return name, "@" + alias
+    if "/" in rest:
+        name, version = rest.split("/", 1)
+        return name, version
+    return None
+
+
+def load_model(settings: Settings, uri: str):
+    """Load a logged sklearn model (models:/..., runs:/... or a path)."""
+    import mlflow.sklearn
+    from mlflow.exceptions import MlflowException
+
+    connect(settings)
+    with reachable(settings):
+        try:
+            return mlflow.sklearn.load_model(uri)
+        except MlflowException as e:
+            raise InputError(f"--model-uri {uri}: {str(e).splitlines()[0][:200]}") from None
+        except OSError as e:
+            raise InputError(f"--model-uri {uri}: {e}") from None
+
+
+def log_candidate(settings: Settings, model: Any, data: Dataset, eval_frame: pd.DataFrame, metrics: dict[str, float]) -> Candidate:
+    """Log a fitted model as a new run and a new version of the registered model."""
+    import mlflow
+    import mlflow.sklearn
+
+    features: FeatureSpec = data.features
+    ml = settings.mlflow
+    commit = git_commit(settings.config_path.parent)
+    X_eval = eval_frame[features.columns]
+    with reachable(settings):
+        ensure_experiment(settings)
+        tags = {
+            TAG_DATA: data.digest,
+            TAG_CONFIG: settings.digest,
+            TAG_SPLIT: str(settings.split.seed),
+            "env": settings.env,
+        }
+        if commit:
+            tags[TAG_GIT] = commit
+        with mlflow.start_run(tags=tags) as run:
+            params = {
+                "model_type": settings.model.type,
+                "log_target": settings.model.log_target,
+                "seed": settings.seed,
+                "split_seed": settings.split.seed,
+                "test_size": settings.split.test_size,
+                "data_path": str(data.path),
+                "rows": len(data.frame),
+                "n_numeric": len(features.numeric),
+                "n_categorical": len(features.categorical),
+                **{f"model.{k}": v for k, v in settings.model.params.items()},
+            }
+            mlflow.log_params(params)
+            mlflow.log_metrics({f"eval_{k}": float(v) for k, v in metrics.items()})
+            mlflow.log_dict(settings.resolved(), "config/resolved_config.json")
+            dataset = mlflow.data.from_pandas(
+                data.frame, source=str(data.path), targets=data.target, name=data.path.name, digest=data.digest[:36]
+            )
+            mlflow.log_input(dataset, context="training")
+            example = X_eval.head(5)
+            signature = signature_for(features)
+            info = mlflow.sklearn.log_model(
+                model,
+                name=MODEL_ARTIFACT,
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                skops_trusted_types=trusted_types(model),
+                signature=signature,
+                input_example=example,
+                pip_requirements=pip_requirements(),
+            )
+            mv = mlflow.register_model(info.model_uri, ml.registered_model, tags=tags)
+        digest = model_digest(settings, f"models:/{ml.registered_model}/{mv.version}")
+        client = connect(settings)
+        client.set_model_version_tag(ml.registered_model, mv.version, TAG_MODEL, digest)
+        client.set_model_version_tag(ml.registered_model, mv.version, "run_id", run.info.run_id)
+    return Candidate(ml.registered_model, str(mv.version), run.info.run_id, digest)
+
+
+def signature_for(features: FeatureSpec):
+    """The model's signature from the feature spec, not from a sample.
+
+    Inferred from a few rows, a categorical column that happens to be empty there is
+    typed double and the served model then fails on it.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = [ColSpec("double", c, required=True) for c in features.numeric]
+    inputs += [ColSpec("string", c, required=True) for c in features.categorical]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double")]))
+
+
+def to_jsonable(obj: Any) -> Any:
+    """JSON-safe copy of figures (numpy scalars, NaN and inf as strings)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        return f if np.isfinite(f) else str(f)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(to_jsonable(obj), indent=2, sort_keys=True)
