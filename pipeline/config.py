@@ -109,7 +109,7 @@ class Thresholds(_Strict):
     rmse: Threshold
     mape: Threshold
     champion_mae_delta: Threshold
-    slice_mae_ratio: Threshold
+    slice_error_ratio: Threshold
     residual_skew: Threshold
     residual_excess_kurtosis: Threshold
     residual_spread_ratio: Threshold
@@ -191,6 +191,8 @@ class ChampionSettings(_Strict):
 
 
 class SliceSettings(_Strict):
+    # mae: absolute error per slice; mape: relative error, for targets whose errors grow with them.
+    metric: Literal["mae", "mape"] = "mae"
     columns: list[str] = []
     target_bands: list[float] = []
     min_rows: int = Field(default=30, ge=1)

@@ -120,14 +120,16 @@ class SliceError:
     column: str
     value: str
     rows: int
-    mae: float
-    ratio: float  # slice MAE / overall MAE
+    error: float  # the slice's MAE (or MAPE, in percent)
+    ratio: float  # slice error / overall error
 
 
-def slice_errors(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: list[str], target: str, target_bands: list[float], min_rows: int) -> list[SliceError]:
-    """MAE per slice with at least `min_rows` rows, worst ratio first."""
+def slice_errors(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: list[str], target: str, target_bands: list[float], min_rows: int, metric: str = "mae") -> list[SliceError]:
+    """MAE (or MAPE) per slice with at least `min_rows` rows, worst ratio first."""
     y, p = np.asarray(y, float), np.asarray(p, float)
     abs_err = np.abs(y - p)
+    if metric == "mape":
+        abs_err = 100.0 * abs_err / np.abs(y)
     overall = float(abs_err.mean())
     keys: dict[str, pd.Series] = {c: frame[c].astype(object).fillna("<missing>").astype(str) for c in columns}
     if target_bands:

@@ -300,3 +300,176 @@ def to_jsonable(obj: Any) -> Any:
 
 def dumps(obj: Any) -> str:
     return json.dumps(to_jsonable(obj), indent=2, sort_keys=True)
+
+
+# ---------------------------------------------------------------- evidence and aliases
+
+EVIDENCE_DIR = "evidence"
+
+
+def _store_exists(settings: Settings) -> bool:
+    uri = settings.mlflow.tracking_uri
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).is_file()
+    return True
+
+
+def champion_version(settings: Settings, alias: str) -> tuple[str, str] | None:
+    """(name, version) holding `alias` in the registered model, None when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    if not _store_exists(settings):
+        return None
+    client = connect(settings)
+    name = settings.mlflow.registered_model
+    with reachable(settings):
+        try:
+            mv = client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+    return name, str(mv.version)
+
+
+def store_evidence(settings: Settings, name: str, version: str, run_id: str, doc: dict[str, Any]) -> str:
+    """Log the evidence as an artifact of the version's run and summarise it in version tags."""
+    from pipeline import evidence as ev
+
+    client = connect(settings)
+    env = doc["environment"]
+    stamp = doc["ended"].replace(":", "").replace("-", "")
+    path = f"{EVIDENCE_DIR}/{env}/v{version}-{stamp}.json"
+    digest = ev.digest(doc)
+    with reachable(settings), tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(path).name
+        local.write_bytes(ev.canonical(doc))
+        client.log_artifact(run_id, str(local), artifact_path=str(Path(path).parent))
+        for key, value in {
+            f"gates.{env}.status": doc["status"],
+            f"gates.{env}.evidence": path,
+            f"gates.{env}.evidence_sha256": digest,
+            f"gates.{env}.ended": doc["ended"],
+        }.items():
+            client.set_model_version_tag(name, version, key, value)
+    return path
+
+
+def load_evidence(settings: Settings, name: str, version: str) -> dict[str, tuple[dict[str, Any], str]]:
+    """Evidence recorded on a version, per environment: (document, digest in the tag)."""
+    mv = get_version(settings, name, version)
+    tags = mv.tags or {}
+    out: dict[str, tuple[dict[str, Any], str]] = {}
+    client = connect(settings)
+    for key, path in tags.items():
+        if not (key.startswith("gates.") and key.endswith(".evidence")):
+            continue
+        env = key[len("gates."):-len(".evidence")]
+        with reachable(settings), tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = client.download_artifacts(mv.run_id, path, tmp)
+            except Exception as e:  # a missing artifact is a refusal, not a crash
+                raise InputError(f"{name} version {version}: evidence artifact {path} unreadable: {str(e).splitlines()[0][:120]}") from None
+            doc = json.loads(Path(local).read_text())
+        out[env] = (doc, tags.get(f"gates.{env}.evidence_sha256", ""))
+    return out
+
+
+def move_alias(settings: Settings, name: str, alias: str, version: str, *, evidence_sha256: str, who: str, evidence_env: str) -> str | None:
+    """Point `alias` at `version`; the previous holder keeps `previous-<alias>`. Returns it."""
+    import datetime as dt
+
+    from mlflow.exceptions import MlflowException
+
+    client = connect(settings)
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    with reachable(settings):
+        try:
+            previous = str(client.get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            previous = None
+        if previous != version:
+            if previous is not None:
+                client.set_registered_model_alias(name, f"previous-{alias}", previous)
+            client.set_registered_model_alias(name, alias, version)
+        for key, value in {
+            f"promoted.{alias}.by": who,
+            f"promoted.{alias}.at": now,
+            f"promoted.{alias}.evidence_sha256": evidence_sha256,
+            f"promoted.{alias}.evidence_env": evidence_env,
+            f"promoted.{alias}.replaced": previous or "none",
+            # Stages are deprecated in MLflow 3; the name stays visible as a tag.
+            "stage": alias,
+        }.items():
+            client.set_model_version_tag(name, version, key, value)
+    return previous
+
+
+def rollback_alias(settings: Settings, name: str, alias: str, who: str) -> tuple[str, str]:
+    """Swap `alias` and `previous-<alias>`: one command undoes the last promotion."""
+    import datetime as dt
+
+    from mlflow.exceptions import MlflowException
+
+    client = connect(settings)
+    with reachable(settings):
+        try:
+            current = str(client.get_model_version_by_alias(name, alias).version)
+            previous = str(client.get_model_version_by_alias(name, f"previous-{alias}").version)
+        except MlflowException:
+            raise InputError(f"model registry: {name} has no @{alias} and @previous-{alias} to roll back between") from None
+        client.set_registered_model_alias(name, alias, previous)
+        client.set_registered_model_alias(name, f"previous-{alias}", current)
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        client.set_model_version_tag(name, previous, f"rolled_back.{alias}.at", now)
+        client.set_model_version_tag(name, previous, f"rolled_back.{alias}.by", who)
+        client.set_model_version_tag(name, previous, "stage", alias)
+    return previous, current
+
+
+def versions(settings: Settings, name: str) -> list[Any]:
+    """All versions of a registered model, newest first, with their aliases."""
+    client = connect(settings)
+    with reachable(settings):
+        found = client.search_model_versions(f"name = '{name}'")
+        aliases: dict[str, list[str]] = {}
+        try:
+            rm = client.get_registered_model(name)
+            for alias, v in (rm.aliases or {}).items():
+                aliases.setdefault(str(v), []).append(alias)
+        except Exception:
+            pass
+    out = sorted(found, key=lambda mv: int(mv.version), reverse=True)
+    for mv in out:
+        mv._pipeline_aliases = sorted(aliases.get(str(mv.version), []))
+    return out
+
+
+def archive_old_versions(settings: Settings, name: str) -> list[str]:
+    """Tag versions beyond the newest `keep_versions` that hold no alias as archived."""
+    client = connect(settings)
+    archived = []
+    for mv in versions(settings, name)[settings.mlflow.keep_versions:]:
+        if mv._pipeline_aliases or (mv.tags or {}).get("archived") == "true":
+            continue
+        client.set_model_version_tag(name, mv.version, "archived", "true")
+        archived.append(str(mv.version))
+    return archived
+
+
+def save_model(model: Any, features: FeatureSpec, path: Path) -> None:
+    """Save a sklearn model in MLflow's format (skops), as log_candidate logs it."""
+    import mlflow.sklearn
+
+    _quiet_mlflow()
+    mlflow.sklearn.save_model(
+        model, str(path), serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+        skops_trusted_types=trusted_types(model), signature=signature_for(features),
+        pip_requirements=pip_requirements(),
+    )
+
+
+def roundtrip_pyfunc(model: Any, features: FeatureSpec, path: Path):
+    """Save a model with MLflow and load it back as pyfunc, the way serving loads it."""
+    import mlflow.pyfunc
+
+    save_model(model, features, path)
+    return mlflow.pyfunc.load_model(str(path))

@@ -19,6 +19,13 @@ def build(settings: Settings, spec: FeatureSpec) -> Pipeline:
     """An unfitted Pipeline(preprocess -> regressor), seeded from the config."""
     m = settings.model
     params = dict(m.params)
+    if isinstance(params.get("monotonic_cst"), dict):
+        # Named constraints, aligned here to the column order the preprocessor outputs.
+        named = params["monotonic_cst"]
+        unknown = sorted(set(named) - set(spec.numeric))
+        if unknown:
+            raise InputError(f"{settings.config_path}: model.params.monotonic_cst: '{unknown[0]}' is not a numeric feature")
+        params["monotonic_cst"] = [int(named.get(c, 0)) for c in spec.columns]
     try:
         if m.type == "hist_gradient_boosting":
             n_num = len(spec.numeric)

@@ -1,0 +1,54 @@
+"""Determinism gates: the same inputs and seed give the same predictions, however asked."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from pipeline import figures, registry
+
+pytestmark = [pytest.mark.gates, pytest.mark.determinism]
+
+
+def test_refit_identical(candidate_model, train_frame, eval_frame, feature_spec, pipeline_settings, thresholds, record_gate):
+    th = thresholds.prediction_difference
+    n = min(len(train_frame), pipeline_settings.gates.determinism.refit_rows)
+    # A bounded, seeded sample: determinism does not need the full training set to show.
+    sample = train_frame.sample(n=n, random_state=pipeline_settings.seed)
+    X, y = sample[feature_spec.columns], sample[pipeline_settings.data.target]
+    first = clone(candidate_model).fit(X, y).predict(eval_frame[feature_spec.columns])
+    second = clone(candidate_model).fit(X, y).predict(eval_frame[feature_spec.columns])
+    diff = figures.max_abs_difference(first, second)
+    record_gate("prediction_difference", diff, th, f"two refits on {n} rows with the same seed")
+    assert th.holds(diff), th.explain("max prediction difference between two refits", diff)
+
+
+def test_predict_twice_identical(candidate_model, eval_predictions, feature_spec, thresholds, record_gate):
+    th = thresholds.prediction_difference
+    again = candidate_model.predict(eval_predictions.frame[feature_spec.columns])
+    diff = figures.max_abs_difference(eval_predictions.p, again)
+    record_gate("prediction_difference", diff, th, "the same rows predicted twice")
+    assert th.holds(diff), th.explain("max prediction difference between two predicts", diff)
+
+
+def test_mlflow_roundtrip_identical(candidate_model, eval_predictions, feature_spec, thresholds, record_gate, tmp_path):
+    th = thresholds.prediction_difference
+    loaded = registry.roundtrip_pyfunc(candidate_model, feature_spec, tmp_path / "model")
+    diff = figures.max_abs_difference(eval_predictions.p, np.asarray(loaded.predict(eval_predictions.frame[feature_spec.columns]), float))
+    record_gate("prediction_difference", diff, th, "saved with mlflow.sklearn (skops), loaded as pyfunc")
+    assert th.holds(diff), th.explain("max prediction difference after an MLflow save and load", diff)
+
+
+def test_batch_independent(candidate_model, eval_predictions, feature_spec, pipeline_settings, thresholds, record_gate):
+    th = thresholds.prediction_difference
+    X = eval_predictions.frame[feature_spec.columns]
+    rng = np.random.default_rng(pipeline_settings.seed)
+    order = rng.permutation(len(X))
+    shuffled = np.empty(len(X))
+    shuffled[order] = candidate_model.predict(X.iloc[order])
+    # Uneven chunks, so that rows meet different neighbours than in the full batch.
+    cuts = np.sort(rng.choice(np.arange(1, len(X)), size=min(7, len(X) - 1), replace=False))
+    bounds = [0, *cuts.tolist(), len(X)]
+    chunked = np.concatenate([candidate_model.predict(X.iloc[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
+    diff = max(figures.max_abs_difference(eval_predictions.p, shuffled), figures.max_abs_difference(eval_predictions.p, chunked))
+    record_gate("prediction_difference", diff, th, "rows shuffled, and predicted in uneven chunks")
+    assert th.holds(diff), th.explain("max prediction difference across batch compositions and row order", diff)

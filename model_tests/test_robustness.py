@@ -1,0 +1,157 @@
+"""Robustness gates (hypothesis): perturbation specs drawn by hypothesis, one batched predict each.
+
+A failure shows hypothesis's shrunk minimal spec in the message.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+from pipeline import figures
+from pipeline import robustness as rb
+
+pytestmark = [pytest.mark.gates, pytest.mark.robustness]
+
+
+@pytest.fixture(scope="module")
+def spread(train_frame, feature_spec):
+    """Each numeric feature's training standard deviation: the unit of noise."""
+    return train_frame[list(feature_spec.numeric)].std().fillna(0.0)
+
+
+def _worst(observed):
+    return max(observed, key=lambda o: o[0]) if observed else (float("nan"), None)
+
+
+def test_noise_stability(gate_session, eval_frame, feature_spec, spread, pipeline_settings, thresholds, record_gate):
+    cfg, th = pipeline_settings.gates.robustness, thresholds.noise_prediction_change
+    observed = []
+
+    @given(spec=rb.noise_specs(list(feature_spec.numeric), cfg.rows_per_example, cfg.noise_relative_sd))
+    def check(spec):
+        rows = spec.sample.take(eval_frame)
+        change = figures.relative_change(gate_session.predict(rows), gate_session.predict(spec.apply(rows, spread)))
+        figure = float(np.percentile(change, cfg.percentile))
+        observed.append((figure, float(change.max()), spec))
+        assert th.holds(figure), th.explain(f"p{cfg.percentile:g} relative prediction change", figure, f"max {change.max():.3g}; {spec}")
+
+    try:
+        check()
+    finally:
+        mx = max((o[1] for o in observed), default=float("nan"))
+        record_gate("noise_prediction_change", _worst(observed)[0], th, f"p{cfg.percentile:g} over rows, worst example; max single-row change {mx:.3g}; noise sd {cfg.noise_relative_sd} x column sd")
+
+
+def _nonfinite_gate(record_gate, th, observed, what):
+    worst = _worst(observed)
+    record_gate("nonfinite_predictions", worst[0], th, f"{what}; {len(observed)} examples")
+
+
+def test_missing_values(gate_session, eval_frame, feature_spec, pipeline_settings, thresholds, record_gate):
+    cfg, th = pipeline_settings.gates.robustness, thresholds.nonfinite_predictions
+    observed = []
+
+    @given(spec=rb.mask_specs(feature_spec.columns, cfg.rows_per_example))
+    def check(spec):
+        rows = spec.apply(spec.sample.take(eval_frame))
+        try:
+            bad = int((~np.isfinite(gate_session.predict(rows))).sum())
+        except Exception as e:  # a model that refuses missing values fails the gate, with the reason
+            bad = len(rows)
+            observed.append((bad, spec))
+            raise AssertionError(th.explain("non-finite predictions", bad, f"predict raised {type(e).__name__}: {str(e).splitlines()[0][:150]}; {spec}")) from None
+        observed.append((bad, spec))
+        assert th.holds(bad), th.explain("non-finite predictions", bad, f"{spec}")
+
+    try:
+        check()
+    finally:
+        _nonfinite_gate(record_gate, th, observed, "missing values injected")
+
+
+def test_unseen_categories(gate_session, eval_frame, feature_spec, pipeline_settings, thresholds, record_gate):
+    cfg, th = pipeline_settings.gates.robustness, thresholds.nonfinite_predictions
+    assert feature_spec.categorical, "no categorical feature to inject unseen categories into"
+    observed = []
+
+    @given(spec=rb.unseen_specs(list(feature_spec.categorical), cfg.rows_per_example))
+    def check(spec):
+        rows = spec.apply(spec.sample.take(eval_frame))
+        try:
+            bad = int((~np.isfinite(gate_session.predict(rows))).sum())
+        except Exception as e:
+            bad = len(rows)
+            observed.append((bad, spec))
+            raise AssertionError(th.explain("non-finite predictions", bad, f"predict raised {type(e).__name__}: {str(e).splitlines()[0][:150]}; {spec}")) from None
+        observed.append((bad, spec))
+        assert th.holds(bad), th.explain("non-finite predictions", bad, f"{spec}")
+
+    try:
+        check()
+    finally:
+        _nonfinite_gate(record_gate, th, observed, "unseen categories injected")
+
+
+def test_column_order(candidate_model, eval_predictions, feature_spec, thresholds, record_gate):
+    th = thresholds.prediction_difference
+    observed = []
+    X = eval_predictions.frame[feature_spec.columns]
+
+    @given(seed=rb.st.integers(0, 2**31 - 1))
+    def check(seed):
+        order = list(np.random.default_rng(seed).permutation(X.columns))
+        diff = figures.max_abs_difference(eval_predictions.p, candidate_model.predict(X[order]))
+        observed.append((diff, seed))
+        assert th.holds(diff), th.explain("max prediction difference after reordering columns", diff, f"permutation seed {seed}")
+
+    try:
+        check()
+    finally:
+        record_gate("prediction_difference", _worst(observed)[0], th, "columns reordered")
+
+
+def test_wider_dtypes(candidate_model, eval_predictions, feature_spec, thresholds, record_gate):
+    th = thresholds.prediction_difference
+    observed = []
+    X = eval_predictions.frame[feature_spec.columns]
+
+    @given(spec=rb.dtype_specs())
+    def check(spec):
+        wider = spec.apply(X, list(feature_spec.numeric), list(feature_spec.categorical))
+        try:
+            diff = figures.max_abs_difference(eval_predictions.p, candidate_model.predict(wider))
+        except Exception as e:
+            observed.append((float("inf"), spec))
+            raise AssertionError(th.explain("max prediction difference with wider dtypes", float("inf"), f"predict raised {type(e).__name__}: {str(e).splitlines()[0][:150]}; {spec}")) from None
+        observed.append((diff, spec))
+        assert th.holds(diff), th.explain("max prediction difference with wider dtypes", diff, f"{spec}")
+
+    try:
+        check()
+    finally:
+        record_gate("prediction_difference", _worst(observed)[0], th, "numeric and categorical columns cast to wider dtypes")
+
+
+def test_directional(gate_session, eval_frame, spread, pipeline_settings, thresholds, record_gate):
+    cfg, th = pipeline_settings.gates.robustness, thresholds.directional_drop
+    assert cfg.directional, "no directional expectation configured (gates.robustness.directional)"
+    observed = []
+    for exp in cfg.directional:
+        sign = 1 if exp.direction == "increasing" else -1
+
+        @given(spec=rb.shift_specs(exp.feature, cfg.rows_per_example, exp.step_relative))
+        def check(spec):
+            rows = spec.sample.take(eval_frame)
+            before = gate_session.predict(rows)
+            after = gate_session.predict(spec.apply(rows, float(spread[exp.feature]), +1))
+            # How far the prediction moved against the expected direction, relative to itself.
+            against = np.maximum(0.0, -sign * (after - before)) / np.abs(before)
+            worst = float(against.max())
+            observed.append((worst, spec))
+            assert th.holds(worst), th.explain(f"prediction drop against {exp.direction} {exp.feature}", worst, f"{spec}")
+
+        try:
+            check()
+        finally:
+            worst = _worst(observed)
+            record_gate("directional_drop", worst[0], th, f"worst row over {len(observed)} examples; {', '.join(f'{e.feature} {e.direction}' for e in cfg.directional)}")

@@ -1,0 +1,131 @@
+"""Evidence: what a gate run found, as one JSON document, and the rules that read it.
+
+Pure: building, hashing and judging evidence needs no MLflow; registry.py stores it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from pipeline.config import Settings, Threshold
+
+SCHEMA = "pipeline.evidence/1"
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "deselected")
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float | None
+    threshold: dict[str, Any] | None
+    detail: str = ""
+
+
+@dataclass
+class GateResult:
+    """One gate (one test function; parametrized cases share the gate name)."""
+
+    gate: str
+    family: str
+    nodeids: list[str] = field(default_factory=list)
+    outcome: str = "not run"
+    message: str = ""
+    figures: list[Figure] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def merge_outcome(self, outcome: str) -> None:
+        # A gate with several cases is as good as its worst case.
+        rank = {"passed": 0, "not run": 1, "xpassed": 2, "xfailed": 3, "skipped": 4, "deselected": 5, "failed": 6, "error": 7}
+        if self.outcome == "not run" or rank.get(outcome, 7) > rank.get(self.outcome, 0):
+            self.outcome = outcome
+
+
+class GateReport:
+    """Gate outcomes and figures of one session, filled by the plugin's hooks."""
+
+    def __init__(self) -> None:
+        self.gates: dict[str, GateResult] = {}
+
+    def gate(self, gate: str, family: str) -> GateResult:
+        if gate not in self.gates:
+            self.gates[gate] = GateResult(gate=gate, family=family)
+        return self.gates[gate]
+
+    def record(self, gate: str, family: str, name: str, value: float | None, threshold: Threshold | None, detail: str = "") -> None:
+        th = None
+        if threshold is not None:
+            th = {
+                "min": threshold.min,
+                "max": threshold.max,
+                "unit": threshold.unit,
+                "direction": threshold.direction,
+                "env": threshold.env,
+                "text": threshold.describe(),
+            }
+        figs = self.gate(gate, family).figures
+        figs[:] = [f for f in figs if f.name != name]
+        figs.append(Figure(name, None if value is None else float(value), th, detail))
+
+    def __bool__(self) -> bool:
+        return bool(self.gates)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("pipeline", "mlflow", "scikit-learn", "pandas", "numpy", "scipy", "statsmodels", "pytest", "hypothesis", "pytest-benchmark"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def build(report: GateReport, settings: Settings, *, model: dict[str, Any], data_sha256: str | None, eval_data_sha256: str | None, git_commit: str | None, started: str, ended: str, node: dict[str, Any] | None = None) -> dict[str, Any]:
+    required = list(settings.environment.required_gates)
+    gates = [asdict(g) for g in sorted(report.gates.values(), key=lambda g: (g.family, g.gate))]
+    status, reasons = judge_gates(report, required)
+    return {
+        "schema": SCHEMA,
+        "environment": settings.env,
+        "status": status,
+        "reasons": reasons,
+        "model": model,
+        "eval_data_sha256": eval_data_sha256,
+        "data_sha256": data_sha256,
+        "config_sha256": settings.digest,
+        "required_gates": required,
+        "gates": gates,
+        "versions": _versions(),
+        "git_commit": git_commit,
+        "started": started,
+        "ended": ended,
+        **({"node": node} if node else {}),
+    }
+
+
+def judge_gates(report: GateReport, required: list[str]) -> tuple[str, list[str]]:
+    """'passed' only when every required gate ran and passed, and no gate failed."""
+    reasons: list[str] = []
+    missing = [g for g in required if g not in report.gates]
+    if missing:
+        reasons.append(f"required gates not collected: {', '.join(missing)}")
+    by_outcome: dict[str, list[str]] = {}
+    for name, g in report.gates.items():
+        if g.outcome != "passed" and (name in required or g.outcome in ("failed", "error")):
+            by_outcome.setdefault(g.outcome, []).append(name)
+    for outcome, names in sorted(by_outcome.items()):
+        reasons.append(f"gates {outcome}: {', '.join(sorted(names))}")
+    return ("passed" if not reasons else "failed"), reasons
+
+
+def canonical(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, indent=2, default=str).encode()
+
+
+def digest(doc: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(doc)).hexdigest()

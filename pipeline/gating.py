@@ -1,0 +1,127 @@
+"""Gating: turn a finished gate run into evidence, and evidence into a promotion or a refusal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipeline import evidence, registry
+from pipeline.config import Settings
+from pipeline.errors import InputError, PipelineError, PromotionRefused
+from pipeline.evidence import GateReport
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def finish(state, report: GateReport) -> None:
+    """Build and store the evidence of this run; promote when asked and allowed."""
+    settings: Settings = state.settings
+    gs = state.gate_session
+    source = gs.source
+    model: dict[str, Any] = {"uri": source.uri, "name": source.name, "version": source.version,
+                             "run_id": source.run_id, "sha256": source.model_sha256,
+                             "fitted_in_session": source.uri is None}
+    eval_sha = None
+    data_sha = None
+    try:
+        eval_sha = gs.eval_digest
+        data_sha = gs.dataset.digest
+    except PipelineError:
+        pass  # the data gates already failed or errored and say why
+    doc = evidence.build(
+        report, settings, model=model, data_sha256=data_sha, eval_data_sha256=eval_sha,
+        git_commit=registry.git_commit(settings.config_path.parent), started=state.started, ended=_now(),
+    )
+    doc["timings_s"] = {k: round(v, 3) for k, v in gs.timings.items()}
+    name = f"evidence-{settings.env}.json" if source.version is None else f"evidence-{source.name}-v{source.version}-{settings.env}.json"
+    state.evidence_path = state.evidence_dir / name
+    write_atomic(state.evidence_path, evidence.canonical(doc))
+    state.evidence = doc
+    if source.version is not None:
+        registry.store_evidence(settings, source.name, source.version, source.run_id, doc)
+    if state.promote:
+        if source.version is None:
+            raise InputError(f"--model-uri {source.uri}: only a registered version (models:/NAME/VERSION) can be promoted")
+        state.promotion = promote(settings, source.name, source.version, settings.env)
+
+
+def _who() -> str:
+    for var in ("GITHUB_ACTOR", "USER", "USERNAME"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def check_evidence(settings: Settings, name: str, version: str, env: str) -> tuple[dict[str, Any], str]:
+    """The passing evidence that allows `version` into `env`, or PromotionRefused saying why."""
+    found = registry.load_evidence(settings, name, version)
+    if not found:
+        raise PromotionRefused(f"{name} version {version}: no evidence; run the gates first (pytest model_tests -m gates --model-uri models:/{name}/{version} --env {env})")
+    needed = settings.strictness(env)
+    usable = {e: v for e, v in found.items() if e in settings.environments and settings.strictness(e) >= needed}
+    if not usable:
+        have = ", ".join(sorted(found))
+        raise PromotionRefused(f"{name} version {version}: evidence only for {have}, laxer than '{env}'; run the gates with --env {env}")
+    # The strictest environment's evidence decides.
+    ev_env = max(usable, key=settings.strictness)
+    doc, tag_digest = usable[ev_env]
+    if evidence.digest(doc) != tag_digest:
+        raise PromotionRefused(f"{name} version {version}: {ev_env} evidence changed since it was recorded (sha256 {evidence.digest(doc)[:12]} != tag {tag_digest[:12]})")
+    recorded = doc.get("model", {})
+    if str(recorded.get("version")) != str(version) or recorded.get("name") != name:
+        raise PromotionRefused(f"{name} version {version}: {ev_env} evidence was recorded for {recorded.get('name')} version {recorded.get('version')}")
+    if doc.get("status") != "passed":
+        raise PromotionRefused(f"{name} version {version}: {ev_env} gates did not pass: {'; '.join(doc.get('reasons', [])) or 'status ' + str(doc.get('status'))}")
+    outcomes = {g["gate"]: g["outcome"] for g in doc.get("gates", [])}
+    required = settings.environments[env].required_gates
+    missing = [g for g in required if g not in outcomes]
+    if missing:
+        raise PromotionRefused(f"{name} version {version}: required gates not collected in the {ev_env} run: {', '.join(missing)}")
+    bad = [f"{g} ({outcomes[g]})" for g in required if outcomes[g] != "passed"]
+    if bad:
+        raise PromotionRefused(f"{name} version {version}: required gates not passed in the {ev_env} run: {', '.join(bad)}")
+    now = registry.model_digest(settings, f"models:/{name}/{version}")
+    if now != recorded.get("sha256"):
+        raise PromotionRefused(f"{name} version {version}: model artifact digest changed since the evidence was written (now {now[:12]}, evidence {str(recorded.get('sha256'))[:12]})")
+    return doc, tag_digest
+
+
+def promote(settings: Settings, name: str, version: str, env: str) -> str:
+    """Move `env`'s alias to `version` if its evidence allows it; return a one-line summary."""
+    if env not in settings.environments:
+        raise InputError(f"--env {env}: unknown environment (known: {', '.join(settings.environments)})")
+    doc, ev_digest = check_evidence(settings, name, version, env)
+    alias = settings.environments[env].alias
+    previous = registry.move_alias(settings, name, alias, version, evidence_sha256=ev_digest, who=_who(), evidence_env=doc["environment"])
+    archived = registry.archive_old_versions(settings, name)
+    prev = f" (previous: version {previous}, now @previous-{alias})" if previous and previous != version else ""
+    arch = f"; archived versions {', '.join(archived)}" if archived else ""
+    return f"promoted {name} version {version} to @{alias}{prev}{arch}"
+
+
+def rollback(settings: Settings, name: str, env: str) -> str:
+    alias = settings.environments[env].alias
+    restored, demoted = registry.rollback_alias(settings, name, alias, who=_who())
+    return f"rolled back @{alias} of {name} to version {restored} (version {demoted} now @previous-{alias})"

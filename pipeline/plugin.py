@@ -1,0 +1,314 @@
+"""The pytest plugin: options, markers, session fixtures, the gate report and promotion.
+
+Registered through the `pytest11` entry point, so any repository that installs the
+package gets it. It stays dormant in sessions that collect no test marked `gates`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from pipeline import config as config_mod
+from pipeline.config import Settings, Threshold, Thresholds, fmt_number
+from pipeline.errors import PipelineError
+from pipeline.evidence import GateReport
+
+FAMILIES: dict[str, str] = {
+    "data": "the evaluation data meets the contract and has not drifted",
+    "metrics": "R2, MAE, RMSE, MAPE against thresholds",
+    "champion": "not worse than the model holding the champion alias",
+    "slices": "no slice of the data much worse than the whole",
+    "residuals": "residual diagnostics: normality, spread, autocorrelation",
+    "robustness": "noise, missing values, unseen categories, directional expectations",
+    "determinism": "same inputs and seed give the same predictions",
+    "latency": "prediction latency and throughput (pytest-benchmark)",
+    "serving": "the model served over HTTP answers as it does in process",
+}
+
+REPORT = pytest.StashKey[GateReport]()
+STATE = pytest.StashKey["GateState"]()
+
+
+class GateState:
+    """Per-session plugin state: options, lazily built settings and gate session."""
+
+    def __init__(self, config: pytest.Config):
+        opt = config.option
+        self.config_path: str | None = opt.pipeline_config
+        self.env: str | None = opt.gate_env
+        self.model_uri: str | None = opt.model_uri
+        self.eval_data: str | None = opt.eval_data
+        self.promote: bool = opt.promote
+        self.evidence_dir = Path(opt.evidence_dir)
+        self.started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.items: dict[str, tuple[str, str]] = {}  # nodeid -> (gate, family)
+        self._settings: Settings | None = None
+        self._session = None
+        self.evidence: dict[str, Any] | None = None
+        self.evidence_path: Path | None = None
+        self.promotion: str | None = None
+        self.promotion_refused: str | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = config_mod.load(self.config_path, self.env)
+        return self._settings
+
+    @property
+    def gate_session(self):
+        from pipeline.session import GateSession
+
+        if self._session is None:
+            self._session = GateSession(self.settings, self.model_uri, self.eval_data)
+        return self._session
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("model-gates", "model quality gates")
+    group.addoption("--env", dest="gate_env", metavar="NAME", default=None,
+                    help="Environment whose thresholds and required gates apply (dev, staging, production). "
+                    "Default: the config's default_env.")
+    group.addoption("--model-uri", dest="model_uri", metavar="URI", default=None,
+                    help="Gate this model (models:/NAME/VERSION, models:/NAME@ALIAS or runs:/ID/model). "
+                    "Default: fit the configured model in process.")
+    group.addoption("--promote", dest="promote", action="store_true", default=False,
+                    help="After a complete, green run, move the environment's alias to the gated version. "
+                    "Needs --model-uri models:/NAME/VERSION. Default: off.")
+    group.addoption("--pipeline-config", dest="pipeline_config", metavar="PATH", default=None,
+                    help=f"Pipeline config file. Default: ${config_mod.CONFIG_ENV_VAR}, then {config_mod.DEFAULT_CONFIG}.")
+    group.addoption("--eval-data", dest="eval_data", metavar="PATH", default=None,
+                    help="Evaluate on this CSV (checked by the same contract) instead of the held-out split. "
+                    "Default: the seeded split of the configured data.")
+    group.addoption("--evidence-dir", dest="evidence_dir", metavar="DIR", default="reports",
+                    help="Where the evidence JSON is written. Default: reports")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gates: a quality gate that decides promotion")
+    for family, text in FAMILIES.items():
+        config.addinivalue_line("markers", f"{family}: gate family: {text}")
+    config.stash[REPORT] = GateReport()
+    config.stash[STATE] = GateState(config)
+    if config.option.promote and not config.option.model_uri:
+        raise pytest.UsageError("--promote needs --model-uri models:/NAME/VERSION: only a registered version can be promoted")
+
+
+def gate_identity(item: pytest.Item) -> tuple[str, str] | None:
+    """(gate, family) of a gate test, None for other tests; a gate needs one family marker."""
+    if item.get_closest_marker("gates") is None:
+        return None
+    families = [f for f in FAMILIES if item.get_closest_marker(f) is not None]
+    if len(families) != 1:
+        raise pytest.UsageError(
+            f"{item.nodeid}: a gate needs exactly one family marker of {', '.join(FAMILIES)}; found {families or 'none'}"
+        )
+    name = getattr(item, "originalname", item.name)
+    return name.removeprefix("test_"), families[0]
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    state, report = config.stash[STATE], config.stash[REPORT]
+    for item in items:
+        ident = gate_identity(item)
+        if ident:
+            state.items[item.nodeid] = ident
+            report.gate(*ident).nodeids.append(item.nodeid)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if not items:
+        return
+    config = items[0].config
+    if REPORT not in config.stash:
+        return
+    report = config.stash[REPORT]
+    for item in items:
+        try:
+            ident = gate_identity(item)
+        except pytest.UsageError:
+            continue
+        if ident:
+            g = report.gate(*ident)
+            g.nodeids.append(item.nodeid)
+            g.merge_outcome("deselected")
+
+
+def _message(report: pytest.TestReport) -> str:
+    lr = report.longrepr
+    if lr is None:
+        return ""
+    if isinstance(lr, tuple):  # skip: (path, line, reason)
+        return str(lr[2]).removeprefix("Skipped: ")
+    crash = getattr(lr, "reprcrash", None)
+    text = crash.message if crash is not None else str(lr)
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report: pytest.TestReport = yield
+    state = item.config.stash.get(STATE, None)
+    ident = state.items.get(item.nodeid) if state else None
+    if ident is None:
+        return report
+    g = item.config.stash[REPORT].gate(*ident)
+    g.duration_s += report.duration
+    xfail = hasattr(report, "wasxfail")
+    outcome = None
+    if report.when == "call":
+        if report.passed:
+            outcome = "xpassed" if xfail else "passed"
+        elif report.failed:
+            outcome = "failed"
+        else:
+            outcome = "xfailed" if xfail else "skipped"
+    elif report.when == "setup" and not report.passed:
+        outcome = "error" if report.failed else ("xfailed" if xfail else "skipped")
+    elif report.when == "teardown" and report.failed:
+        outcome = "error"
+    if outcome:
+        g.merge_outcome(outcome)
+        if outcome != "passed":
+            g.message = g.message or _message(report)
+    return report
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def gate_state(request: pytest.FixtureRequest) -> GateState:
+    """The plugin's state for this session (options, settings, gate session)."""
+    return request.config.stash[STATE]
+
+
+@pytest.fixture(scope="session")
+def pipeline_settings(gate_state: GateState) -> Settings:
+    """The resolved config for the active environment."""
+    return gate_state.settings
+
+
+@pytest.fixture(scope="session")
+def thresholds(pipeline_settings: Settings) -> Thresholds:
+    """Every gate's threshold in the active environment."""
+    return pipeline_settings.thresholds
+
+
+@pytest.fixture(scope="session")
+def gate_session(gate_state: GateState):
+    """Data, model and predictions of this run, each computed once."""
+    return gate_state.gate_session
+
+
+@pytest.fixture(scope="session")
+def feature_spec(gate_session):
+    """Numeric and categorical feature columns."""
+    return gate_session.features
+
+
+@pytest.fixture(scope="session")
+def candidate_model(gate_session):
+    """The model under test (loaded from --model-uri, or fitted once in process)."""
+    return gate_session.model
+
+
+@pytest.fixture(scope="session")
+def train_frame(gate_session):
+    """The training rows of the seeded split."""
+    return gate_session.train_frame
+
+
+@pytest.fixture(scope="session")
+def eval_frame(gate_session):
+    """Contract-checked evaluation rows the model never saw."""
+    return gate_session.eval_frame
+
+
+@pytest.fixture(scope="session")
+def eval_predictions(gate_session):
+    """Evaluation rows with truth and predictions, predicted once."""
+    return gate_session.predictions
+
+
+@pytest.fixture
+def record_gate(request: pytest.FixtureRequest, record_property) -> Callable[..., None]:
+    """Record a gate's figure with its threshold for the JUnit XML and the evidence."""
+    state = request.config.stash[STATE]
+    ident = state.items.get(request.node.nodeid)
+    report = request.config.stash[REPORT]
+
+    def record(name: str, value: float | None, threshold: Threshold | None, detail: str = "") -> None:
+        if ident is None:
+            raise RuntimeError(f"{request.node.nodeid}: record_gate is for tests marked gates")
+        report.record(ident[0], ident[1], name, value, threshold, detail)
+        record_property(f"{name}.figure", "none" if value is None else repr(float(value)))
+        if threshold is not None:
+            record_property(f"{name}.threshold", threshold.describe())
+            record_property(f"{name}.direction", threshold.direction)
+            record_property(f"{name}.unit", threshold.unit)
+            record_property(f"{name}.env", threshold.env)
+        if detail:
+            record_property(f"{name}.detail", detail)
+
+    return record
+
+
+# ---------------------------------------------------------------- session end
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if REPORT not in config.stash or not config.stash[REPORT]:
+        return
+    if hasattr(config, "workerinput"):  # xdist worker: the controller writes the evidence
+        return
+    state, report = config.stash[STATE], config.stash[REPORT]
+    try:
+        from pipeline import gating
+
+        gating.finish(state, report)
+    except PipelineError as e:
+        state.promotion_refused = str(e)
+    if state.promotion_refused or (state.evidence and state.evidence["status"] != "passed"):
+        if session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if REPORT not in config.stash or not config.stash[REPORT] or hasattr(config, "workerinput"):
+        return
+    state, report = config.stash[STATE], config.stash[REPORT]
+    tr = terminalreporter
+    env = state._settings.env if state._settings else (state.env or "?")
+    tr.section(f"model gates ({env})")
+    for line in gate_table(report):
+        tr.write_line(line)
+    if state.evidence is not None:
+        tr.write_line(f"evidence: {state.evidence_path} status={state.evidence['status']}")
+        for reason in state.evidence["reasons"]:
+            tr.write_line(f"  {reason}")
+    if state.promotion:
+        tr.write_line(state.promotion)
+    if state.promotion_refused:
+        tr.write_line(f"promotion refused: {state.promotion_refused}", red=True)
+
+
+def gate_table(report: GateReport) -> list[str]:
+    rows = [("gate", "figure", "threshold", "status")]
+    for g in sorted(report.gates.values(), key=lambda g: (list(FAMILIES).index(g.family), g.gate)):
+        if g.figures:
+            for i, f in enumerate(g.figures):
+                unit = (f.threshold or {}).get("unit", "")
+                fig = "-" if f.value is None else f"{f.name} {fmt_number(f.value)}{' ' + unit if unit and unit != '%' else unit}"
+                th = (f.threshold or {}).get("text", "-")
+                rows.append((g.gate if i == 0 else "", fig, th, g.outcome if i == 0 else ""))
+        else:
+            rows.append((g.gate, "-", "-", g.outcome))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+

@@ -1,0 +1,135 @@
+"""Perturbation specs for robustness gates: hypothesis strategies and how to apply them.
+
+A spec is small and printable, so hypothesis's shrunk minimal example reads well in a
+failure message; applying it to a batch of rows is vectorised, one predict per example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from hypothesis import strategies as st
+
+
+@dataclass(frozen=True)
+class RowSample:
+    seed: int
+    rows: int
+
+    def take(self, frame: pd.DataFrame) -> pd.DataFrame:
+        rng = np.random.default_rng(self.seed)
+        n = min(self.rows, len(frame))
+        idx = np.sort(rng.choice(len(frame), size=n, replace=False))
+        return frame.iloc[idx]
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    sample: RowSample
+    columns: tuple[str, ...]
+    relative_sd: float  # noise sd as a share of each column's training spread
+
+    def apply(self, frame: pd.DataFrame, scale: pd.Series) -> pd.DataFrame:
+        out = frame.copy()
+        rng = np.random.default_rng(self.sample.seed + 1)
+        for col in self.columns:
+            noise = rng.normal(0.0, self.relative_sd * float(scale[col]), size=len(out))
+            out[col] = out[col] + noise
+        return out
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    sample: RowSample
+    columns: tuple[str, ...]
+    share: float  # share of the sampled rows whose chosen columns go missing
+
+    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        rng = np.random.default_rng(self.sample.seed + 2)
+        hit = rng.random(len(out)) < self.share
+        hit[0] = True  # at least one row is hit whatever the share
+        for col in self.columns:
+            values = out[col].to_numpy(copy=True).astype(object if out[col].dtype == object else float)
+            values[hit] = None if out[col].dtype == object else np.nan
+            out[col] = values
+        return out
+
+
+@dataclass(frozen=True)
+class UnseenSpec:
+    sample: RowSample
+    columns: tuple[str, ...]
+
+    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        for i, col in enumerate(self.columns):
+            out[col] = np.array([f"__unseen_{i}_{j % 3}__" for j in range(len(out))], dtype=object)
+        return out
+
+
+@dataclass(frozen=True)
+class ShiftSpec:
+    """Move one feature by `step` of its own value (or spread, for values near zero)."""
+
+    sample: RowSample
+    feature: str
+    step: float
+
+    def apply(self, frame: pd.DataFrame, scale: float, sign: int) -> pd.DataFrame:
+        out = frame.copy()
+        x = out[self.feature].to_numpy(float)
+        # Relative to the value itself where there is one; missing values stay missing.
+        delta = np.where(np.abs(x) > 0, np.abs(x) * self.step, scale * self.step)
+        out[self.feature] = x + sign * delta
+        return out
+
+
+def row_samples(rows: int) -> st.SearchStrategy[RowSample]:
+    return st.builds(RowSample, seed=st.integers(0, 2**31 - 1), rows=st.just(rows))
+
+
+def subsets(columns: list[str]) -> st.SearchStrategy[tuple[str, ...]]:
+    if not columns:
+        raise ValueError("subsets: columns must not be empty")
+    return st.lists(st.sampled_from(columns), min_size=1, max_size=len(columns), unique=True).map(lambda c: tuple(sorted(c)))
+
+
+def noise_specs(columns: list[str], rows: int, relative_sd: float) -> st.SearchStrategy[NoiseSpec]:
+    return st.builds(NoiseSpec, sample=row_samples(rows), columns=subsets(columns), relative_sd=st.just(relative_sd))
+
+
+def mask_specs(columns: list[str], rows: int) -> st.SearchStrategy[MaskSpec]:
+    return st.builds(MaskSpec, sample=row_samples(rows), columns=subsets(columns), share=st.floats(0.05, 1.0))
+
+
+def unseen_specs(columns: list[str], rows: int) -> st.SearchStrategy[UnseenSpec]:
+    return st.builds(UnseenSpec, sample=row_samples(rows), columns=subsets(columns))
+
+
+def shift_specs(feature: str, rows: int, max_step: float) -> st.SearchStrategy[ShiftSpec]:
+    return st.builds(ShiftSpec, sample=row_samples(rows), feature=st.just(feature), step=st.floats(max_step / 10, max_step))
+
+
+WIDER_NUMERIC = ("float64", "Float64")
+WIDER_CATEGORICAL = ("object", "string", "category")
+
+
+@dataclass(frozen=True)
+class DtypeSpec:
+    numeric: str
+    categorical: str
+
+    def apply(self, frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+        out = frame.copy()
+        for col in numeric:
+            out[col] = out[col].astype(self.numeric)
+        for col in categorical:
+            out[col] = out[col].astype(self.categorical)
+        return out
+
+
+def dtype_specs() -> st.SearchStrategy[DtypeSpec]:
+    return st.builds(DtypeSpec, numeric=st.sampled_from(WIDER_NUMERIC), categorical=st.sampled_from(WIDER_CATEGORICAL))

@@ -1,0 +1,158 @@
+"""The expensive inputs of a gate run, each computed once and only when a gate needs it.
+
+No pytest here: the plugin holds one GateSession per test session and hands its parts
+to gates through fixtures; bench/ and the CLI can use it the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import data as data_mod
+from pipeline import figures, registry, train
+from pipeline.config import Settings
+from pipeline.data import FeatureSpec
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Evaluation rows with truth and predictions, in the data's order."""
+
+    frame: pd.DataFrame
+    y: np.ndarray
+    p: np.ndarray
+
+
+@dataclass(frozen=True)
+class Champion:
+    name: str
+    version: str
+    predictions: np.ndarray
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the candidate came from: a registry URI, or fitted in this session."""
+
+    uri: str | None
+    name: str | None = None
+    version: str | None = None
+    run_id: str | None = None
+    model_sha256: str | None = None
+
+
+class GateSession:
+    def __init__(self, settings: Settings, model_uri: str | None = None, eval_data: Path | None = None):
+        self.settings = settings
+        self.model_uri = model_uri
+        self.eval_data = Path(eval_data) if eval_data else None
+        self.timings: dict[str, float] = {}
+        self.bootstrap = None  # the champion gate leaves its bootstrap here for the reports
+
+    def _timed(self, key: str, fn, *args):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+
+    @functools.cached_property
+    def raw_frame(self) -> pd.DataFrame:
+        """The configured data file as parsed, before the contract."""
+        return data_mod.read_csv(self.settings.data.path)
+
+    @functools.cached_property
+    def dataset(self) -> data_mod.Dataset:
+        return self._timed("load", data_mod.load, self.settings)
+
+    @functools.cached_property
+    def split(self) -> data_mod.Split:
+        return data_mod.split(self.settings, self.dataset)
+
+    @property
+    def features(self) -> FeatureSpec:
+        return self.dataset.features
+
+    @property
+    def train_frame(self) -> pd.DataFrame:
+        return self.split.train
+
+    @functools.cached_property
+    def raw_eval(self) -> tuple[Path, pd.DataFrame]:
+        """The evaluation source as parsed: --eval-data's file, else the configured file."""
+        if self.eval_data is not None:
+            return self.eval_data, data_mod.read_csv(self.eval_data)
+        return self.settings.data.path, self.raw_frame
+
+    @functools.cached_property
+    def eval_frame(self) -> pd.DataFrame:
+        """Contract-checked evaluation rows the model never saw."""
+        if self.eval_data is None:
+            return self.split.eval
+        path, frame = self.raw_eval
+        typed, _ = data_mod.check_contract(frame, self.settings.data, path)
+        missing = [c for c in self.features.columns if c not in typed.columns]
+        if missing:
+            from pipeline.errors import InputError
+
+            raise InputError(f"{path}: column '{missing[0]}' the model needs is missing")
+        return typed
+
+    @functools.cached_property
+    def eval_digest(self) -> str:
+        return data_mod.frame_digest(self.eval_frame)
+
+    @functools.cached_property
+    def model(self) -> Any:
+        if self.model_uri:
+            return self._timed("load_model", registry.load_model, self.settings, self.model_uri)
+        return self._timed("fit", train.fit, self.settings, self.features, self.train_frame)
+
+    @functools.cached_property
+    def source(self) -> ModelSource:
+        if not self.model_uri:
+            return ModelSource(uri=None)
+        parsed = registry.parse_model_uri(self.model_uri)
+        if parsed is None:
+            return ModelSource(uri=self.model_uri)
+        mv = registry.get_version(self.settings, *parsed)
+        return ModelSource(
+            uri=self.model_uri,
+            name=mv.name,
+            version=str(mv.version),
+            run_id=mv.run_id,
+            model_sha256=registry.model_digest(self.settings, f"models:/{mv.name}/{mv.version}"),
+        )
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.model.predict(frame[self.features.columns]), dtype=float)
+
+    @functools.cached_property
+    def predictions(self) -> Predictions:
+        frame = self.eval_frame
+        p = self._timed("predict", self.predict, frame)
+        return Predictions(frame=frame, y=frame[self.settings.data.target].to_numpy(float), p=p)
+
+    @functools.cached_property
+    def champion(self) -> Champion | None:
+        """The model holding the champion alias, with its predictions on the same rows."""
+        found = registry.champion_version(self.settings, self.settings.gates.champion.alias)
+        if found is None:
+            return None
+        name, version = found
+        if self.source.version == version and self.source.name == name:
+            return Champion(name, version, self.predictions.p)
+        model = registry.load_model(self.settings, f"models:/{name}/{version}")
+        p = np.asarray(model.predict(self.eval_frame[self.features.columns]), dtype=float)
+        return Champion(name, version, p)
+
+    def metrics(self) -> dict[str, float]:
+        pr = self.predictions
+        return figures.regression_metrics(pr.y, pr.p)
