@@ -236,6 +236,7 @@ class Settings(_Strict):
     env: str
     config_path: Path
     seed: int
+    gate_tests: Path  # the folder of gate tests the CLI runs
     data: DataSettings
     split: SplitSettings
     model: ModelSettings
@@ -355,6 +356,7 @@ def load(path: str | Path | None = None, env: str | None = None) -> Settings:
     default_env = raw.pop("default_env", None)
     raw["env"] = env or default_env or "dev"
     raw["config_path"] = str(path)
+    raw["gate_tests"] = str(_resolve_path(base, raw.get("gate_tests") or "../model_tests"))
     data = raw.get("data")
     if isinstance(data, dict) and isinstance(data.get("path"), str):
         data["path"] = str(_resolve_path(base, data["path"]))

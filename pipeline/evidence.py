@@ -15,6 +15,19 @@ from typing import Any
 from pipeline.config import Settings, Threshold
 
 SCHEMA = "pipeline.evidence/1"
+# Gate families, in the order reports show them.
+FAMILIES: dict[str, str] = {
+    "data": "the evaluation data meets the contract and has not drifted",
+    "metrics": "R2, MAE, RMSE, MAPE against thresholds",
+    "champion": "not worse than the model holding the champion alias",
+    "slices": "no slice of the data much worse than the whole",
+    "residuals": "residual diagnostics: normality, spread, autocorrelation",
+    "robustness": "noise, missing values, unseen categories, directional expectations",
+    "determinism": "same inputs and seed give the same predictions",
+    "latency": "prediction latency and throughput (pytest-benchmark)",
+    "serving": "the model served over HTTP answers as it does in process",
+}
+
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "deselected")
 
 
@@ -87,7 +100,8 @@ def _versions() -> dict[str, str]:
 
 def build(report: GateReport, settings: Settings, *, model: dict[str, Any], data_sha256: str | None, eval_data_sha256: str | None, git_commit: str | None, started: str, ended: str, node: dict[str, Any] | None = None) -> dict[str, Any]:
     required = list(settings.environment.required_gates)
-    gates = [asdict(g) for g in sorted(report.gates.values(), key=lambda g: (g.family, g.gate))]
+    order = list(FAMILIES)
+    gates = [asdict(g) for g in sorted(report.gates.values(), key=lambda g: (order.index(g.family) if g.family in order else len(order), g.gate))]
     status, reasons = judge_gates(report, required)
     return {
         "schema": SCHEMA,

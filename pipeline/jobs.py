@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from pipeline import data as data_mod
 from pipeline import figures, registry, train
@@ -17,26 +18,25 @@ class Trained:
     seconds: float
 
 
-def progress(step: str, started: float | None = None) -> None:
-    elapsed = f" ({time.perf_counter() - started:.1f} s)" if started is not None else ""
-    print(f"[pipeline] {step}{elapsed}", flush=True)
+def print_progress(step: str) -> None:
+    print(f"[pipeline] {step}", flush=True)
 
 
-def train_and_log(settings: Settings) -> Trained:
+def train_and_log(settings: Settings, progress: Callable[[str], None] = print_progress) -> Trained:
     """Load and check the data, fit on the training split, log and register the model.
 
     Everything that can be refused (config, data, model params) is checked before the
     first write to MLflow.
     """
     t0 = time.perf_counter()
-    progress(f"loading {settings.data.path.name}")
+    progress(f"loading {settings.data.path}")
     dataset = data_mod.load(settings)
     parts = data_mod.split(settings, dataset)
-    progress(f"fitting {settings.model.type} on {len(parts.train)} rows", t0)
+    progress(f"fitting {settings.model.type} on {len(parts.train)} rows, evaluating on {len(parts.eval)}")
     model = train.fit(settings, dataset.features, parts.train)
     metrics = figures.regression_metrics(
         parts.eval[settings.data.target].to_numpy(), model.predict(parts.eval[dataset.features.columns])
     )
-    progress("logging to MLflow", t0)
+    progress(f"logging run and model version to {settings.mlflow.tracking_uri}")
     candidate = registry.log_candidate(settings, model, dataset, parts.eval, metrics)
     return Trained(candidate, metrics, time.perf_counter() - t0)

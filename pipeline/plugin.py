@@ -15,19 +15,8 @@ import pytest
 from pipeline import config as config_mod
 from pipeline.config import Settings, Threshold, Thresholds, fmt_number
 from pipeline.errors import PipelineError
-from pipeline.evidence import GateReport
+from pipeline.evidence import FAMILIES, GateReport
 
-FAMILIES: dict[str, str] = {
-    "data": "the evaluation data meets the contract and has not drifted",
-    "metrics": "R2, MAE, RMSE, MAPE against thresholds",
-    "champion": "not worse than the model holding the champion alias",
-    "slices": "no slice of the data much worse than the whole",
-    "residuals": "residual diagnostics: normality, spread, autocorrelation",
-    "robustness": "noise, missing values, unseen categories, directional expectations",
-    "determinism": "same inputs and seed give the same predictions",
-    "latency": "prediction latency and throughput (pytest-benchmark)",
-    "serving": "the model served over HTTP answers as it does in process",
-}
 
 REPORT = pytest.StashKey[GateReport]()
 STATE = pytest.StashKey["GateState"]()
@@ -52,6 +41,7 @@ class GateState:
         self.evidence_path: Path | None = None
         self.promotion: str | None = None
         self.promotion_refused: str | None = None
+        self.error: PipelineError | None = None
 
     @property
     def settings(self) -> Settings:
@@ -273,6 +263,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         gating.finish(state, report)
     except PipelineError as e:
+        state.error = e
         state.promotion_refused = str(e)
     if state.promotion_refused or (state.evidence and state.evidence["status"] != "passed"):
         if session.exitstatus == 0:

@@ -1,0 +1,315 @@
+"""run-pipeline: train, gate, promote, and look after the registry, one command each.
+
+Exit codes: 0 ok; 1 gates failed or promotion refused; 2 bad input, usage or an
+unreachable store. Every subcommand takes --json for machine-readable output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline import config as config_mod
+from pipeline.errors import EXIT_BAD_INPUT, EXIT_GATES_FAILED, EXIT_OK, InputError, PipelineError, PromotionRefused
+
+# ---------------------------------------------------------------- output
+
+
+class Out:
+    """Human tables on stdout, or one JSON document on stdout with progress on stderr."""
+
+    def __init__(self, as_json: bool):
+        self.as_json = as_json
+        self.started = time.perf_counter()
+
+    def progress(self, step: str) -> None:
+        print(f"[{time.perf_counter() - self.started:6.1f}s] {step}", file=sys.stderr if self.as_json else sys.stdout, flush=True)
+
+    def table(self, rows: list[dict[str, Any]], columns: list[str]) -> None:
+        if self.as_json:
+            return
+        cells = [columns] + [[_cell(r.get(c)) for c in columns] for r in rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+        for row in cells:
+            print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+    def line(self, text: str) -> None:
+        if not self.as_json:
+            print(text, flush=True)
+
+    def emit(self, doc: dict[str, Any]) -> None:
+        if self.as_json:
+            from pipeline.registry import dumps
+
+            print(dumps(doc))
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return config_mod.fmt_number(v)
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(str, v)) or "-"
+    return str(v)
+
+
+# ---------------------------------------------------------------- gates through pytest
+
+
+def run_gates(settings, out: Out, model_uri: str, *, promote: bool, eval_data: str | None = None, extra: list[str] | None = None) -> tuple[int, dict[str, Any] | None]:
+    """Run the gate tests in process through pytest and the plugin; return (exit, evidence)."""
+    import pytest
+
+    from pipeline import plugin
+
+    reports = Path("reports")
+    junit = reports / f"gates-{settings.env}.xml"
+    args = [str(settings.gate_tests), "-m", "gates", "--model-uri", model_uri, "--env", settings.env,
+            "--pipeline-config", str(settings.config_path), f"--junitxml={junit}", "-q", "--tb=line",
+            "-p", "no:cacheprovider", "--benchmark-quiet", "--evidence-dir", str(reports), "-o", "console_output_style=classic"]
+    if promote:
+        args.append("--promote")
+    if eval_data:
+        args += ["--eval-data", eval_data]
+    args += extra or []
+    holder: dict[str, Any] = {}
+
+    class Capture:
+        @staticmethod
+        def pytest_sessionfinish(session):
+            state = session.config.stash.get(plugin.STATE, None)
+            if state is not None:
+                holder["state"] = state
+
+    sink = sys.stderr if out.as_json else sys.stdout
+    with contextlib.redirect_stdout(sink):
+        code = pytest.main(args, plugins=[Capture()])
+    state = holder.get("state")
+    if state is not None and state.error is not None and not isinstance(state.error, PromotionRefused):
+        raise state.error
+    if code in (0, 1):
+        doc = None
+        if state is not None and state.evidence is not None:
+            doc = {**state.evidence, "promotion": state.promotion, "promotion_refused": state.promotion_refused}
+        return int(code), doc
+    raise InputError(f"pytest {' '.join(args[:1])}: exited {int(code)} ({code.name if hasattr(code, 'name') else code}); no gate verdict")
+
+
+def _gate_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for g in doc.get("gates", []):
+        figs = g.get("figures") or [{}]
+        f = figs[0]
+        th = f.get("threshold") or {}
+        unit = th.get("unit", "")
+        value = f.get("value")
+        fig = "-" if value is None else f"{config_mod.fmt_number(value)}{' ' + unit if unit and unit != '%' else unit}"
+        rows.append({"gate": g["gate"], "family": g["family"], "figure": fig, "threshold": th.get("text", "-"), "status": g["outcome"]})
+    return rows
+
+
+def _alias_state(settings) -> dict[str, str]:
+    from pipeline import registry
+
+    rows = registry.versions(settings, settings.mlflow.registered_model)
+    return {a: str(mv.version) for mv in rows for a in mv._pipeline_aliases}
+
+
+# ---------------------------------------------------------------- subcommands
+
+
+def cmd_run(args, settings, out: Out) -> int:
+    from pipeline import jobs
+
+    out.progress(f"train: {settings.model.type} on {settings.data.path.name}")
+    trained = jobs.train_and_log(settings, progress=out.progress)
+    c, m = trained.candidate, trained.metrics
+    out.progress(f"registered {c.name} version {c.version}: R2 {m['r2']:.4f}, MAE {m['mae']:,.0f}, RMSE {m['rmse']:,.0f}, MAPE {m['mape']:.2f} %")
+    out.progress(f"gates: {settings.env} thresholds on {c.uri}")
+    code, doc = run_gates(settings, out, c.uri, promote=not args.no_promote)
+    out.progress("done")
+    aliases = _alias_state(settings)
+    out.line("")
+    out.table(_gate_rows(doc or {}), ["gate", "figure", "threshold", "status"])
+    out.line("")
+    if doc and doc.get("promotion"):
+        out.line(doc["promotion"])
+    if doc and doc.get("promotion_refused"):
+        out.line(f"promotion refused: {doc['promotion_refused']}")
+    elif doc and doc.get("status") != "passed":
+        out.line(f"not promoted: {'; '.join(doc.get('reasons', []))}")
+    out.line("aliases: " + (", ".join(f"@{a} -> v{v}" for a, v in sorted(aliases.items())) or "none"))
+    out.line(f"model {c.name} version {c.version}; eval R2 {m['r2']:.4f}  MAE {m['mae']:,.0f}  RMSE {m['rmse']:,.0f}  MAPE {m['mape']:.2f} %")
+    out.emit({"model": {"name": c.name, "version": c.version, "run_id": c.run_id, "sha256": c.model_sha256}, "metrics": m,
+              "evidence": doc, "aliases": aliases, "exit_code": code})
+    return EXIT_OK if code == 0 else EXIT_GATES_FAILED
+
+
+def cmd_validate(args, settings, out: Out) -> int:
+    out.progress(f"gates: {settings.env} thresholds on {args.model_uri}" + (f" with {args.data}" if args.data else ""))
+    if args.data and not Path(args.data).is_file():
+        raise InputError(f"--data {args.data}: file not found")
+    code, doc = run_gates(settings, out, args.model_uri, promote=False, eval_data=args.data)
+    out.table(_gate_rows(doc or {}), ["gate", "figure", "threshold", "status"])
+    out.line(f"{args.model_uri}: {settings.env} gates {doc.get('status') if doc else 'not run'}")
+    out.emit({"evidence": doc, "exit_code": code})
+    return EXIT_OK if code == 0 else EXIT_GATES_FAILED
+
+
+def cmd_promote(args, settings, out: Out) -> int:
+    from pipeline import gating
+
+    name = settings.mlflow.registered_model
+    out.progress(f"checking evidence of {name} version {args.version} for {settings.env}")
+    message = gating.promote(settings, name, str(args.version), settings.env)
+    out.line(message)
+    out.emit({"promoted": True, "message": message, "aliases": _alias_state(settings)})
+    return EXIT_OK
+
+
+def cmd_rollback(args, settings, out: Out) -> int:
+    from pipeline import gating
+
+    message = gating.rollback(settings, settings.mlflow.registered_model, settings.env)
+    out.line(message)
+    out.emit({"message": message, "aliases": _alias_state(settings)})
+    return EXIT_OK
+
+
+def cmd_list(args, settings, out: Out) -> int:
+    from pipeline import registry
+
+    name = settings.mlflow.registered_model
+    client = registry.connect(settings)
+    rows = []
+    for mv in registry.versions(settings, name):
+        tags = mv.tags or {}
+        metrics: dict[str, float] = {}
+        try:
+            metrics = client.get_run(mv.run_id).data.metrics
+        except Exception:
+            pass
+        row = {"version": str(mv.version), "aliases": mv._pipeline_aliases, "created": mv.creation_timestamp,
+               "archived": tags.get("archived") == "true",
+               "r2": metrics.get("eval_r2"), "mae": metrics.get("eval_mae"), "rmse": metrics.get("eval_rmse"), "mape": metrics.get("eval_mape")}
+        for env in settings.environments:
+            row[f"gates.{env}"] = tags.get(f"gates.{env}.status")
+        rows.append(row)
+    out.table(rows, ["version", "aliases", *[f"gates.{e}" for e in settings.environments], "r2", "mae", "rmse", "mape", "archived"])
+    if not rows:
+        out.line(f"no versions of {name} in {settings.mlflow.tracking_uri}")
+    out.emit({"model": name, "versions": rows})
+    return EXIT_OK
+
+
+def cmd_compare(args, settings, out: Out) -> int:
+    import numpy as np
+
+    from pipeline import figures, registry
+    from pipeline.session import GateSession
+
+    name = settings.mlflow.registered_model
+    gs = GateSession(settings)
+    out.progress(f"predicting {len(gs.eval_frame)} evaluation rows with versions {args.v1} and {args.v2}")
+    preds = {}
+    for v in (args.v1, args.v2):
+        model = registry.load_model(settings, f"models:/{name}/{registry.get_version(settings, name, str(v)).version}")
+        preds[v] = np.asarray(model.predict(gs.eval_frame[gs.features.columns]), float)
+    y = gs.eval_frame[settings.data.target].to_numpy(float)
+    m1, m2 = figures.regression_metrics(y, preds[args.v1]), figures.regression_metrics(y, preds[args.v2])
+    cfg = settings.gates.champion
+    boot = figures.paired_bootstrap_mae(y, preds[args.v2], preds[args.v1], cfg.bootstrap_resamples, cfg.confidence, settings.seed)
+    tol = settings.thresholds.champion_mae_delta
+    if boot.upper < 0:
+        verdict = f"version {args.v2} is better: MAE {boot.delta:+.2%}, {cfg.confidence:.0%} interval [{boot.lower:+.2%}, {boot.upper:+.2%}]"
+    elif tol.holds(boot.lower):
+        verdict = f"version {args.v2} passes the champion gate against {args.v1} ({settings.env}): MAE {boot.delta:+.2%}, lower bound {boot.lower:+.2%} {tol.describe()}"
+    else:
+        verdict = f"version {args.v2} is worse: {tol.explain('MAE worse by at least', boot.lower)}"
+    rows = [{"metric": k, f"v{args.v1}": m1[k], f"v{args.v2}": m2[k], "change": m2[k] - m1[k]} for k in m1]
+    out.table(rows, ["metric", f"v{args.v1}", f"v{args.v2}", "change"])
+    out.line(f"recommendation: {verdict}")
+    out.emit({"rows": len(y), "metrics": {str(args.v1): m1, str(args.v2): m2},
+              "mae_delta": boot.delta, "interval": [boot.lower, boot.upper], "confidence": cfg.confidence, "recommendation": verdict})
+    return EXIT_OK
+
+
+def cmd_check(args, settings, out: Out) -> int:
+    from pipeline import readiness
+
+    rows = readiness.checks(settings)
+    out.table(rows, ["check", "status", "detail"])
+    ok = all(r["status"] != "fail" for r in rows)
+    out.emit({"ready": ok, "checks": rows})
+    return EXIT_OK if ok else EXIT_BAD_INPUT
+
+
+# ---------------------------------------------------------------- parser
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other bad input
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="pipeline config (default: $PIPELINE_CONFIG, then configs/pipeline_config.yaml)")
+    common.add_argument("--env", help="environment: thresholds, required gates and alias (default: the config's default_env)")
+    common.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    p = _Parser(prog="run-pipeline", description=__doc__.splitlines()[0],
+                epilog="exit codes: 0 ok, 1 gates failed or promotion refused, 2 bad input or usage")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    s = sub.add_parser("check", parents=[common], help="environment readiness: packages, config, data, tracking store")
+    s.set_defaults(fn=cmd_check)
+    s = sub.add_parser("run", parents=[common], help="train, gate and promote to the environment's alias when green")
+    s.add_argument("--no-promote", action="store_true", help="gate but do not move the alias")
+    s.set_defaults(fn=cmd_run)
+    s = sub.add_parser("validate", parents=[common], help="gate a registered model without promoting it")
+    s.add_argument("model_uri", metavar="MODEL_URI", help="models:/NAME/VERSION, models:/NAME@ALIAS or runs:/ID/model")
+    s.add_argument("--data", help="evaluate on this CSV instead of the held-out split (same contract)")
+    s.set_defaults(fn=cmd_validate)
+    s = sub.add_parser("promote", parents=[common], help="move the environment's alias to VERSION if its evidence allows")
+    s.add_argument("version", type=_version, help="model version number")
+    s.set_defaults(fn=cmd_promote)
+    s = sub.add_parser("rollback", parents=[common], help="swap the environment's alias with its previous holder")
+    s.set_defaults(fn=cmd_rollback)
+    s = sub.add_parser("list", parents=[common], help="versions with aliases, gate status and key metrics")
+    s.set_defaults(fn=cmd_list)
+    s = sub.add_parser("compare", parents=[common], help="two versions side by side on the same evaluation rows")
+    s.add_argument("v1", type=_version, help="baseline version")
+    s.add_argument("v2", type=_version, help="challenger version")
+    s.set_defaults(fn=cmd_compare)
+    return p
+
+
+def _version(text: str) -> str:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a model version number")
+    return str(int(text))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    out = Out(args.json)
+    try:
+        settings = config_mod.load(args.config, args.env)
+        return args.fn(args, settings, out)
+    except PipelineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": str(e), "exit_code": e.exit_code}))
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
