@@ -12,14 +12,14 @@ def test_champion_mae(gate_session, eval_predictions, pipeline_settings, thresho
     cfg = pipeline_settings.gates.champion
     champion = gate_session.champion
     if champion is None:
-        record_gate("champion_mae_delta", None, th, f"no model holds @{cfg.alias}: nothing to compare with")
+        record_gate("champion_mae_delta", None, th, f"no model holds @{pipeline_settings.champion_alias}: nothing to compare with")
         return
     boot = figures.paired_bootstrap_mae(
         eval_predictions.y, eval_predictions.p, champion.predictions,
         resamples=cfg.bootstrap_resamples, confidence=cfg.confidence, seed=pipeline_settings.seed,
     )
     gate_session.bootstrap = boot
-    detail = (f"vs {champion.name} v{champion.version} @{cfg.alias}: MAE change {boot.delta:+.2%}, "
+    detail = (f"vs {champion.name} v{champion.version} @{pipeline_settings.champion_alias}: MAE change {boot.delta:+.2%}, "
               f"{cfg.confidence:.0%} lower bound {boot.lower:+.2%} on {len(eval_predictions.y)} rows")
     # Fails only when the candidate is worse by more than the tolerance with the configured confidence.
     record_gate("champion_mae_delta", boot.lower, th, detail)

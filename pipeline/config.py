@@ -185,7 +185,9 @@ class DriftSettings(_Strict):
 
 
 class ChampionSettings(_Strict):
-    alias: str = "production"
+    # The model the candidate must not be worse than: the holder of this alias; null means
+    # the alias of the environment being gated (the model a promotion would replace).
+    alias: str | None = None
     bootstrap_resamples: int = Field(default=2000, ge=100)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
 
@@ -255,6 +257,10 @@ class Settings(_Strict):
     @property
     def environment(self) -> Environment:
         return self.environments[self.env]
+
+    @property
+    def champion_alias(self) -> str:
+        return self.gates.champion.alias or self.environment.alias
 
     @property
     def thresholds(self) -> Thresholds:

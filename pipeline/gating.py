@@ -75,10 +75,25 @@ def _who() -> str:
 
 
 def check_evidence(settings: Settings, name: str, version: str, env: str) -> tuple[dict[str, Any], str]:
-    """The passing evidence that allows `version` into `env`, or PromotionRefused saying why."""
+    """The passing evidence that allows `version` into `env`, or PromotionRefused saying why.
+
+    Checked in this order: evidence exists; it was recorded for this version; it is
+    unchanged since it was recorded; the model's files are unchanged since it was written;
+    it is from `env` or a stricter environment; every gate `env` requires ran and passed.
+    """
     found = registry.load_evidence(settings, name, version)
     if not found:
         raise PromotionRefused(f"{name} version {version}: no evidence; run the gates first (pytest model_tests -m gates --model-uri models:/{name}/{version} --env {env})")
+    now = None
+    for ev_env, (doc, tag_digest) in sorted(found.items()):
+        recorded = doc.get("model", {})
+        if str(recorded.get("version")) != str(version) or recorded.get("name") != name:
+            raise PromotionRefused(f"{name} version {version}: the {ev_env} evidence was recorded for {recorded.get('name')} version {recorded.get('version')}")
+        if evidence.digest(doc) != tag_digest:
+            raise PromotionRefused(f"{name} version {version}: the {ev_env} evidence changed since it was recorded (sha256 {evidence.digest(doc)[:12]} != tag {tag_digest[:12]})")
+        now = now or registry.model_digest(settings, f"models:/{name}/{version}")
+        if now != recorded.get("sha256"):
+            raise PromotionRefused(f"{name} version {version}: model artifact digest changed since the {ev_env} evidence was written (now {now[:12]}, evidence {str(recorded.get('sha256'))[:12]})")
     needed = settings.strictness(env)
     usable = {e: v for e, v in found.items() if e in settings.environments and settings.strictness(e) >= needed}
     if not usable:
@@ -87,11 +102,6 @@ def check_evidence(settings: Settings, name: str, version: str, env: str) -> tup
     # The strictest environment's evidence decides.
     ev_env = max(usable, key=settings.strictness)
     doc, tag_digest = usable[ev_env]
-    if evidence.digest(doc) != tag_digest:
-        raise PromotionRefused(f"{name} version {version}: {ev_env} evidence changed since it was recorded (sha256 {evidence.digest(doc)[:12]} != tag {tag_digest[:12]})")
-    recorded = doc.get("model", {})
-    if str(recorded.get("version")) != str(version) or recorded.get("name") != name:
-        raise PromotionRefused(f"{name} version {version}: {ev_env} evidence was recorded for {recorded.get('name')} version {recorded.get('version')}")
     if doc.get("status") != "passed":
         raise PromotionRefused(f"{name} version {version}: {ev_env} gates did not pass: {'; '.join(doc.get('reasons', [])) or 'status ' + str(doc.get('status'))}")
     outcomes = {g["gate"]: g["outcome"] for g in doc.get("gates", [])}
@@ -102,9 +112,6 @@ def check_evidence(settings: Settings, name: str, version: str, env: str) -> tup
     bad = [f"{g} ({outcomes[g]})" for g in required if outcomes[g] != "passed"]
     if bad:
         raise PromotionRefused(f"{name} version {version}: required gates not passed in the {ev_env} run: {', '.join(bad)}")
-    now = registry.model_digest(settings, f"models:/{name}/{version}")
-    if now != recorded.get("sha256"):
-        raise PromotionRefused(f"{name} version {version}: model artifact digest changed since the evidence was written (now {now[:12]}, evidence {str(recorded.get('sha256'))[:12]})")
     return doc, tag_digest
 
 

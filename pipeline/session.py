@@ -143,7 +143,7 @@ class GateSession:
     @functools.cached_property
     def champion(self) -> Champion | None:
         """The model holding the champion alias, with its predictions on the same rows."""
-        found = registry.champion_version(self.settings, self.settings.gates.champion.alias)
+        found = registry.champion_version(self.settings, self.settings.champion_alias)
         if found is None:
             return None
         name, version = found
