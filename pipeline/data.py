@@ -109,6 +109,21 @@ def read_csv(path: Path) -> pd.DataFrame:
         if name in seen:
             raise InputError(f"{path}: column '{name}': duplicated column name")
         seen.add(name)
+    # pandas pads a row with too few fields with missing values: count every row's fields here.
+    reader = csv.reader(io.StringIO(text))
+    next(reader, None)
+    row, start = 0, reader.line_num + 1
+    try:
+        for fields in reader:
+            if fields:  # blank lines are skipped, as pandas skips them
+                row += 1
+                if len(fields) != len(names):
+                    raise InputError(
+                        f"{path}: line {start} (row {row}): expected {len(names)} fields as in the header, saw {len(fields)}"
+                    )
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise InputError(f"{path}: line {start} (row {row + 1}): not CSV text ({e})") from None
     try:
         frame = pd.read_csv(io.StringIO(text), on_bad_lines="error", skipinitialspace=False)
     except pd.errors.ParserError as e:

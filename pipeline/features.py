@@ -47,4 +47,9 @@ def preprocessor(spec: FeatureSpec, model_type: str) -> ColumnTransformer:
     else:  # config validation makes this unreachable
         raise ValueError(f"unknown model type {model_type}")
     parts = [p for p in parts if p[2]]
-    return ColumnTransformer(parts, verbose_feature_names_out=False, remainder="drop")
+    ct = ColumnTransformer(parts, verbose_feature_names_out=False, remainder="drop")
+    if model_type == "hist_gradient_boosting":
+        # Passed-through numeric columns keep their dtype: a nullable Float64 column with
+        # pandas.NA cannot be stacked into a numpy array, so hand the booster a frame.
+        ct.set_output(transform="pandas")
+    return ct
