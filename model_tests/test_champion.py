@@ -18,7 +18,7 @@ def test_champion_mae(gate_session, eval_predictions, pipeline_settings, thresho
         eval_predictions.y, eval_predictions.p, champion.predictions,
         resamples=cfg.bootstrap_resamples, confidence=cfg.confidence, seed=pipeline_settings.seed,
     )
-    gate_session.bootstrap = boot
+    gate_session.bootstrap, gate_session.champion_label = boot, f"{champion.name} v{champion.version}"
     detail = (f"vs {champion.name} v{champion.version} @{pipeline_settings.champion_alias}: MAE change {boot.delta:+.2%}, "
               f"{cfg.confidence:.0%} lower bound {boot.lower:+.2%} on {len(eval_predictions.y)} rows")
     # Fails only when the candidate is worse by more than the tolerance with the configured confidence.

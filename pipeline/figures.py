@@ -134,7 +134,7 @@ def slice_errors(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: lis
     keys: dict[str, pd.Series] = {c: frame[c].astype(object).fillna("<missing>").astype(str) for c in columns}
     if target_bands:
         edges = [-np.inf, *sorted(target_bands), np.inf]
-        labels = [f"{_band(lo)}-{_band(hi)}" for lo, hi in zip(edges[:-1], edges[1:])]
+        labels = [f"<{_band(hi)}" if np.isinf(lo) else (f">={_band(lo)}" if np.isinf(hi) else f"{_band(lo)}-{_band(hi)}") for lo, hi in zip(edges[:-1], edges[1:])]
         keys[f"{target} band"] = pd.Series(pd.cut(y, edges, labels=labels, right=False).astype(str), index=frame.index)
     out: list[SliceError] = []
     err = pd.Series(abs_err, index=frame.index)
@@ -147,8 +147,6 @@ def slice_errors(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: lis
 
 
 def _band(x: float) -> str:
-    if np.isinf(x):
-        return "" if x < 0 else "max"
     return f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}"
 
 

@@ -56,12 +56,27 @@ def finish(state, report: GateReport) -> None:
     state.evidence_path = state.evidence_dir / name
     write_atomic(state.evidence_path, evidence.canonical(doc))
     state.evidence = doc
+    state.report_files = write_reports(gs, doc, state.evidence_dir)
     if source.version is not None:
         registry.store_evidence(settings, source.name, source.version, source.run_id, doc)
+        registry.log_files(settings, source.run_id, list(state.report_files.values()), f"reports/{settings.env}")
     if state.promote:
         if source.version is None:
             raise InputError(f"--model-uri {source.uri}: only a registered version (models:/NAME/VERSION) can be promoted")
         state.promotion = promote(settings, source.name, source.version, settings.env)
+
+
+def write_reports(gs, doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Plots and the Markdown/HTML gate report; plots need predictions, the table does not."""
+    from pipeline import report
+
+    inputs = None
+    try:
+        pr = gs.predictions
+        inputs = report.ReportInputs(gs.settings, pr.y, pr.p, pr.frame, gs.latency_ms, gs.bootstrap, gs.champion_label)
+    except PipelineError:
+        pass  # the gates that needed predictions already errored and say why
+    return report.write(inputs, doc, out_dir)
 
 
 def _who() -> str:

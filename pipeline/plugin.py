@@ -42,6 +42,7 @@ class GateState:
         self.promotion: str | None = None
         self.promotion_refused: str | None = None
         self.error: PipelineError | None = None
+        self.report_files: dict[str, Path] = {}
 
     @property
     def settings(self) -> Settings:
@@ -265,9 +266,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     except PipelineError as e:
         state.error = e
         state.promotion_refused = str(e)
-    if state.promotion_refused or (state.evidence and state.evidence["status"] != "passed"):
-        if session.exitstatus == 0:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    # Test outcomes already decide pytest's exit code; a refused promotion must too.
+    if state.promotion_refused and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -54,7 +54,10 @@ class GateSession:
         self.model_uri = model_uri
         self.eval_data = Path(eval_data) if eval_data else None
         self.timings: dict[str, float] = {}
-        self.bootstrap = None  # the champion gate leaves its bootstrap here for the reports
+        # Figures gates leave here for the reports: champion bootstrap, single-row latencies.
+        self.bootstrap = None
+        self.champion_label = ""
+        self.latency_ms = None
 
     def _timed(self, key: str, fn, *args):
         t0 = time.perf_counter()
