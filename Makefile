@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test gates bench check clean
+.PHONY: install run test test-harness gates bench bench-compare check docker-build clean
 
 # One install step for everything; constraints.txt pins every package (and keys CI's cache).
 $(STAMP): pyproject.toml constraints.txt
@@ -23,9 +23,33 @@ test: $(STAMP)
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no test" >&2; exit 1; fi; exit $$rc
 
-## gates: only the gates, against the in-process model, JUnit XML in reports/
+## test-harness: only the harness's own tests (tests/)
+test-harness: $(STAMP)
+	@$(BIN)/python -m pytest tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no test" >&2; exit 1; fi; exit $$rc
+
+## gates: only the gates at $(ENV), against the model fitted in process; JUnit XML, evidence,
+## gate report (Markdown, HTML) and plots in reports/
+ENV ?= staging
 gates: $(STAMP)
-	$(BIN)/python -m pytest model_tests -m gates --junitxml=reports/gates.xml
+	$(BIN)/python -m pytest model_tests -m gates --env $(ENV) --junitxml=reports/gates.xml
+
+## bench: the latency gates only (pytest-benchmark), results in reports/benchmark.json
+bench: $(STAMP)
+	$(BIN)/python -m pytest model_tests --benchmark-only --benchmark-json=reports/benchmark.json
+
+## bench-compare: bench, compared with the last saved run in .benchmarks/; fails when a
+## median regresses by more than BENCH_FAIL
+BENCH_FAIL ?= median:25%
+bench-compare: $(STAMP)
+	@mkdir -p .benchmarks
+	@if find .benchmarks -name '*.json' | grep -q .; then cmp="--benchmark-compare --benchmark-compare-fail=$(BENCH_FAIL)"; \
+	else echo "no saved benchmark run to compare with: this run becomes the baseline"; cmp=""; fi; \
+	$(BIN)/python -m pytest model_tests --benchmark-only --benchmark-autosave --benchmark-json=reports/benchmark.json $$cmp
+
+## docker-build: the serving image (Dockerfile)
+docker-build:
+	docker build -t model-gates-serving:latest .
 
 ## check: environment readiness
 check: $(STAMP)
