@@ -300,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Out(args.json)
     try:
         settings = config_mod.load(args.config, args.env)
+        if args.command != "check":  # check reports an unreachable server as a row
+            from pipeline.registry import ping
+
+            ping(settings)
         return args.fn(args, settings, out)
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)

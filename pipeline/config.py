@@ -120,6 +120,9 @@ class Thresholds(_Strict):
     prediction_difference: Threshold
     single_row_p99_ms: Threshold
     batch_throughput: Threshold
+    # Serving gates: optional, needed where an environment requires the serving family.
+    serving_p99_ms: Threshold | None = None
+    serving_malformed_not_4xx: Threshold | None = None
 
 
 class Environment(_Strict):
@@ -222,6 +225,11 @@ class LatencySettings(_Strict):
     batch_rows: int = Field(default=1000, ge=1)
 
 
+class ServingSettings(_Strict):
+    requests: int = Field(default=100, ge=20)
+    start_timeout_s: float = Field(default=120, gt=0)
+
+
 class GateSettings(_Strict):
     drift: DriftSettings = DriftSettings()
     champion: ChampionSettings = ChampionSettings()
@@ -230,6 +238,7 @@ class GateSettings(_Strict):
     robustness: RobustnessSettings = RobustnessSettings()
     determinism: DeterminismSettings = DeterminismSettings()
     latency: LatencySettings = LatencySettings()
+    serving: ServingSettings = ServingSettings()
 
 
 class Settings(_Strict):
@@ -317,7 +326,7 @@ def _resolve_tracking_uri(base: Path, uri: str) -> str:
     return uri
 
 
-def _build(config_path: Path, raw: dict[str, Any]) -> Settings:
+def _build(config_path: Path, raw: dict[str, Any], model_path: Path | None = None) -> Settings:
     try:
         for env_name, env in (raw.get("environments") or {}).items():
             # Each threshold carries its environment's name for its messages.
@@ -335,7 +344,9 @@ def _build(config_path: Path, raw: dict[str, Any]) -> Settings:
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "missing key"
-        raise InputError(f"{config_path}: {key}: {msg}{more}") from None
+        # model.* keys live in the model config file when the pipeline config names one.
+        where = model_path if model_path is not None and err["loc"][:1] == ("model",) else config_path
+        raise InputError(f"{where}: {key}: {msg}{more}") from None
 
 
 def load(path: str | Path | None = None, env: str | None = None) -> Settings:
@@ -348,6 +359,7 @@ def load(path: str | Path | None = None, env: str | None = None) -> Settings:
     raw = _read_yaml(path)
     base = path.parent
     model_file = raw.pop("model_config", None)
+    model_path = None
     if model_file is not None:
         if not isinstance(model_file, str):
             raise InputError(f"{path}: model_config: expected a file name")
@@ -361,6 +373,13 @@ def load(path: str | Path | None = None, env: str | None = None) -> Settings:
         raw["model"] = model_raw.get("model")
     default_env = raw.pop("default_env", None)
     raw["env"] = env or default_env or "dev"
+    envs = raw.get("environments")
+    if isinstance(envs, dict) and raw["env"] not in envs:
+        # Name where the environment came from, not "(top level)".
+        source = "--env" if env else "default_env"
+        raise InputError(
+            f"{path}: environments: unknown environment '{raw['env']}' (from {source}; known: {', '.join(map(str, envs))})"
+        )
     raw["config_path"] = str(path)
     raw["gate_tests"] = str(_resolve_path(base, raw.get("gate_tests") or "../model_tests"))
     data = raw.get("data")
@@ -374,5 +393,5 @@ def load(path: str | Path | None = None, env: str | None = None) -> Settings:
             ml["tracking_uri"] = _resolve_tracking_uri(base, ml["tracking_uri"])
         if isinstance(ml.get("artifact_location"), str):
             ml["artifact_location"] = str(_resolve_path(base, ml["artifact_location"]))
-    return _build(path, raw)
+    return _build(path, raw, model_path)
 

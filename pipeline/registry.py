@@ -473,3 +473,32 @@ def roundtrip_pyfunc(model: Any, features: FeatureSpec, path: Path):
 
     save_model(model, features, path)
     return mlflow.pyfunc.load_model(str(path))
+
+
+def log_files(settings: Settings, run_id: str, files: list[Path], artifact_path: str) -> None:
+    """Log local files as artifacts of a run (reports, plots)."""
+    client = connect(settings)
+    with reachable(settings):
+        for f in files:
+            sub = artifact_path if f.parent.name != "plots" else f"{artifact_path}/plots"
+            client.log_artifact(run_id, str(f), artifact_path=sub)
+
+
+def ping(settings: Settings) -> None:
+    """Fail fast, in one line, when a tracking server does not answer its health check."""
+    import urllib.error
+    import urllib.request
+
+    uri = settings.mlflow.tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=min(10, settings.mlflow.http_timeout_s)) as r:
+            if r.status == 200:
+                return
+            reason = f"health check answered {r.status}"
+    except urllib.error.HTTPError as e:
+        reason = f"health check answered {e.code}"
+    except (urllib.error.URLError, OSError) as e:
+        reason = str(getattr(e, "reason", e))
+    raise RegistryUnavailable(f"tracking server {uri} unreachable: {reason}")
