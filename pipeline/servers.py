@@ -90,7 +90,10 @@ class Server:
             self.proc.wait(5)
 
     def __enter__(self) -> "Server":
-        return self.start()
+        # `with server.start(timeout=...)` and `with server` both work; never start twice.
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+        return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
