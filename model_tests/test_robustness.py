@@ -23,6 +23,17 @@ def _worst(observed):
     return max(observed, key=lambda o: o[0]) if observed else (float("nan"), None)
 
 
+def _explore(check, observed, record_gate, name, th, detail):
+    """Run a hypothesis property and record its figure: the minimal failing example's when
+    it fails (hypothesis replays that example last), else the worst example's."""
+    try:
+        check()
+    except BaseException:
+        record_gate(name, observed[-1][0] if observed else float("nan"), th, f"minimal failing example; {detail}")
+        raise
+    record_gate(name, _worst(observed)[0], th, f"worst of {len(observed)} examples; {detail}")
+
+
 def test_noise_stability(gate_session, eval_frame, feature_spec, spread, pipeline_settings, thresholds, record_gate):
     cfg, th = pipeline_settings.gates.robustness, thresholds.noise_prediction_change
     observed = []
@@ -35,16 +46,10 @@ def test_noise_stability(gate_session, eval_frame, feature_spec, spread, pipelin
         observed.append((figure, float(change.max()), spec))
         assert th.holds(figure), th.explain(f"p{cfg.percentile:g} relative prediction change", figure, f"max {change.max():.3g}; {spec}")
 
-    try:
-        check()
-    finally:
-        mx = max((o[1] for o in observed), default=float("nan"))
-        record_gate("noise_prediction_change", _worst(observed)[0], th, f"p{cfg.percentile:g} over rows, worst example; max single-row change {mx:.3g}; noise sd {cfg.noise_relative_sd} x column sd")
-
-
-def _nonfinite_gate(record_gate, th, observed, what):
-    worst = _worst(observed)
-    record_gate("nonfinite_predictions", worst[0], th, f"{what}; {len(observed)} examples")
+    _explore(check, observed, record_gate, "noise_prediction_change", th,
+             f"p{cfg.percentile:g} of rows' relative change; noise sd {cfg.noise_relative_sd} x column sd")
+    mx = max(o[1] for o in observed)
+    record_gate("max_single_row_change", mx, None, "largest single-row relative change seen (reported, not judged)")
 
 
 def test_missing_values(gate_session, eval_frame, feature_spec, pipeline_settings, thresholds, record_gate):
@@ -63,10 +68,7 @@ def test_missing_values(gate_session, eval_frame, feature_spec, pipeline_setting
         observed.append((bad, spec))
         assert th.holds(bad), th.explain("non-finite predictions", bad, f"{spec}")
 
-    try:
-        check()
-    finally:
-        _nonfinite_gate(record_gate, th, observed, "missing values injected")
+    _explore(check, observed, record_gate, "nonfinite_predictions", th, "missing values injected")
 
 
 def test_unseen_categories(gate_session, eval_frame, feature_spec, pipeline_settings, thresholds, record_gate):
@@ -86,10 +88,7 @@ def test_unseen_categories(gate_session, eval_frame, feature_spec, pipeline_sett
         observed.append((bad, spec))
         assert th.holds(bad), th.explain("non-finite predictions", bad, f"{spec}")
 
-    try:
-        check()
-    finally:
-        _nonfinite_gate(record_gate, th, observed, "unseen categories injected")
+    _explore(check, observed, record_gate, "nonfinite_predictions", th, "unseen categories injected")
 
 
 def test_column_order(candidate_model, eval_predictions, feature_spec, thresholds, record_gate):
@@ -104,10 +103,7 @@ def test_column_order(candidate_model, eval_predictions, feature_spec, threshold
         observed.append((diff, seed))
         assert th.holds(diff), th.explain("max prediction difference after reordering columns", diff, f"permutation seed {seed}")
 
-    try:
-        check()
-    finally:
-        record_gate("prediction_difference", _worst(observed)[0], th, "columns reordered")
+    _explore(check, observed, record_gate, "prediction_difference", th, "columns reordered")
 
 
 def test_wider_dtypes(candidate_model, eval_predictions, feature_spec, thresholds, record_gate):
@@ -126,10 +122,7 @@ def test_wider_dtypes(candidate_model, eval_predictions, feature_spec, threshold
         observed.append((diff, spec))
         assert th.holds(diff), th.explain("max prediction difference with wider dtypes", diff, f"{spec}")
 
-    try:
-        check()
-    finally:
-        record_gate("prediction_difference", _worst(observed)[0], th, "numeric and categorical columns cast to wider dtypes")
+    _explore(check, observed, record_gate, "prediction_difference", th, "numeric and categorical columns cast to wider dtypes")
 
 
 def test_directional(gate_session, eval_frame, spread, pipeline_settings, thresholds, record_gate):
@@ -150,8 +143,4 @@ def test_directional(gate_session, eval_frame, spread, pipeline_settings, thresh
             observed.append((worst, spec))
             assert th.holds(worst), th.explain(f"prediction drop against {exp.direction} {exp.feature}", worst, f"{spec}")
 
-        try:
-            check()
-        finally:
-            worst = _worst(observed)
-            record_gate("directional_drop", worst[0], th, f"worst row over {len(observed)} examples; {', '.join(f'{e.feature} {e.direction}' for e in cfg.directional)}")
+        _explore(check, observed, record_gate, "directional_drop", th, f"worst row; {exp.feature} {exp.direction}")

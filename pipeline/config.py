@@ -212,7 +212,6 @@ class RobustnessSettings(_Strict):
     noise_relative_sd: float = Field(default=0.01, gt=0)
     percentile: float = Field(default=95, gt=0, le=100)
     rows_per_example: int = Field(default=200, ge=10)
-    examples: int = Field(default=20, ge=1)
     directional: list[DirectionalExpectation] = []
 
 

@@ -243,6 +243,8 @@ def record_gate(request: pytest.FixtureRequest, record_property) -> Callable[...
             record_property(f"{name}.direction", threshold.direction)
             record_property(f"{name}.unit", threshold.unit)
             record_property(f"{name}.env", threshold.env)
+        else:
+            record_property(f"{name}.threshold", "none: reported, not judged")
         if detail:
             record_property(f"{name}.detail", detail)
 

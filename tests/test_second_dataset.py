@@ -145,7 +145,7 @@ def write_energy_project(folder: Path) -> Path:
             "champion": {"alias": None, "bootstrap_resamples": 500, "confidence": 0.95},
             "slices": {"metric": "mape", "columns": ["building_type"], "target_bands": [10000, 30000], "min_rows": 30},
             "residuals": {"scale": "log", "sample_size": 5000},
-            "robustness": {"noise_relative_sd": 0.01, "percentile": 95, "rows_per_example": 100, "examples": 10,
+            "robustness": {"noise_relative_sd": 0.01, "percentile": 95, "rows_per_example": 100,
                            "directional": [{"feature": "floor_area_m2", "direction": "increasing", "step_relative": 0.1}]},
             "determinism": {"refit_rows": 300},
             "latency": {"single_row_rounds": 50, "batch_rows": 500},
