@@ -83,7 +83,7 @@ def test_html_is_self_contained(gate_run):
 
 
 def test_junit_xml_carries_figures_and_thresholds(gate_run):
-    from junitparser import JUnitXml
+    from junitparser import JUnitXml, Properties, Property
 
     _, _, out, evidence = gate_run
     xml = JUnitXml.fromfile(str(out / "gates.xml"))
@@ -91,7 +91,8 @@ def test_junit_xml_carries_figures_and_thresholds(gate_run):
     assert len(cases) == len(evidence["gates"])
     for g in evidence["gates"]:
         case = cases[f"test_{g['gate']}"]
-        props = {p.name: p.value for p in case.properties()}
+        # junitparser reads suite-level properties natively; a testcase's are its child elements.
+        props = {p.name: p.value for block in case.iterchildren(Properties) for p in block.iterchildren(Property)}
         for fig in g["figures"]:
             assert f"{fig['name']}.threshold" in props, f"{g['gate']}: no threshold property"
             assert f"{fig['name']}.figure" in props, f"{g['gate']}: no figure property"
