@@ -137,7 +137,9 @@ def _message(report: pytest.TestReport) -> str:
         return str(lr[2]).removeprefix("Skipped: ")
     crash = getattr(lr, "reprcrash", None)
     text = crash.message if crash is not None else str(lr)
-    return text.strip().splitlines()[0] if text.strip() else ""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    # A gate's assertion message is the sentence; the exception's class name is noise.
+    return first.removeprefix("AssertionError: ")
 
 
 @pytest.hookimpl(wrapper=True)
