@@ -1,0 +1,275 @@
+"""run-pipeline end to end: real subprocesses on a throwaway project with its own embedded store.
+
+The project is the Ames config with two changes these tests are not about: smaller gate
+workloads, and loose latency thresholds (this machine's load is not what is tested here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import AMES, run_cli, write_project
+
+from pipeline import config as config_mod
+from pipeline import data as data_mod
+from pipeline import registry
+
+pytestmark = pytest.mark.slow
+
+NAME = "ames-price"
+ENV = {"OMP_NUM_THREADS": "1"}  # one OpenMP thread: a loaded machine starves the trees' thread pool
+SUBCOMMANDS = ("check", "run", "validate", "promote", "rollback", "list", "compare")
+FAST = {
+    "gates": {
+        "champion": {"bootstrap_resamples": 200},
+        "latency": {"single_row_rounds": 20, "batch_rows": 200},
+        "determinism": {"refit_rows": 300},
+    },
+    "environments": {e: {"thresholds": {"single_row_p99_ms": {"max": 30000, "unit": "ms"},
+                                        "batch_throughput": {"min": 1, "unit": "rows/s"}}}
+                     for e in ("dev", "staging", "production")},
+}
+
+
+def load_settings(cfg: Path, env: str | None = None):
+    """config.load without a leaked override: mlflow.set_tracking_uri (registry.connect calls it)
+    exports MLFLOW_TRACKING_URI, and config.load takes that for the user's override, so a store
+    connected to earlier in this process would replace this config's own."""
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        return config_mod.load(cfg, env)
+    finally:
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def cli(folder: Path, *args: str, **kw):
+    return run_cli(*args, cwd=folder, env={**ENV, **kw.pop("env", {})}, **kw)
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("cli")
+    return folder, write_project(folder, FAST)
+
+
+@pytest.fixture(scope="module")
+def runs(project) -> dict:
+    """`run` twice: version 1 takes @staging, version 2 is gated against it and replaces it."""
+    folder, cfg = project
+    out = {}
+    for n in ("1", "2"):
+        r = cli(folder, "run", "--config", str(cfg))
+        (folder / f"transcript-run-{n}.txt").write_text(r.stdout + r.stderr)
+        evidence = json.loads((folder / "reports" / f"evidence-{NAME}-v{n}-staging.json").read_text())
+        out[n] = (r, evidence)
+    return out
+
+
+def aliases(cfg: Path) -> dict[str, str]:
+    client = registry.connect(load_settings(cfg))
+    return {a: str(v) for a, v in (client.get_registered_model(NAME).aliases or {}).items()}
+
+
+def champion_detail(evidence: dict) -> str:
+    (g,) = [g for g in evidence["gates"] if g["gate"] == "champion_mae"]
+    assert g["outcome"] == "passed"
+    return g["figures"][0]["detail"]
+
+
+def test_run_twice_gates_the_second_against_the_first(project, runs):
+    _, cfg = project
+    (r1, ev1), (r2, ev2) = runs["1"], runs["2"]
+    assert r1.returncode == 0, r1.stdout[-3000:] + r1.stderr[-3000:]
+    assert r2.returncode == 0, r2.stdout[-3000:] + r2.stderr[-3000:]
+    assert f"promoted {NAME} version 1 to @staging" in r1.stdout
+    assert "aliases: @staging -> v1" in r1.stdout
+    assert f"promoted {NAME} version 2 to @staging (previous: version 1, now @previous-staging)" in r2.stdout
+    assert "aliases: @previous-staging -> v1, @staging -> v2" in r2.stdout
+    assert f"model {NAME} version 2; eval R2 " in r2.stdout
+    assert ev1["status"] == ev2["status"] == "passed"
+    assert champion_detail(ev1) == "no model holds @staging: nothing to compare with"
+    assert champion_detail(ev2).startswith(f"vs {NAME} v1 @staging: MAE change ")
+    # The gate table: a header and one row per gate.
+    table = [line.split() for line in r2.stdout.splitlines()]
+    assert ["gate", "figure", "threshold", "status"] in table
+    assert ["champion_mae", "0", "<=", "0.05", "passed"] in table  # identical seeds, identical models
+    assert aliases(cfg) == {"staging": "2", "previous-staging": "1"}
+
+
+def test_list_shows_versions_aliases_and_gate_status(project, runs):
+    folder, cfg = project
+    r = cli(folder, "list", "--config", str(cfg))
+    (folder / "transcript-list.txt").write_text(r.stdout + r.stderr)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.strip().splitlines()]
+    assert rows[0] == ["version", "aliases", "gates.dev", "gates.staging", "gates.production", "r2", "mae", "rmse", "mape", "archived"]
+    by_version = {row[0]: row for row in rows[1:]}
+    assert sorted(by_version) == ["1", "2"]
+    assert by_version["2"][1:5] == ["staging", "-", "passed", "-"]
+    assert by_version["1"][1] == "previous-staging"
+    r = cli(folder, "list", "--json", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    versions = {v["version"]: v for v in doc["versions"]}
+    assert doc["model"] == NAME
+    assert versions["2"]["aliases"] == ["staging"] and versions["2"]["gates.staging"] == "passed"
+    assert versions["1"]["aliases"] == ["previous-staging"]
+    assert versions["2"]["gates.production"] is None
+    assert versions["2"]["r2"] > 0.88 and versions["2"]["archived"] is False
+
+
+def test_compare_prints_metrics_side_by_side_and_a_recommendation(project, runs):
+    folder, cfg = project
+    r = cli(folder, "compare", "1", "2", "--config", str(cfg))
+    (folder / "transcript-compare.txt").write_text(r.stdout + r.stderr)
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if not line.startswith("[")]
+    rows = [line.split() for line in lines]
+    assert ["metric", "v1", "v2", "change"] in rows
+    assert sorted(row[0] for row in rows if row[0] in ("r2", "mae", "rmse", "mape")) == ["mae", "mape", "r2", "rmse"]
+    (rec,) = [line for line in lines if line.startswith("recommendation: ")]
+    r = cli(folder, "compare", "1", "2", "--json", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert sorted(doc["metrics"]) == ["1", "2"]
+    assert set(doc["metrics"]["1"]) == {"r2", "mae", "rmse", "mape"}
+    assert doc["rows"] == 586
+    assert rec == f"recommendation: {doc['recommendation']}"
+    # The same config and seed trained twice give the same model: no change, and v2 may replace v1.
+    assert doc["metrics"]["1"] == doc["metrics"]["2"]
+    assert doc["recommendation"].startswith("version 2 passes the champion gate against 1 (staging): MAE +0.00%")
+
+
+def test_validate_regates_on_another_csv_without_moving_aliases(project, runs):
+    folder, cfg = project
+    settings = load_settings(cfg)
+    held_out = data_mod.split(settings, data_mod.load(settings)).eval.index[:560]
+    raw = pd.read_csv(AMES, dtype=str, keep_default_na=False)
+    new = folder / "new_sales.csv"
+    raw.loc[held_out].to_csv(new, index=False)
+    before = aliases(cfg)
+    r = cli(folder, "validate", f"models:/{NAME}/1", "--data", str(new), "--config", str(cfg))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert f"models:/{NAME}/1: staging gates passed" in r.stdout
+    assert "promoted" not in r.stdout
+    assert aliases(cfg) == before == {"staging": "2", "previous-staging": "1"}
+    evidence = json.loads((folder / "reports" / f"evidence-{NAME}-v1-staging.json").read_text())
+    (contract,) = [g for g in evidence["gates"] if g["gate"] == "data_contract"]
+    assert contract["figures"][0]["detail"] == "560 rows of new_sales.csv"
+    assert evidence["eval_data_sha256"] != runs["1"][1]["eval_data_sha256"]
+    assert champion_detail(evidence).startswith(f"vs {NAME} v2 @staging")
+
+
+def test_check_prints_the_table_and_fails_on_missing_data(project):
+    folder, cfg = project
+    r = cli(folder, "check", "--config", str(cfg))
+    assert r.returncode == 0, r.stdout + r.stderr
+    status = check_table(r.stdout)
+    assert status["config"][0] == status["data"][0] == status["tracking store"][0] == "ok"
+    assert re.fullmatch(rf"{re.escape(str(AMES))}: 2930 rows, \d+ features, contract ok", status["data"][1])
+    assert [k for k, (s, _) in status.items() if s != "ok"] == []
+    raw = yaml.safe_load(cfg.read_text())
+    raw["data"]["path"] = str(folder / "gone.csv")
+    broken = folder / "broken_config.yaml"
+    broken.write_text(yaml.safe_dump(raw, sort_keys=False))
+    r = cli(folder, "check", "--config", str(broken))
+    assert r.returncode == 2, r.stdout + r.stderr
+    status = check_table(r.stdout)
+    assert {k: v for k, v in status.items() if v[0] != "ok"} == {"data": ("fail", f"{folder / 'gone.csv'}: file not found")}
+
+
+def check_table(stdout: str) -> dict[str, tuple[str, str]]:
+    """`check`'s table as {check: (status, detail)}, read by the header's column positions."""
+    header, *lines = stdout.rstrip().splitlines()
+    assert header.split() == ["check", "status", "detail"]
+    s, d = header.index("status"), header.index("detail")
+    return {line[:s].strip(): (line[s:d].strip(), line[d:].strip()) for line in lines}
+
+
+@pytest.mark.parametrize("sub", ("", *SUBCOMMANDS))
+def test_help_exits_0(tmp_path, sub):
+    r = run_cli(*([sub] if sub else []), "--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"usage: run-pipeline{' ' + sub if sub else ''} ")
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("frobnicate",), "run-pipeline: error: argument command: invalid choice: 'frobnicate'"),
+    (("promote", "abc"), "run-pipeline promote: error: argument version: 'abc' is not a model version number"),
+    (("compare", "1", "0"), "run-pipeline compare: error: argument v2: '0' is not a model version number"),
+])
+def test_usage_errors_exit_2_with_one_line(tmp_path, args, message):
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert one_line(r.stderr).startswith(message)
+
+
+def test_promote_to_production_refused_then_digest_after_tampering(project, runs):
+    folder, cfg = project
+    r = cli(folder, "promote", "2", "--env", "production", "--config", str(cfg))
+    (folder / "transcript-promote-refused.txt").write_text(r.stdout + r.stderr)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert one_line(r.stderr) == (f"error: {NAME} version 2: evidence only for staging, laxer than 'production'; "
+                                  "run the gates with --env production")
+    settings = load_settings(cfg)
+    files = Path(registry.connect(settings).get_model_version_download_uri(NAME, "2").removeprefix("file://"))
+    skops = list(files.rglob("*.skops"))
+    assert len(skops) == 1
+    with skops[0].open("ab") as f:
+        f.write(b"\0")
+    r = cli(folder, "promote", "2", "--env", "production", "--config", str(cfg))
+    (folder / "transcript-promote-tampered.txt").write_text(r.stdout + r.stderr)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert one_line(r.stderr).startswith(
+        f"error: {NAME} version 2: model artifact digest changed since the staging evidence was written (now ")
+    assert aliases(cfg) == {"staging": "2", "previous-staging": "1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_tracking_server_exits_2_quickly(project):
+    folder, cfg = project
+    uri = f"http://127.0.0.1:{_free_port()}"
+    t0 = time.monotonic()
+    r = cli(folder, "list", "--config", str(cfg), env={"MLFLOW_TRACKING_URI": uri}, timeout=120)
+    elapsed = time.monotonic() - t0
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert elapsed < 60
+    assert one_line(r.stderr).startswith(f"error: tracking server {uri} unreachable: ")
+    assert r.stdout == ""
+
+
+def test_silent_tracking_server_exits_2_within_the_timeout(project):
+    # Accepts connections and never answers: only a timeout ends the wait.
+    folder, cfg = project
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(16)
+        uri = f"http://127.0.0.1:{hole.getsockname()[1]}"
+        t0 = time.monotonic()
+        r = cli(folder, "list", "--config", str(cfg), env={"MLFLOW_TRACKING_URI": uri}, timeout=120)
+        elapsed = time.monotonic() - t0
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert elapsed < 60
+    assert one_line(r.stderr) == f"error: tracking server {uri} unreachable: timed out"

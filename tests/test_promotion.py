@@ -1,0 +1,382 @@
+"""Promotion against a real embedded MLflow store in tmp_path: every refusal and the happy path.
+
+One store per module: one model is fitted once and logged as ten registered versions, one
+per scenario, so that scenarios never share a version's evidence or aliases. Gates run as
+real pytest subprocesses through the installed plugin. Refusal scenarios use a second
+config on the same store whose environments require only the metric and latency gates
+(`NARROW`), so that each scenario's evidence carries exactly one defect and a gate run costs
+two gate files, not the whole of model_tests; the happy path runs every gate against the real required list.
+
+Both configs make two changes to the Ames config, neither of which these tests are about:
+the gate workloads are smaller (bootstrap resamples, refit rows, latency rounds), and the
+latency thresholds are loose, because this machine's load is not what promotion is tested on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, deep_merge, run_cli, write_project
+
+from pipeline import config as config_mod
+from pipeline import evidence as evidence_mod
+from pipeline import gating, registry
+from pipeline.errors import PromotionRefused
+
+pytestmark = pytest.mark.slow
+
+NAME = "ames-price"
+MODEL_TESTS = ROOT / "model_tests"
+ENVS = ("dev", "staging", "production")
+NARROW = ["r2", "mae", "rmse", "mape", "single_row_latency", "batch_throughput"]
+NARROW_FILES = ("test_metrics.py", "test_latency.py")
+# Registered in this order: the refusal versions first, the happy path's two last (newest).
+SCENARIOS = ("failed", "errored", "skipped", "xfailed", "deselected", "one_file", "copied", "fresh", "first", "second")
+
+FAST = {
+    "gates": {
+        "champion": {"bootstrap_resamples": 200},
+        "latency": {"single_row_rounds": 20, "batch_rows": 200},
+        "determinism": {"refit_rows": 300},
+    },
+    "environments": {e: {"thresholds": {"single_row_p99_ms": {"max": 30000, "unit": "ms"},
+                                        "batch_throughput": {"min": 1, "unit": "rows/s"}}} for e in ENVS},
+}
+
+
+def load_settings(cfg: Path, env: str | None = None):
+    """config.load without a leaked override: mlflow.set_tracking_uri (registry.connect calls it)
+    exports MLFLOW_TRACKING_URI, and config.load takes that for the user's override, so a store
+    connected to earlier in this process would replace this config's own."""
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        return config_mod.load(cfg, env)
+    finally:
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+XFAIL_PLUGIN = '''
+import pytest
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.name == "test_rmse":
+            item.add_marker(pytest.mark.xfail(reason="known RMSE regression, tracked in the backlog", strict=False))
+'''
+
+
+@dataclass
+class Store:
+    folder: Path
+    config: Path  # the real required gates
+    narrow: Path  # only NARROW required
+    versions: dict[str, str] = field(default_factory=dict)
+    started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+    def settings(self, env: str = "staging", narrow: bool = False):
+        return load_settings(self.narrow if narrow else self.config, env)
+
+    def client(self):
+        return registry.connect(self.settings())
+
+    def tags(self, version: str) -> dict[str, str]:
+        return dict(registry.get_version(self.settings(), NAME, version).tags or {})
+
+    def aliases(self) -> dict[str, str]:
+        return {a: str(v) for a, v in (self.client().get_registered_model(NAME).aliases or {}).items()}
+
+
+@dataclass
+class Gated:
+    proc: subprocess.CompletedProcess
+    evidence: dict
+
+    @property
+    def outcomes(self) -> dict[str, str]:
+        return {g["gate"]: g["outcome"] for g in self.evidence["gates"]}
+
+    @property
+    def refusals(self) -> list[str]:
+        return [line for line in self.proc.stdout.splitlines() if line.startswith("promotion refused:")]
+
+
+def subprocess_env(store: Store) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PIPELINE_CONFIG", "PYTEST_ADDOPTS")}
+    path = os.pathsep.join(p for p in (str(store.folder / "plugins"), os.environ.get("PYTHONPATH", "")) if p)
+    # One OpenMP thread: on a loaded machine the trees' thread pool waits for CPUs it never gets.
+    env.update(OMP_NUM_THREADS="1", GITHUB_ACTOR="gate-tester", PYTHONPATH=path)
+    return env
+
+
+def gate(store: Store, scenario: str, *extra: str, env: str = "staging", narrow: bool = True,
+         files: tuple[str, ...] = NARROW_FILES, promote: bool = True) -> Gated:
+    """Run the gates on a scenario's version in a pytest subprocess; return it and its evidence."""
+    version = store.versions[scenario]
+    out = store.folder / "reports" / scenario
+    paths = [str(MODEL_TESTS / f) for f in files] if files else [str(MODEL_TESTS)]
+    args = [sys.executable, "-m", "pytest", *paths, "-m", "gates", "--model-uri", f"models:/{NAME}/{version}",
+            "--pipeline-config", str(store.narrow if narrow else store.config), "--env", env,
+            "-p", "no:cacheprovider", "--evidence-dir", str(out), "--benchmark-quiet", "-q", "--durations=5", *extra]
+    if promote:
+        args.append("--promote")
+    proc = subprocess.run(args, cwd=store.folder, env=subprocess_env(store), capture_output=True, text=True,
+                          timeout=600, stdin=subprocess.DEVNULL)
+    path = out / f"evidence-{NAME}-v{version}-{env}.json"
+    assert path.is_file(), f"no evidence at {path}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return Gated(proc, json.loads(path.read_text()))
+
+
+def refused(store: Store, scenario: str, env: str, narrow: bool = True) -> str:
+    """The one-line reason gating.promote gives, read from the evidence stored on the version."""
+    with pytest.raises(PromotionRefused) as e:
+        gating.promote(store.settings(env, narrow), NAME, store.versions[scenario], env)
+    text = str(e.value)
+    assert "\n" not in text
+    return text
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    from threadpoolctl import threadpool_limits
+
+    from pipeline import data as data_mod
+    from pipeline import figures, train
+
+    folder = tmp_path_factory.mktemp("promotion")
+    cfg = write_project(folder, deep_merge(FAST, {"mlflow": {"keep_versions": 1}}))
+    raw = yaml.safe_load(cfg.read_text())
+    for env in raw["environments"].values():
+        env["required_gates"] = list(NARROW)
+    narrow = folder / "narrow_config.yaml"
+    narrow.write_text(yaml.safe_dump(raw, sort_keys=False))
+    (folder / "plugins").mkdir()
+    (folder / "plugins" / "xfail_rmse.py").write_text(textwrap.dedent(XFAIL_PLUGIN))
+    s = Store(folder, cfg, narrow)
+    settings = s.settings()
+    dataset = data_mod.load(settings)
+    parts = data_mod.split(settings, dataset)
+    with threadpool_limits(1):
+        model = train.fit(settings, dataset.features, parts.train)
+    y = parts.eval[settings.data.target].to_numpy()
+    metrics = figures.regression_metrics(y, model.predict(parts.eval[dataset.features.columns]))
+    for scenario in SCENARIOS:
+        s.versions[scenario] = registry.log_candidate(settings, model, dataset, parts.eval, metrics).version
+    assert list(s.versions.values()) == [str(i) for i in range(1, len(SCENARIOS) + 1)]
+    return s
+
+
+@pytest.fixture(scope="module")
+def promoted(store: Store) -> dict:
+    """The happy path: gate and promote `first`, then `second`, with every staging gate."""
+    first = gate(store, "first", narrow=False, files=())
+    after_first = store.aliases()
+    second = gate(store, "second", narrow=False, files=())
+    return {"first": first, "after_first": after_first, "second": second, "after_second": store.aliases()}
+
+
+# ---------------------------------------------------------------- the happy path
+
+
+def test_promote_moves_the_alias_and_tags_the_version(store, promoted):
+    v1, v2 = store.versions["first"], store.versions["second"]
+    first, second = promoted["first"], promoted["second"]
+    required = store.settings().environment.required_gates
+    assert {"data_contract", "rmse", "champion_mae", "refit_identical", "single_row_latency"} <= set(required)
+    for run in (first, second):
+        assert run.proc.returncode == 0, run.proc.stdout[-3000:]
+        assert run.evidence["status"] == "passed", run.evidence["reasons"]
+        assert run.evidence["required_gates"] == required
+        assert {g: run.outcomes.get(g) for g in required} == {g: "passed" for g in required}
+    assert f"promoted {NAME} version {v1} to @staging" in first.proc.stdout
+    assert promoted["after_first"] == {"staging": v1}
+    assert f"promoted {NAME} version {v2} to @staging (previous: version {v1}, now @previous-staging)" in second.proc.stdout
+    assert promoted["after_second"] == {"staging": v2, "previous-staging": v1}
+    # The second candidate was compared with the holder of @staging, the first.
+    (champion,) = [g for g in second.evidence["gates"] if g["gate"] == "champion_mae"]
+    assert champion["figures"][0]["detail"].startswith(f"vs {NAME} v{v1} @staging: MAE change")
+    tags = store.tags(v2)
+    assert tags["promoted.staging.by"] == "gate-tester"
+    at = dt.datetime.fromisoformat(tags["promoted.staging.at"])
+    assert store.started - dt.timedelta(seconds=1) <= at <= dt.datetime.now(dt.timezone.utc)
+    local = store.folder / "reports" / "second" / f"evidence-{NAME}-v{v2}-staging.json"
+    assert tags["promoted.staging.evidence_sha256"] == tags["gates.staging.evidence_sha256"]
+    assert tags["promoted.staging.evidence_sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
+    assert tags["promoted.staging.replaced"] == v1
+    assert tags["gates.staging.status"] == "passed"
+
+
+def test_rollback_swaps_alias_and_previous_in_one_command(store, promoted):
+    v1, v2 = store.versions["first"], store.versions["second"]
+    before = store.aliases()
+    assert {before["staging"], before["previous-staging"]} == {v1, v2}
+    r = run_cli("rollback", "--env", "staging", "--config", str(store.config), cwd=store.folder,
+                env={"OMP_NUM_THREADS": "1", "GITHUB_ACTOR": "gate-tester"})
+    assert r.returncode == 0, r.stderr
+    after = store.aliases()
+    assert after["staging"] == before["previous-staging"] and after["previous-staging"] == before["staging"]
+    assert r.stdout.strip() == (f"rolled back @staging of {NAME} to version {after['staging']} "
+                                f"(version {after['previous-staging']} now @previous-staging)")
+    assert store.tags(after["staging"])["rolled_back.staging.by"] == "gate-tester"
+    # And back: a rollback is its own undo.
+    gating.rollback(store.settings(), NAME, "staging")
+    assert store.aliases() == before
+
+
+def test_old_versions_without_an_alias_are_archived_never_deleted(store, promoted):
+    # keep_versions is 1: the first promotion archived every older version holding no alias.
+    older = [store.versions[s] for s in SCENARIOS[:-2]]
+    assert f"archived versions {', '.join(reversed(older))}" in promoted["first"].proc.stdout
+    assert "archived" not in promoted["second"].proc.stdout
+    all_versions = registry.versions(store.settings(), NAME)
+    assert sorted(int(mv.version) for mv in all_versions) == list(range(1, len(SCENARIOS) + 1))
+    archived = {str(mv.version) for mv in all_versions if (mv.tags or {}).get("archived") == "true"}
+    assert archived == set(older)
+    assert all(mv._pipeline_aliases for mv in all_versions if str(mv.version) not in archived)
+
+
+# ---------------------------------------------------------------- refusals, each with its one-line reason
+
+
+def test_refused_when_a_required_gate_failed(store):
+    # Production asks RMSE <= 20,000 USD; the Ames model reaches ~23,000: an honest failure.
+    run = gate(store, "failed", env="production")
+    v = store.versions["failed"]
+    assert run.proc.returncode == 1
+    assert run.outcomes == {"r2": "passed", "mae": "passed", "rmse": "failed", "mape": "passed",
+                            "single_row_latency": "passed", "batch_throughput": "passed"}
+    reason = f"{NAME} version {v}: production gates did not pass: gates failed: rmse"
+    assert run.refusals == [f"promotion refused: {reason}"]
+    assert refused(store, "failed", "production") == reason
+    assert "production" not in store.aliases()
+
+
+def test_refused_when_a_required_gate_errored(store):
+    # The evaluation CSV breaks the contract: every gate that needs its rows errors in setup.
+    frame = pd.read_csv(ROOT / "data" / "raw" / "ames.csv").head(600)
+    frame.loc[3, "Sale_Price"] = -5
+    bad = store.folder / "bad_prices.csv"
+    frame.to_csv(bad, index=False)
+    run = gate(store, "errored", "--eval-data", str(bad))
+    v = store.versions["errored"]
+    assert run.proc.returncode == 1
+    assert set(run.outcomes.values()) == {"error"}
+    assert all("bad_prices.csv" in g["message"] for g in run.evidence["gates"])
+    reason = f"{NAME} version {v}: staging gates did not pass: gates error: batch_throughput, mae, mape, r2, rmse, single_row_latency"
+    assert run.refusals == [f"promotion refused: {reason}"]
+    assert refused(store, "errored", "staging") == reason
+
+
+def test_refused_when_a_required_gate_skipped(store):
+    run = gate(store, "skipped", "--benchmark-disable")
+    v = store.versions["skipped"]
+    # No test failed: only the plugin's refusal makes the session fail.
+    assert "failed" not in run.proc.stdout.splitlines()[-1]
+    assert run.proc.returncode == 1
+    assert run.outcomes["single_row_latency"] == run.outcomes["batch_throughput"] == "skipped"
+    assert all(run.outcomes[g] == "passed" for g in ("r2", "mae", "rmse", "mape"))
+    reason = f"{NAME} version {v}: staging gates did not pass: gates skipped: batch_throughput, single_row_latency"
+    assert run.refusals == [f"promotion refused: {reason}"]
+    assert refused(store, "skipped", "staging") == reason
+
+
+def test_refused_when_a_required_gate_xfailed(store):
+    # A known-failing gate marked xfail (through a plugin, as a team might in a conftest)
+    # fails at production and is reported xfailed: that is not a pass.
+    run = gate(store, "xfailed", "-p", "xfail_rmse", env="production")
+    v = store.versions["xfailed"]
+    assert "1 xfailed" in run.proc.stdout.splitlines()[-1]
+    assert run.proc.returncode == 1
+    assert run.outcomes["rmse"] == "xfailed"
+    reason = f"{NAME} version {v}: production gates did not pass: gates xfailed: rmse"
+    assert run.refusals == [f"promotion refused: {reason}"]
+    assert refused(store, "xfailed", "production") == reason
+
+
+def test_refused_when_required_gates_were_deselected(store):
+    run = gate(store, "deselected", "-k", "not rmse and not mape")
+    v = store.versions["deselected"]
+    assert "2 deselected" in run.proc.stdout.splitlines()[-1]
+    assert run.proc.returncode == 1
+    assert run.outcomes["rmse"] == run.outcomes["mape"] == "deselected"
+    reason = f"{NAME} version {v}: staging gates did not pass: gates deselected: mape, rmse"
+    assert run.refusals == [f"promotion refused: {reason}"]
+    assert refused(store, "deselected", "staging") == reason
+
+
+def test_refused_when_required_gates_were_not_collected(store):
+    run = gate(store, "one_file", files=("test_metrics.py",))
+    v = store.versions["one_file"]
+    assert "4 passed" in run.proc.stdout.splitlines()[-1]
+    assert run.proc.returncode == 1
+    assert sorted(run.outcomes) == ["mae", "mape", "r2", "rmse"]
+    reason = f"{NAME} version {v}: staging gates did not pass: required gates not collected: single_row_latency, batch_throughput"
+    assert run.refusals == [f"promotion refused: {reason}"]
+    assert refused(store, "one_file", "staging") == reason
+
+
+def test_refused_when_evidence_was_recorded_for_another_version(store, promoted):
+    source, target = store.versions["first"], store.versions["copied"]
+    client = store.client()
+    src = client.get_model_version(NAME, source)
+    dst = client.get_model_version(NAME, target)
+    tags = store.tags(source)
+    path = tags["gates.staging.evidence"]
+    local = Path(client.download_artifacts(src.run_id, path, str(store.folder / "copy")))
+    client.log_artifact(dst.run_id, str(local), artifact_path=str(Path(path).parent))
+    for key in ("status", "evidence", "evidence_sha256", "ended"):
+        client.set_model_version_tag(NAME, target, f"gates.staging.{key}", tags[f"gates.staging.{key}"])
+    # A faithful copy: present, passing and matching its digest tag; only the version is wrong.
+    (doc, digest), = registry.load_evidence(store.settings(), NAME, target).values()
+    assert doc["status"] == "passed" and evidence_mod.digest(doc) == digest
+    assert refused(store, "copied", "staging", narrow=False) == (
+        f"{NAME} version {target}: the staging evidence was recorded for {NAME} version {source}")
+
+
+def test_refused_when_model_files_changed_after_the_evidence(store, promoted):
+    v = store.versions["first"]
+    settings = store.settings()
+    gating.check_evidence(settings, NAME, v, "staging")  # allowed before the change
+    folder = Path(store.client().get_model_version_download_uri(NAME, v).removeprefix("file://"))
+    mlmodel = folder / "MLmodel"
+    assert mlmodel.is_file()
+    aliases = store.aliases()
+    with mlmodel.open("ab") as f:
+        f.write(b"\n")
+    r = run_cli("promote", v, "--env", "staging", "--config", str(store.config), cwd=store.folder,
+                env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 1, r.stdout + r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: {NAME} version {v}: model artifact digest changed since the staging evidence was written (now ")
+    assert store.aliases() == aliases
+
+
+def test_refused_when_evidence_is_from_a_laxer_environment(store, promoted):
+    v = store.versions["second"]
+    assert store.tags(v)["gates.staging.status"] == "passed"
+    assert refused(store, "second", "production", narrow=False) == (
+        f"{NAME} version {v}: evidence only for staging, laxer than 'production'; run the gates with --env production")
+
+
+def test_refused_when_there_is_no_evidence(store):
+    v = store.versions["fresh"]
+    assert not [k for k in store.tags(v) if k.startswith("gates.")]
+    r = run_cli("promote", v, "--env", "staging", "--config", str(store.config), cwd=store.folder,
+                env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"error: {NAME} version {v}: no evidence; run the gates first "
+        f"(pytest model_tests -m gates --model-uri models:/{NAME}/{v} --env staging)"]
+    assert store.aliases().get("staging") != v
