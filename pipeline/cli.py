@@ -72,7 +72,7 @@ def run_gates(settings, out: Out, model_uri: str, *, promote: bool, eval_data: s
     junit = reports / f"gates-{settings.env}.xml"
     args = [str(settings.gate_tests), "-m", "gates", "--model-uri", model_uri, "--env", settings.env,
             "--pipeline-config", str(settings.config_path), f"--junitxml={junit}", "-q", "--tb=line",
-            "-p", "no:cacheprovider", "--benchmark-quiet", "--evidence-dir", str(reports), "-o", "console_output_style=classic"]
+            "-p", "no:cacheprovider", "--benchmark-quiet", "-W", "ignore::pytest.PytestAssertRewriteWarning", "--evidence-dir", str(reports), "-o", "console_output_style=classic"]
     if promote:
         args.append("--promote")
     if eval_data:

@@ -74,8 +74,15 @@ def connect(settings: Settings):
     uri = ml.tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # mlflow.set_tracking_uri also exports $MLFLOW_TRACKING_URI, which config.load reads as
+    # the user's override: put back what the user had so the next config means itself.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -400,6 +407,8 @@ def move_alias(settings: Settings, name: str, alias: str, version: str, *, evide
             "stage": alias,
         }.items():
             client.set_model_version_tag(name, version, key, value)
+        if (client.get_model_version(name, version).tags or {}).get("archived") == "true":
+            client.delete_model_version_tag(name, version, "archived")  # holding an alias again
     return previous
 
 
