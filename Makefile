@@ -18,17 +18,27 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/run-pipeline run
 
-## test: the whole suite (tests/ and the gates in model_tests/); no test collected is a failure.
-## The suite runs many processes on few cores: OpenMP workers that spin-wait for a busy core
-## make a boosted-tree predict 100x slower, so every process gets one OpenMP thread.
+## test: the whole suite, in three pytest sessions: the gates in model_tests/ (serially, so the
+## latency gates measure a quiet process); the harness's tests in tests/ on two workers; then
+## the `solo` tests (real servers, 8 concurrent pipelines), which must not share the cores.
+## No test collected is a failure. The suite runs many processes on few cores: OpenMP workers
+## that spin-wait for a busy core make a boosted-tree predict 100x slower, so every process
+## gets one OpenMP thread.
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest
+define pytest_step
+	@$(PYTEST) $(1); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: a pytest step collected no test" >&2; exit 1; fi; exit $$rc
+endef
+
 test: $(STAMP)
-	@OMP_NUM_THREADS=1 $(BIN)/python -m pytest; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "error: pytest collected no test" >&2; exit 1; fi; exit $$rc
+	$(call pytest_step,model_tests)
+	$(call pytest_step,tests -n 2 --dist loadfile -m "not solo")
+	$(call pytest_step,tests -m solo)
 
 ## test-harness: only the harness's own tests (tests/)
 test-harness: $(STAMP)
-	@OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "error: pytest collected no test" >&2; exit 1; fi; exit $$rc
+	$(call pytest_step,tests -n 2 --dist loadfile -m "not solo")
+	$(call pytest_step,tests -m solo)
 
 ## gates: only the gates at $(ENV), against the model fitted in process; JUnit XML, evidence,
 ## gate report (Markdown, HTML) and plots in reports/

@@ -128,7 +128,9 @@ def cmd_run(args, settings, out: Out) -> int:
     from pipeline import jobs
 
     out.progress(f"train: {settings.model.type} on {settings.data.path.name}")
-    trained = jobs.train_and_log(settings, progress=out.progress)
+    # Library chatter must never reach stdout when stdout is the JSON document.
+    with contextlib.redirect_stdout(sys.stderr if out.as_json else sys.stdout):
+        trained = jobs.train_and_log(settings, progress=out.progress)
     c, m = trained.candidate, trained.metrics
     out.progress(f"registered {c.name} version {c.version}: R2 {m['r2']:.4f}, MAE {m['mae']:,.0f}, RMSE {m['rmse']:,.0f}, MAPE {m['mape']:.2f} %")
     out.progress(f"gates: {settings.env} thresholds on {c.uri}")

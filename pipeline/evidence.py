@@ -58,6 +58,16 @@ class GateResult:
             self.outcome = outcome
 
 
+def figure_dict(name: str, value: float | None, threshold: Threshold | None, detail: str = "") -> dict[str, Any]:
+    """A figure with its threshold as plain data: it travels between processes (pytest-xdist)."""
+    th = None
+    if threshold is not None:
+        th = {"min": threshold.min, "max": threshold.max, "unit": threshold.unit,
+              "direction": threshold.direction, "env": threshold.env, "text": threshold.describe()}
+    # NaN and infinity pass through Python's json as NaN/Infinity, as in the evidence file.
+    return {"name": name, "value": None if value is None else float(value), "threshold": th, "detail": detail}
+
+
 class GateReport:
     """Gate outcomes and figures of one session, filled by the plugin's hooks."""
 
@@ -70,19 +80,12 @@ class GateReport:
         return self.gates[gate]
 
     def record(self, gate: str, family: str, name: str, value: float | None, threshold: Threshold | None, detail: str = "") -> None:
-        th = None
-        if threshold is not None:
-            th = {
-                "min": threshold.min,
-                "max": threshold.max,
-                "unit": threshold.unit,
-                "direction": threshold.direction,
-                "env": threshold.env,
-                "text": threshold.describe(),
-            }
+        self.record_figure(gate, family, figure_dict(name, value, threshold, detail))
+
+    def record_figure(self, gate: str, family: str, fig: dict[str, Any]) -> None:
         figs = self.gate(gate, family).figures
-        figs[:] = [f for f in figs if f.name != name]
-        figs.append(Figure(name, None if value is None else float(value), th, detail))
+        figs[:] = [f for f in figs if f.name != fig["name"]]
+        figs.append(Figure(fig["name"], fig["value"], fig["threshold"], fig.get("detail", "")))
 
     def __bool__(self) -> bool:
         return bool(self.gates)

@@ -7,6 +7,7 @@ package gets it. It stays dormant in sessions that collect no test marked `gates
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,10 +16,11 @@ import pytest
 from pipeline import config as config_mod
 from pipeline.config import Settings, Threshold, Thresholds, fmt_number
 from pipeline.errors import PipelineError
-from pipeline.evidence import FAMILIES, GateReport
+from pipeline.evidence import FAMILIES, GateReport, figure_dict
 
 
 REPORT = pytest.StashKey[GateReport]()
+_CURRENT: dict[str, pytest.Config] = {}  # the session's config, for hooks that are not given it
 STATE = pytest.StashKey["GateState"]()
 
 
@@ -85,6 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{family}: gate family: {text}")
     config.stash[REPORT] = GateReport()
     config.stash[STATE] = GateState(config)
+    _CURRENT["config"] = config
     if config.option.promote and not config.option.model_uri:
         raise pytest.UsageError("--promote needs --model-uri models:/NAME/VERSION: only a registered version can be promoted")
 
@@ -108,7 +111,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         ident = gate_identity(item)
         if ident:
             state.items[item.nodeid] = ident
-            report.gate(*ident).nodeids.append(item.nodeid)
+            if not hasattr(config, "workerinput"):
+                report.gate(*ident).nodeids.append(item.nodeid)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -142,15 +146,43 @@ def _message(report: pytest.TestReport) -> str:
     return first.removeprefix("AssertionError: ")
 
 
+IDENTITY_PROP = "gate.identity"
+FIGURE_PROP = "gate.figure"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    # The gate's name and family travel with the report, so that under pytest-xdist the
+    # controller, which collects nothing itself, still knows which gate a report is about.
     report: pytest.TestReport = yield
     state = item.config.stash.get(STATE, None)
     ident = state.items.get(item.nodeid) if state else None
-    if ident is None:
-        return report
-    g = item.config.stash[REPORT].gate(*ident)
+    if ident is not None and report.when == "setup":
+        report.user_properties.append((IDENTITY_PROP, f"{ident[0]}|{ident[1]}"))
+    elif ident is not None:
+        if not any(k == IDENTITY_PROP for k, _ in report.user_properties):
+            report.user_properties.append((IDENTITY_PROP, f"{ident[0]}|{ident[1]}"))
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Fold one report into the gate report (in a plain session, or in xdist's controller)."""
+    config = _CURRENT.get("config")
+    if config is None or REPORT not in config.stash or hasattr(config, "workerinput"):
+        return
+    props = dict((k, v) for k, v in report.user_properties if k == IDENTITY_PROP)
+    if IDENTITY_PROP not in props:
+        return
+    gate, family = props[IDENTITY_PROP].split("|", 1)
+    gate_report = config.stash[REPORT]
+    g = gate_report.gate(gate, family)
+    if report.nodeid not in g.nodeids:
+        g.nodeids.append(report.nodeid)
     g.duration_s += report.duration
+    for key, value in report.user_properties:
+        if key == FIGURE_PROP:
+            fig = json.loads(value)
+            gate_report.record_figure(gate, family, fig)
     xfail = hasattr(report, "wasxfail")
     outcome = None
     if report.when == "call":
@@ -168,7 +200,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         g.merge_outcome(outcome)
         if outcome != "passed":
             g.message = g.message or _message(report)
-    return report
 
 
 # ---------------------------------------------------------------- fixtures
@@ -233,12 +264,15 @@ def record_gate(request: pytest.FixtureRequest, record_property) -> Callable[...
     """Record a gate's figure with its threshold for the JUnit XML and the evidence."""
     state = request.config.stash[STATE]
     ident = state.items.get(request.node.nodeid)
-    report = request.config.stash[REPORT]
 
     def record(name: str, value: float | None, threshold: Threshold | None, detail: str = "") -> None:
         if ident is None:
             raise RuntimeError(f"{request.node.nodeid}: record_gate is for tests marked gates")
-        report.record(ident[0], ident[1], name, value, threshold, detail)
+        fig = figure_dict(name, value, threshold, detail)
+        # Replace an earlier record of the same figure (a gate may refine its figure).
+        props = request.node.user_properties
+        props[:] = [(k, v) for k, v in props if not (k == FIGURE_PROP and json.loads(v)["name"] == name)]
+        props.append((FIGURE_PROP, json.dumps(fig, sort_keys=True)))
         record_property(f"{name}.figure", "none" if value is None else repr(float(value)))
         if threshold is not None:
             record_property(f"{name}.threshold", threshold.describe())

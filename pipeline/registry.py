@@ -59,6 +59,9 @@ def _quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="mlflow")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    # With a tracking server MLflow writes "View run ... at: URL" to stdout, which would
+    # corrupt --json output; the run id is in our own output already.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def connect(settings: Settings):

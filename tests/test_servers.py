@@ -24,9 +24,12 @@ import yaml
 from pipeline import servers
 from tests.conftest import ROOT, write_project
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.solo]
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
+# Smaller gate workloads where a test is about the registry, not about the gates' power.
+LIGHT_GATES = {"champion": {"bootstrap_resamples": 200}, "determinism": {"refit_rows": 300},
+               "latency": {"single_row_rounds": 20, "batch_rows": 200}}
 
 
 def _pg_answers() -> bool:
@@ -53,7 +56,7 @@ def postgres_db():
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+        yield f"postgresql+psycopg2://postgres@{PG_HOST}:{PG_PORT}/{name}"
     finally:
         with admin.cursor() as cur:
             cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
@@ -136,6 +139,7 @@ def _concurrent_runs(server: servers.Server, folder: Path, n: int = 8) -> list[s
         # under concurrent writers, on 2 cores shared by 8 pipelines, not about speed.
         cfgs.append(write_project(folder / f"p{i}", {
             "seed": 100 + i,
+            "gates": LIGHT_GATES,
             "mlflow": {"experiment": model_name, "registered_model": model_name},
             "environments": {"staging": {"thresholds": {"single_row_p99_ms": {"max": 5000, "unit": "ms"},
                                                          "batch_throughput": {"min": 100, "unit": "rows/s"}}}},
@@ -195,7 +199,7 @@ def test_server_stopped_mid_run_then_rerun(tmp_path):
     backend = f"sqlite:///{folder / 'mlflow.db'}"
     port = servers.free_port()
     server = servers.tracking_server(backend, folder / "artifacts", folder / "server.log", port=port).start()
-    cfg = write_project(tmp_path / "p", {"mlflow": {"experiment": "fault", "registered_model": "fault-model"}})
+    cfg = write_project(tmp_path / "p", {"gates": LIGHT_GATES, "mlflow": {"experiment": "fault", "registered_model": "fault-model"}})
     env = {**os.environ, "MLFLOW_TRACKING_URI": server.url}
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg)], cwd=cfg.parent, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
@@ -256,7 +260,7 @@ def test_compose_and_dockerfile_match_what_the_tests_run():
     assert flags <= set(mlflow_cmd), f"compose's mlflow server lacks {flags - set(mlflow_cmd)}"
     assert mlflow_cmd[:2] == ["mlflow", "server"]
     value = dict(zip(mlflow_cmd, mlflow_cmd[1:]))
-    assert value["--backend-store-uri"].startswith("postgresql://")
+    assert value["--backend-store-uri"].startswith("postgresql+psycopg2://")
     assert value["--default-artifact-root"] == "mlflow-artifacts:/"
     assert value["--artifacts-destination"].startswith("s3://")
     assert "5000:5000" in services["mlflow"]["ports"]
