@@ -12,6 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
+# Under pytest-xdist, workers carry PYTEST_XDIST_* variables; a gate run started from a test
+# would inherit them, and pytest-benchmark then disables itself (the latency gates skip).
+for _var in [v for v in os.environ if v.startswith("PYTEST_XDIST")]:
+    del os.environ[_var]
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "pipeline_config.yaml"
 MODEL_CONFIG = ROOT / "configs" / "model_config.yaml"
