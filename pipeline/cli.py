@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -314,6 +315,14 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as e:  # an MLflow or store failure we did not foresee: still one line
+        from mlflow.exceptions import MlflowException
+
+        if not isinstance(e, MlflowException):
+            raise
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        print(f"error: tracking store {os.environ.get('MLFLOW_TRACKING_URI') or 'from config'}: {first[:300]}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

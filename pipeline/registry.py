@@ -105,6 +105,48 @@ def reachable(settings: Settings) -> Iterator[None]:
         raise
 
 
+_TRANSIENT = ("IntegrityError", "database is locked", "Giving up after", "deadlock detected",
+              "could not serialize", "UniqueViolation", "sqlalche.me/e/21/gkpj", "sqlalche.me/e/21/e3q8")
+
+
+def retry(fn, *args, attempts: int = 6, **kwargs):
+    """Call a registry write again when a concurrent writer made it conflict.
+
+    Servers answer concurrent writers with integrity errors (two new versions numbered
+    alike, two new registered models) or, on SQLite, "database is locked"; the write did
+    not happen, so it is safe to repeat after a jittered pause.
+    """
+    import random
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as e:
+            if attempt == attempts - 1 or not any(k in str(e) for k in _TRANSIENT):
+                raise
+            time.sleep(random.uniform(0.2, 0.6) * (attempt + 1))
+
+
+def ensure_registered_model(settings: Settings, name: str) -> None:
+    """Create the registered model if no pipeline has yet (concurrent creators are fine)."""
+    from mlflow.exceptions import MlflowException
+
+    client = connect(settings)
+    try:
+        client.get_registered_model(name)
+        return
+    except MlflowException:
+        pass
+    try:
+        retry(client.create_registered_model, name)
+    except MlflowException as e:
+        if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code) and "already exists" not in str(e):
+            raise
+
+
 def ensure_experiment(settings: Settings) -> str:
     import mlflow
 
@@ -270,11 +312,12 @@ def log_candidate(settings: Settings, model: Any, data: Dataset, eval_frame: pd.
                 input_example=example,
                 pip_requirements=pip_requirements(),
             )
-            mv = mlflow.register_model(info.model_uri, ml.registered_model, tags=tags)
+            ensure_registered_model(settings, ml.registered_model)
+            mv = retry(mlflow.register_model, info.model_uri, ml.registered_model, tags=tags)
         digest = model_digest(settings, f"models:/{ml.registered_model}/{mv.version}")
         client = connect(settings)
-        client.set_model_version_tag(ml.registered_model, mv.version, TAG_MODEL, digest)
-        client.set_model_version_tag(ml.registered_model, mv.version, "run_id", run.info.run_id)
+        retry(client.set_model_version_tag, ml.registered_model, mv.version, TAG_MODEL, digest)
+        retry(client.set_model_version_tag, ml.registered_model, mv.version, "run_id", run.info.run_id)
     return Candidate(ml.registered_model, str(mv.version), run.info.run_id, digest)
 
 
@@ -352,14 +395,14 @@ def store_evidence(settings: Settings, name: str, version: str, run_id: str, doc
     with reachable(settings), tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / Path(path).name
         local.write_bytes(ev.canonical(doc))
-        client.log_artifact(run_id, str(local), artifact_path=str(Path(path).parent))
+        retry(client.log_artifact, run_id, str(local), artifact_path=str(Path(path).parent))
         for key, value in {
             f"gates.{env}.status": doc["status"],
             f"gates.{env}.evidence": path,
             f"gates.{env}.evidence_sha256": digest,
             f"gates.{env}.ended": doc["ended"],
         }.items():
-            client.set_model_version_tag(name, version, key, value)
+            retry(client.set_model_version_tag, name, version, key, value)
     return path
 
 
@@ -398,8 +441,8 @@ def move_alias(settings: Settings, name: str, alias: str, version: str, *, evide
             previous = None
         if previous != version:
             if previous is not None:
-                client.set_registered_model_alias(name, f"previous-{alias}", previous)
-            client.set_registered_model_alias(name, alias, version)
+                retry(client.set_registered_model_alias, name, f"previous-{alias}", previous)
+            retry(client.set_registered_model_alias, name, alias, version)
         for key, value in {
             f"promoted.{alias}.by": who,
             f"promoted.{alias}.at": now,
@@ -409,7 +452,7 @@ def move_alias(settings: Settings, name: str, alias: str, version: str, *, evide
             # Stages are deprecated in MLflow 3; the name stays visible as a tag.
             "stage": alias,
         }.items():
-            client.set_model_version_tag(name, version, key, value)
+            retry(client.set_model_version_tag, name, version, key, value)
         if (client.get_model_version(name, version).tags or {}).get("archived") == "true":
             client.delete_model_version_tag(name, version, "archived")  # holding an alias again
     return previous
