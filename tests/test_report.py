@@ -26,7 +26,9 @@ def gate_run(tmp_path_factory):
     from tests.conftest import write_project
 
     folder = tmp_path_factory.mktemp("report")
-    cfg = write_project(folder / "project")
+    # This test is about the reports, not speed: latency bounds that a busy machine meets.
+    cfg = write_project(folder / "project", {"environments": {"staging": {"thresholds": {
+        "single_row_p99_ms": {"max": 5000, "unit": "ms"}, "batch_throughput": {"min": 100, "unit": "rows/s"}}}}})
     settings = config.load(cfg, "staging")
     first = jobs.train_and_log(settings, progress=lambda s: None).candidate
     registry.connect(settings).set_registered_model_alias(first.name, "staging", first.version)
