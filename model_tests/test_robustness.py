@@ -52,21 +52,24 @@ def test_noise_stability(gate_session, eval_frame, feature_spec, spread, pipelin
     record_gate("max_single_row_change", mx, None, "largest single-row relative change seen (reported, not judged)")
 
 
+def _nonfinite(gate_session, spec, rows, th, observed) -> None:
+    """One example: predict the perturbed rows once; every prediction must be finite."""
+    try:
+        bad = int((~np.isfinite(gate_session.predict(rows))).sum())
+    except Exception as e:  # a model that refuses the input fails the gate, with the reason
+        observed.append((len(rows), spec))
+        raise AssertionError(th.explain("non-finite predictions", len(rows), f"predict raised {type(e).__name__}: {str(e).splitlines()[0][:150]}; {spec}")) from None
+    observed.append((bad, spec))
+    assert th.holds(bad), th.explain("non-finite predictions", bad, f"{spec}")
+
+
 def test_missing_values(gate_session, eval_frame, feature_spec, pipeline_settings, thresholds, record_gate):
     cfg, th = pipeline_settings.gates.robustness, thresholds.nonfinite_predictions
     observed = []
 
     @given(spec=rb.mask_specs(feature_spec.columns, cfg.rows_per_example))
     def check(spec):
-        rows = spec.apply(spec.sample.take(eval_frame))
-        try:
-            bad = int((~np.isfinite(gate_session.predict(rows))).sum())
-        except Exception as e:  # a model that refuses missing values fails the gate, with the reason
-            bad = len(rows)
-            observed.append((bad, spec))
-            raise AssertionError(th.explain("non-finite predictions", bad, f"predict raised {type(e).__name__}: {str(e).splitlines()[0][:150]}; {spec}")) from None
-        observed.append((bad, spec))
-        assert th.holds(bad), th.explain("non-finite predictions", bad, f"{spec}")
+        _nonfinite(gate_session, spec, spec.apply(spec.sample.take(eval_frame)), th, observed)
 
     _explore(check, observed, record_gate, "nonfinite_predictions", th, "missing values injected")
 
@@ -78,15 +81,7 @@ def test_unseen_categories(gate_session, eval_frame, feature_spec, pipeline_sett
 
     @given(spec=rb.unseen_specs(list(feature_spec.categorical), cfg.rows_per_example))
     def check(spec):
-        rows = spec.apply(spec.sample.take(eval_frame))
-        try:
-            bad = int((~np.isfinite(gate_session.predict(rows))).sum())
-        except Exception as e:
-            bad = len(rows)
-            observed.append((bad, spec))
-            raise AssertionError(th.explain("non-finite predictions", bad, f"predict raised {type(e).__name__}: {str(e).splitlines()[0][:150]}; {spec}")) from None
-        observed.append((bad, spec))
-        assert th.holds(bad), th.explain("non-finite predictions", bad, f"{spec}")
+        _nonfinite(gate_session, spec, spec.apply(spec.sample.take(eval_frame)), th, observed)
 
     _explore(check, observed, record_gate, "nonfinite_predictions", th, "unseen categories injected")
 

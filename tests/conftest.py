@@ -14,7 +14,8 @@ import yaml
 
 # Under pytest-xdist, workers carry PYTEST_XDIST_* variables; a gate run started from a test
 # would inherit them, and pytest-benchmark then disables itself (the latency gates skip).
-for _var in [v for v in os.environ if v.startswith("PYTEST_XDIST")]:
+# A user's MLFLOW_TRACKING_URI or PIPELINE_CONFIG must not point the tests at their store.
+for _var in [v for v in os.environ if v.startswith("PYTEST_XDIST") or v in ("MLFLOW_TRACKING_URI", "PIPELINE_CONFIG")]:
     del os.environ[_var]
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -55,16 +55,9 @@ FAST = {
 }
 
 
-def load_settings(cfg: Path, env: str | None = None):
-    """config.load without a leaked override: mlflow.set_tracking_uri (registry.connect calls it)
-    exports MLFLOW_TRACKING_URI, and config.load takes that for the user's override, so a store
-    connected to earlier in this process would replace this config's own."""
-    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
-        return config_mod.load(cfg, env)
-    finally:
-        if saved is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
+# tests/conftest.py keeps a user's MLFLOW_TRACKING_URI out of the tests, and registry.connect
+# no longer leaks one: the plain loader is enough.
+load_settings = config_mod.load
 
 
 XFAIL_PLUGIN = '''
