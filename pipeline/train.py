@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+# The booster's tree class, to rebuild saved trees (the type skops is told to trust anyway).
+from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 
@@ -90,9 +92,45 @@ class CodedHistGradientBoostingRegressor(HistGradientBoostingRegressor):
         return known
 
     def __getstate__(self):
+        # Saved: sklearn's fitted state, the trees as a few concatenated arrays instead of one
+        # object of three arrays per tree (600 trees: skops wrote ~1,900 arrays into its zip
+        # one by one; saving and loading the model took ~4x longer).
         state = dict(super().__getstate__())
         state.pop("_known_cache", None)  # rebuilt on first use
+        if state.get("_predictors") is not None:
+            state["_predictors"] = _pack_trees(state["_predictors"])
         return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        if isinstance(state.get("_predictors"), dict):
+            state["_predictors"] = _unpack_trees(state["_predictors"])
+        super().__setstate__(state)
+
+
+def _pack_trees(predictors: list[list[TreePredictor]]) -> dict:
+    """The booster's trees (one TreePredictor per iteration and output) as concatenated arrays."""
+    flat = [t for per_iteration in predictors for t in per_iteration]
+    parts = {"nodes": "nodes", "binned": "binned_left_cat_bitsets", "raw": "raw_left_cat_bitsets"}
+    packed = {"shape": np.array([len(predictors), len(predictors[0]) if predictors else 0], dtype=np.int64)}
+    for key, attr in parts.items():
+        arrays = [getattr(t, attr) for t in flat]
+        packed[key] = np.concatenate(arrays) if arrays else np.empty(0)
+        packed[f"{key}_counts"] = np.array([len(a) for a in arrays], dtype=np.int64)
+    return packed
+
+
+def _unpack_trees(packed: dict) -> list[list[TreePredictor]]:
+    """The TreePredictors _pack_trees packed, each with its own contiguous arrays."""
+    def split(key: str) -> list[np.ndarray]:
+        counts = np.asarray(packed[f"{key}_counts"])
+        if not len(counts):
+            return []
+        return [np.ascontiguousarray(a) for a in np.split(np.asarray(packed[key]), np.cumsum(counts)[:-1])]
+
+    flat = [TreePredictor(n, b, r) for n, b, r in zip(split("nodes"), split("binned"), split("raw"))]
+    n_iter, per_iteration = (int(x) for x in packed["shape"])
+    return [flat[i * per_iteration:(i + 1) * per_iteration] for i in range(n_iter)]
 
 
 def build(settings: Settings, spec: FeatureSpec) -> Pipeline:

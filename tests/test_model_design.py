@@ -114,3 +114,19 @@ def test_large_frames_are_predicted_in_blocks_with_the_same_numbers(ames, monkey
     monkeypatch.setattr(train.Pipeline, "predict", lambda self, X, **kw: calls.append(len(X)) or original(self, X, **kw))
     np.testing.assert_array_equal(model.predict(rows), whole)
     assert calls == [100] * (len(rows) // 100) + ([len(rows) % 100] if len(rows) % 100 else [])
+
+
+def test_saved_booster_holds_its_trees_as_a_few_arrays(ames, tmp_path: Path):
+    settings, spec, train_rows, eval_rows = ames
+    booster = train.fit(settings, spec, train_rows)["regressor"].regressor_
+    path = tmp_path / "booster.skops"
+    skops.io.dump(booster, path)
+    import zipfile
+
+    arrays = [n for n in zipfile.ZipFile(path).namelist() if n.endswith(".npy")]
+    # sklearn's own booster is saved as ~1,960 arrays (three per tree); packed, 130 (the bin edges per column remain).
+    assert len(booster._predictors) == 600 and len(arrays) < 200, len(arrays)
+    loaded = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    assert [len(t.nodes) for (t,) in loaded._predictors] == [len(t.nodes) for (t,) in booster._predictors]
+    X = FrameEncoder(list(spec.numeric), list(spec.categorical)).fit(train_rows).transform(eval_rows)
+    np.testing.assert_array_equal(loaded.predict(X), booster.predict(X))
