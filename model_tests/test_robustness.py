@@ -34,14 +34,18 @@ def _explore(check, observed, record_gate, name, th, detail):
     record_gate(name, _worst(observed)[0], th, f"worst of {len(observed)} examples; {detail}")
 
 
-def test_noise_stability(gate_session, eval_frame, feature_spec, spread, pipeline_settings, thresholds, record_gate):
+def test_noise_stability(gate_session, eval_predictions, feature_spec, spread, pipeline_settings, thresholds, record_gate):
     cfg, th = pipeline_settings.gates.robustness, thresholds.noise_prediction_change
     observed = []
+    frame = eval_predictions.frame
 
     @given(spec=rb.noise_specs(list(feature_spec.numeric), cfg.rows_per_example, cfg.noise_relative_sd))
     def check(spec):
-        rows = spec.sample.take(eval_frame)
-        change = figures.relative_change(gate_session.predict(rows), gate_session.predict(spec.apply(rows, spread)))
+        # The unperturbed rows' predictions are the session's (batch_independent checks that
+        # a row's prediction does not depend on its batch): one predict per example.
+        at = spec.sample.positions(len(frame))
+        rows = frame.iloc[at]
+        change = figures.relative_change(eval_predictions.p[at], gate_session.predict(spec.apply(rows, spread)))
         figure = float(np.percentile(change, cfg.percentile))
         observed.append((figure, float(change.max()), spec))
         assert th.holds(figure), th.explain(f"p{cfg.percentile:g} relative prediction change", figure, f"max {change.max():.3g}; {spec}")
@@ -120,18 +124,19 @@ def test_wider_dtypes(candidate_model, eval_predictions, feature_spec, threshold
     _explore(check, observed, record_gate, "prediction_difference", th, "numeric and categorical columns cast to wider dtypes")
 
 
-def test_directional(gate_session, eval_frame, spread, pipeline_settings, thresholds, record_gate):
+def test_directional(gate_session, eval_predictions, spread, pipeline_settings, thresholds, record_gate):
     cfg, th = pipeline_settings.gates.robustness, thresholds.directional_drop
     assert cfg.directional, "no directional expectation configured (gates.robustness.directional)"
     observed = []
+    frame = eval_predictions.frame
     for exp in cfg.directional:
         sign = 1 if exp.direction == "increasing" else -1
 
         @given(spec=rb.shift_specs(exp.feature, cfg.rows_per_example, exp.step_relative))
         def check(spec):
-            rows = spec.sample.take(eval_frame)
-            before = gate_session.predict(rows)
-            after = gate_session.predict(spec.apply(rows, float(spread[exp.feature]), +1))
+            at = spec.sample.positions(len(frame))  # unshifted predictions: the session's, as above
+            before = eval_predictions.p[at]
+            after = gate_session.predict(spec.apply(frame.iloc[at], float(spread[exp.feature]), +1))
             # How far the prediction moved against the expected direction, relative to itself.
             against = np.maximum(0.0, -sign * (after - before)) / np.abs(before)
             worst = float(against.max())

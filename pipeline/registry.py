@@ -262,6 +262,19 @@ def load_model(settings: Settings, uri: str):
             raise InputError(f"--model-uri {uri}: {e}") from None
 
 
+def load_pyfunc(settings: Settings, uri: str):
+    """Load a logged model as pyfunc (the flavour serving uses)."""
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    connect(settings)
+    with reachable(settings):
+        try:
+            return mlflow.pyfunc.load_model(uri)
+        except MlflowException as e:
+            raise InputError(f"--model-uri {uri}: {str(e).splitlines()[0][:200]}") from None
+
+
 def log_candidate(settings: Settings, model: Any, data: Dataset, eval_frame: pd.DataFrame, metrics: dict[str, float]) -> Candidate:
     """Log a fitted model as a new run and a new version of the registered model."""
     import mlflow

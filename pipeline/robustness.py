@@ -18,11 +18,13 @@ class RowSample:
     seed: int
     rows: int
 
-    def take(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def positions(self, n_rows: int) -> np.ndarray:
+        """The sampled rows' positions among n_rows, in order."""
         rng = np.random.default_rng(self.seed)
-        n = min(self.rows, len(frame))
-        idx = np.sort(rng.choice(len(frame), size=n, replace=False))
-        return frame.iloc[idx]
+        return np.sort(rng.choice(n_rows, size=min(self.rows, n_rows), replace=False))
+
+    def take(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.iloc[self.positions(len(frame))]
 
 
 @dataclass(frozen=True)
