@@ -90,38 +90,45 @@ def test_unseen_categories(gate_session, eval_frame, feature_spec, pipeline_sett
     _explore(check, observed, record_gate, "nonfinite_predictions", th, "unseen categories injected")
 
 
-def test_column_order(candidate_model, eval_predictions, feature_spec, thresholds, record_gate):
-    th = thresholds.prediction_difference
+def test_column_order(candidate_model, eval_predictions, feature_spec, pipeline_settings, thresholds, record_gate):
+    th, rows = thresholds.prediction_difference, pipeline_settings.gates.robustness.rows_per_example
     observed = []
     X = eval_predictions.frame[feature_spec.columns]
 
-    @given(seed=rb.st.integers(0, 2**31 - 1))
-    def check(seed):
+    # Each example: a bounded sample of rows with its columns in a drawn order. How the model
+    # finds its columns does not depend on how many rows there are.
+    @given(sample=rb.row_samples(rows), seed=rb.st.integers(0, 2**31 - 1))
+    def check(sample, seed):
+        at = sample.positions(len(X))
         order = list(np.random.default_rng(seed).permutation(X.columns))
-        diff = figures.max_abs_difference(eval_predictions.p, candidate_model.predict(X[order]))
+        diff = figures.max_abs_difference(eval_predictions.p[at], candidate_model.predict(X.iloc[at][order]))
         observed.append((diff, seed))
-        assert th.holds(diff), th.explain("max prediction difference after reordering columns", diff, f"permutation seed {seed}")
+        assert th.holds(diff), th.explain("max prediction difference after reordering columns", diff, f"permutation seed {seed}; {sample}")
 
-    _explore(check, observed, record_gate, "prediction_difference", th, "columns reordered")
+    _explore(check, observed, record_gate, "prediction_difference", th, f"columns reordered; {rows} rows per example")
 
 
-def test_wider_dtypes(candidate_model, eval_predictions, feature_spec, thresholds, record_gate):
-    th = thresholds.prediction_difference
+def test_wider_dtypes(candidate_model, eval_predictions, feature_spec, pipeline_settings, thresholds, record_gate):
+    th, rows = thresholds.prediction_difference, pipeline_settings.gates.robustness.rows_per_example
     observed = []
     X = eval_predictions.frame[feature_spec.columns]
+    # One seeded, bounded sample for the six dtype combinations (hypothesis tries each).
+    at = rb.RowSample(pipeline_settings.seed, rows).positions(len(X))
+    sample = X.iloc[at]
 
     @given(spec=rb.dtype_specs())
     def check(spec):
-        wider = spec.apply(X, list(feature_spec.numeric), list(feature_spec.categorical))
+        wider = spec.apply(sample, list(feature_spec.numeric), list(feature_spec.categorical))
         try:
-            diff = figures.max_abs_difference(eval_predictions.p, candidate_model.predict(wider))
+            diff = figures.max_abs_difference(eval_predictions.p[at], candidate_model.predict(wider))
         except Exception as e:
             observed.append((float("inf"), spec))
             raise AssertionError(th.explain("max prediction difference with wider dtypes", float("inf"), f"predict raised {type(e).__name__}: {str(e).splitlines()[0][:150]}; {spec}")) from None
         observed.append((diff, spec))
         assert th.holds(diff), th.explain("max prediction difference with wider dtypes", diff, f"{spec}")
 
-    _explore(check, observed, record_gate, "prediction_difference", th, "numeric and categorical columns cast to wider dtypes")
+    _explore(check, observed, record_gate, "prediction_difference", th,
+             f"numeric and categorical columns cast to wider dtypes; {len(at)} rows")
 
 
 def test_directional(gate_session, eval_predictions, spread, pipeline_settings, thresholds, record_gate):

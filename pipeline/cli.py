@@ -227,7 +227,7 @@ def cmd_compare(args, settings, out: Out) -> int:
     y = gs.eval_frame[settings.data.target].to_numpy(float)
     m1, m2 = figures.regression_metrics(y, preds[args.v1]), figures.regression_metrics(y, preds[args.v2])
     cfg = settings.gates.champion
-    boot = figures.paired_bootstrap_mae(y, preds[args.v2], preds[args.v1], cfg.bootstrap_resamples, cfg.confidence, settings.seed)
+    boot = figures.paired_bootstrap_mae(y, preds[args.v2], preds[args.v1], cfg.bootstrap_resamples, cfg.confidence, settings.seed, cfg.bootstrap_rows)
     tol = settings.thresholds.champion_mae_delta
     if boot.upper < 0:
         verdict = f"version {args.v2} is better: MAE {boot.delta:+.2%}, {cfg.confidence:.0%} interval [{boot.lower:+.2%}, {boot.upper:+.2%}]"

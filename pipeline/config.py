@@ -192,6 +192,9 @@ class ChampionSettings(_Strict):
     # the alias of the environment being gated (the model a promotion would replace).
     alias: str | None = None
     bootstrap_resamples: int = Field(default=2000, ge=100)
+    # Rows drawn per resample (an m-out-of-n bootstrap above this many rows): the interval
+    # is then that of a 100k-row evaluation, while the work stops growing with the row count.
+    bootstrap_rows: int = Field(default=100_000, ge=1000)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
 
 
