@@ -6,11 +6,13 @@ given where the parser knows it.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -74,6 +76,11 @@ def frame_digest(frame: pd.DataFrame) -> str:
 
 def read_text(path: Path) -> str:
     """Read a CSV's text, refusing what is not CSV text at all."""
+    return _read(path)[1]
+
+
+def _read(path: Path) -> tuple[bytes, str]:
+    """The file's UTF-8 bytes without a byte-order mark, and its text; refuses what is not CSV text."""
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if not path.is_file():
@@ -86,7 +93,8 @@ def read_text(path: Path) -> str:
         raise InputError(f"{path}: not CSV text (binary content, NUL byte at offset {offset})")
     try:
         # utf-8-sig drops a byte-order mark; newline handling is left to the csv parser.
-        return raw.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
+        return (raw[3:] if raw.startswith(codecs.BOM_UTF8) else raw), text
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise InputError(
@@ -94,11 +102,25 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+def _lines(text: str) -> Iterator[str]:
+    """The lines of `text` as io.StringIO(text) yields them (each up to and with its \\n).
+
+    Without StringIO's copy of the whole text (4 bytes per character: 1.8 GB for a 460 MB
+    file), so the csv module's strict pass costs no memory beyond the text itself.
+    """
+    find, start, end = text.find, 0, len(text)
+    while start < end:
+        stop = find("\n", start)
+        stop = end if stop < 0 else stop + 1
+        yield text[start:stop]
+        start = stop
+
+
 def read_csv(path: Path) -> pd.DataFrame:
     """Parse CSV text strictly: every row has the header's field count, column names unique."""
     path = Path(path)
-    text = read_text(path)
-    header = next(csv.reader(io.StringIO(text)), [])
+    raw, text = _read(path)
+    header = next(csv.reader(_lines(text)), [])
     names = [h.strip() for h in header]
     if len(names) < 2:
         raise InputError(f"{path}: line 1: not a CSV header (found {len(names)} column)")
@@ -110,7 +132,7 @@ def read_csv(path: Path) -> pd.DataFrame:
             raise InputError(f"{path}: column '{name}': duplicated column name")
         seen.add(name)
     # pandas pads a row with too few fields with missing values: count every row's fields here.
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(_lines(text))
     next(reader, None)
     row, start = 0, reader.line_num + 1
     try:
@@ -124,8 +146,11 @@ def read_csv(path: Path) -> pd.DataFrame:
             start = reader.line_num + 1
     except csv.Error as e:
         raise InputError(f"{path}: line {start} (row {row + 1}): not CSV text ({e})") from None
+    # pandas parses the same characters from their UTF-8 bytes; nothing else is held meanwhile.
+    data = io.BytesIO(raw)
+    del reader, text, raw
     try:
-        frame = pd.read_csv(io.StringIO(text), on_bad_lines="error", skipinitialspace=False)
+        frame = pd.read_csv(data, encoding="utf-8", on_bad_lines="error", skipinitialspace=False)
     except pd.errors.ParserError as e:
         # pandas says "Expected 74 fields in line 12, saw 75": keep its words, one line.
         raise InputError(f"{path}: {str(e).strip().splitlines()[-1].removeprefix('Error tokenizing data. C error: ')}") from None
@@ -134,7 +159,31 @@ def read_csv(path: Path) -> pd.DataFrame:
     frame.columns = names
     if frame.empty:
         raise InputError(f"{path}: no data rows (header only)")
+    release_memory()
     return frame
+
+
+def release_memory() -> None:
+    """Hand memory freed in small pieces back to the operating system (glibc only; else nothing).
+
+    Parsing a large CSV and checking it free hundreds of MB that glibc's malloc keeps in
+    its heap: the process's resident memory stays at its high-water mark, and the next
+    large array (a predict's feature matrix) is mapped on top of it. malloc_trim(0)
+    returns the free pages; it takes milliseconds.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 def _is_numeric(s: pd.Series) -> bool:
@@ -247,15 +296,35 @@ def check_contract(frame: pd.DataFrame, cfg: DataSettings, path: Path) -> tuple[
             i = dup.idxmax()
             first = hashes.index[hashes == hashes.loc[i]][0]
             raise InputError(f"{path}: row {_row(i)} duplicates row {_row(first)}")
-    typed = typed[[*needed]].copy()
+    typed = typed[[*needed]].copy(deep=False)  # columns are replaced below, never written into
     for col in features.numeric:
         typed[col] = typed[col].astype("float64")
     typed[cfg.target] = typed[cfg.target].astype("float64")
     for col in features.categorical:
         # Categories are text: numbers used as codes become strings, missing stays missing.
-        s = typed[col]
-        typed[col] = s.where(s.isna(), s.astype(str)).astype(object)
+        typed[col] = _as_text(typed[col])
+    release_memory()
     return typed, features
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    """s.where(s.isna(), s.astype(str)).astype(object): text objects, missing values as they were.
+
+    A column that already holds text is converted once per distinct value and the cells
+    share those string objects: the same values, without a Python string per cell (Ames at
+    a million rows, 40 text columns: 0.3 GB instead of 2.6 GB, and hashing them downstream
+    hashes each distinct string once).
+    """
+    if not (isinstance(s.dtype, pd.StringDtype) or (s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "string")):
+        return s.where(s.isna(), s.astype(str)).astype(object)
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    text = np.asarray(pd.Series(uniques, dtype=s.dtype).astype(str).astype(object), dtype=object)
+    out = np.empty(len(s), dtype=object)
+    present = codes >= 0
+    out[present] = text[codes[present]]
+    if not present.all():
+        out[~present] = s[~present].to_numpy(dtype=object)
+    return pd.Series(out, index=s.index, name=s.name, dtype=object)
 
 
 def load(settings: Settings, path: Path | None = None) -> Dataset:
