@@ -9,17 +9,21 @@ from pipeline import figures, registry
 pytestmark = [pytest.mark.gates, pytest.mark.determinism]
 
 
-def test_refit_identical(candidate_model, train_frame, eval_frame, feature_spec, pipeline_settings, thresholds, record_gate):
+def _compared(eval_predictions, feature_spec, settings):
+    """Positions, rows and session predictions of the evaluation rows the gates compare."""
+    X = eval_predictions.frame[feature_spec.columns]
+    limit = settings.gates.determinism.compare_rows
+    at = np.arange(len(X)) if len(X) <= limit else np.sort(np.random.default_rng(settings.seed).choice(len(X), limit, replace=False))
+    return X.iloc[at], eval_predictions.p[at]
+
+
+def test_refit_identical(candidate_model, train_frame, eval_predictions, feature_spec, pipeline_settings, thresholds, record_gate):
     th = thresholds.prediction_difference
     n = min(len(train_frame), pipeline_settings.gates.determinism.refit_rows)
     # A bounded, seeded sample: determinism does not need the full training set to show.
     sample = train_frame.sample(n=n, random_state=pipeline_settings.seed)
     X, y = sample[feature_spec.columns], sample[pipeline_settings.data.target]
-    # Compared on a bounded sample of evaluation rows too: at a million rows, two full
-    # predicts would cost more than the refits.
-    rows = eval_frame[feature_spec.columns]
-    if len(rows) > n:
-        rows = rows.sample(n=n, random_state=pipeline_settings.seed)
+    rows, _ = _compared(eval_predictions, feature_spec, pipeline_settings)
     first = clone(candidate_model).fit(X, y).predict(rows)
     second = clone(candidate_model).fit(X, y).predict(rows)
     diff = figures.max_abs_difference(first, second)
@@ -27,15 +31,15 @@ def test_refit_identical(candidate_model, train_frame, eval_frame, feature_spec,
     assert th.holds(diff), th.explain("max prediction difference between two refits", diff)
 
 
-def test_predict_twice_identical(candidate_model, eval_predictions, feature_spec, thresholds, record_gate):
+def test_predict_twice_identical(candidate_model, eval_predictions, feature_spec, pipeline_settings, thresholds, record_gate):
     th = thresholds.prediction_difference
-    again = candidate_model.predict(eval_predictions.frame[feature_spec.columns])
-    diff = figures.max_abs_difference(eval_predictions.p, again)
-    record_gate("prediction_difference", diff, th, "the same rows predicted twice")
+    rows, p = _compared(eval_predictions, feature_spec, pipeline_settings)
+    diff = figures.max_abs_difference(p, candidate_model.predict(rows))
+    record_gate("prediction_difference", diff, th, f"{len(rows)} rows predicted again")
     assert th.holds(diff), th.explain("max prediction difference between two predicts", diff)
 
 
-def test_mlflow_roundtrip_identical(gate_session, candidate_model, eval_predictions, feature_spec, thresholds, record_gate, tmp_path):
+def test_mlflow_roundtrip_identical(gate_session, candidate_model, eval_predictions, feature_spec, pipeline_settings, thresholds, record_gate, tmp_path):
     th = thresholds.prediction_difference
     if gate_session.model_uri:
         # Already saved by MLflow and loaded from it (mlflow.sklearn): the pyfunc flavour of the
@@ -45,22 +49,24 @@ def test_mlflow_roundtrip_identical(gate_session, candidate_model, eval_predicti
     else:
         loaded = registry.roundtrip_pyfunc(candidate_model, feature_spec, tmp_path / "model")
         detail = "saved with mlflow.sklearn (skops), loaded as pyfunc"
-    diff = figures.max_abs_difference(eval_predictions.p, np.asarray(loaded.predict(eval_predictions.frame[feature_spec.columns]), float))
-    record_gate("prediction_difference", diff, th, detail)
+    rows, p = _compared(eval_predictions, feature_spec, pipeline_settings)
+    diff = figures.max_abs_difference(p, np.asarray(loaded.predict(rows), float))
+    record_gate("prediction_difference", diff, th, f"{detail}; {len(rows)} rows")
     assert th.holds(diff), th.explain("max prediction difference after an MLflow save and load", diff)
 
 
 def test_batch_independent(candidate_model, eval_predictions, feature_spec, pipeline_settings, thresholds, record_gate):
     th = thresholds.prediction_difference
-    X = eval_predictions.frame[feature_spec.columns]
+    # The reference is the session's one predict of every row; the compared rows are asked
+    # again in another order and in uneven chunks, so that each meets different neighbours.
+    X, p = _compared(eval_predictions, feature_spec, pipeline_settings)
     rng = np.random.default_rng(pipeline_settings.seed)
     order = rng.permutation(len(X))
     shuffled = np.empty(len(X))
     shuffled[order] = candidate_model.predict(X.iloc[order])
-    # Uneven chunks, so that rows meet different neighbours than in the full batch.
     cuts = np.sort(rng.choice(np.arange(1, len(X)), size=min(7, len(X) - 1), replace=False))
     bounds = [0, *cuts.tolist(), len(X)]
     chunked = np.concatenate([candidate_model.predict(X.iloc[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
-    diff = max(figures.max_abs_difference(eval_predictions.p, shuffled), figures.max_abs_difference(eval_predictions.p, chunked))
-    record_gate("prediction_difference", diff, th, "rows shuffled, and predicted in uneven chunks")
+    diff = max(figures.max_abs_difference(p, shuffled), figures.max_abs_difference(p, chunked))
+    record_gate("prediction_difference", diff, th, f"{len(X)} rows shuffled, and predicted in uneven chunks")
     assert th.holds(diff), th.explain("max prediction difference across batch compositions and row order", diff)

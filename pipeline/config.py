@@ -220,6 +220,10 @@ class RobustnessSettings(_Strict):
 
 class DeterminismSettings(_Strict):
     refit_rows: int = Field(default=2000, ge=50)
+    # Evaluation rows the determinism gates compare, a seeded sample beyond this many: whether
+    # a prediction changes between two asks shows on any rows (at a million rows, comparing
+    # them all cost four full predicts, ~4 minutes here).
+    compare_rows: int = Field(default=20_000, ge=100)
 
 
 class LatencySettings(_Strict):
