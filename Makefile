@@ -4,12 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-harness gates bench bench-compare check docker-build clean
+.PHONY: install run test test-harness gates bench bench-compare perf perf-scale check docker-build clean
 
 # One install step for everything; constraints.txt pins every package (and keys CI's cache).
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -58,6 +58,15 @@ bench-compare: $(STAMP)
 	@if find .benchmarks -name '*.json' | grep -q .; then cmp="--benchmark-compare --benchmark-compare-fail=$(BENCH_FAIL)"; \
 	else echo "no saved benchmark run to compare with: this run becomes the baseline"; cmp=""; fi; \
 	$(BIN)/python -m pytest model_tests --benchmark-only --benchmark-autosave --benchmark-json=reports/benchmark.json $$cmp
+
+## perf: what a gate run costs against its lower bound and against mlflow.models.evaluate,
+## single-row and pyfunc latency, MLflow's share of the main job (bench/README.md; ~8 min)
+perf: $(STAMP)
+	$(BIN)/python bench/run.py
+
+## perf-scale: every gate family on 10k, 100k and 1M resampled rows (bench/data/, ~0.5 GB)
+perf-scale: $(STAMP)
+	$(BIN)/python bench/run.py --skip-main --scale 10000 100000 1000000
 
 ## docker-build: the serving image (Dockerfile)
 docker-build:
