@@ -313,7 +313,9 @@ def log_candidate(settings: Settings, model: Any, data: Dataset, eval_frame: pd.
             dataset = mlflow.data.from_pandas(
                 data.frame, source=str(data.path), targets=data.target, name=data.path.name, digest=data.digest[:36]
             )
-            mlflow.log_input(dataset, context="training")
+            # Concurrent runs logging the same data file race on its dataset row (unique per
+            # experiment, name and digest); the retry finds the row and links it.
+            retry(mlflow.log_input, dataset, context="training")
             example = X_eval.head(5)
             signature = signature_for(features)
             info = mlflow.sklearn.log_model(
