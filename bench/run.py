@@ -31,13 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-CONFIG = ROOT / "configs" / "pipeline_config.yaml"
-MODEL_CONFIG = ROOT / "configs" / "model_config.yaml"
-AMES = ROOT / "data" / "raw" / "ames.csv"
 RESULTS = BENCH / "results"
 PY = sys.executable
 # Gate families run at scale (serving is skipped at staging: it does nothing there).
@@ -53,18 +48,11 @@ CLEAN_ENV = dict(os.environ)
 
 
 def write_project(folder: Path) -> Path:
-    """A copy of the Ames config in `folder` with its own embedded store (as tests/conftest.py does)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = yaml.safe_load(CONFIG.read_text())
-    cfg["data"]["path"] = str(AMES)
-    cfg["gate_tests"] = str(ROOT / "model_tests")
-    cfg["mlflow"]["tracking_uri"] = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
-    cfg["mlflow"]["artifact_location"] = str(folder / "mlruns" / "artifacts")
-    (folder / "model_config.yaml").write_text(yaml.safe_dump(yaml.safe_load(MODEL_CONFIG.read_text()), sort_keys=False))
-    cfg["model_config"] = "model_config.yaml"
-    path = folder / "pipeline_config.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+    """A copy of the Ames config in `folder` with its own embedded store (tests/conftest.py's)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.conftest import write_project as write
+
+    return write(folder)
 
 
 def child_env(omp: str | None, write_bytecode: bool = False) -> dict[str, str]:

@@ -250,29 +250,28 @@ def parse_model_uri(uri: str) -> tuple[str, str] | None:
 def load_model(settings: Settings, uri: str):
     """Load a logged sklearn model (models:/..., runs:/... or a path)."""
     import mlflow.sklearn
-    from mlflow.exceptions import MlflowException
 
-    connect(settings)
-    with reachable(settings):
-        try:
-            return mlflow.sklearn.load_model(uri)
-        except MlflowException as e:
-            raise InputError(f"--model-uri {uri}: {str(e).splitlines()[0][:200]}") from None
-        except OSError as e:
-            raise InputError(f"--model-uri {uri}: {e}") from None
+    return _load(settings, uri, mlflow.sklearn.load_model)
 
 
 def load_pyfunc(settings: Settings, uri: str):
     """Load a logged model as pyfunc (the flavour serving uses)."""
     import mlflow.pyfunc
+
+    return _load(settings, uri, mlflow.pyfunc.load_model)
+
+
+def _load(settings: Settings, uri: str, loader):
     from mlflow.exceptions import MlflowException
 
     connect(settings)
     with reachable(settings):
         try:
-            return mlflow.pyfunc.load_model(uri)
+            return loader(uri)
         except MlflowException as e:
             raise InputError(f"--model-uri {uri}: {str(e).splitlines()[0][:200]}") from None
+        except OSError as e:
+            raise InputError(f"--model-uri {uri}: {e}") from None
 
 
 def log_candidate(settings: Settings, model: Any, data: Dataset, eval_frame: pd.DataFrame, metrics: dict[str, float]) -> Candidate:
