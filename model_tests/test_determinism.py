@@ -5,25 +5,28 @@ import pytest
 from sklearn.base import clone
 
 from pipeline import figures, registry
+from pipeline import robustness as rb
 
 pytestmark = [pytest.mark.gates, pytest.mark.determinism]
 
 
-def _compared(eval_predictions, feature_spec, settings):
-    """Positions, rows and session predictions of the evaluation rows the gates compare."""
+@pytest.fixture(scope="module")
+def compared(eval_predictions, feature_spec, pipeline_settings):
+    """The evaluation rows these gates compare, with the session's predictions of them:
+    every row, or a seeded sample of compare_rows: a prediction that changes between two
+    asks shows on any rows."""
     X = eval_predictions.frame[feature_spec.columns]
-    limit = settings.gates.determinism.compare_rows
-    at = np.arange(len(X)) if len(X) <= limit else np.sort(np.random.default_rng(settings.seed).choice(len(X), limit, replace=False))
+    at = rb.RowSample(pipeline_settings.seed, pipeline_settings.gates.determinism.compare_rows).positions(len(X))
     return X.iloc[at], eval_predictions.p[at]
 
 
-def test_refit_identical(candidate_model, train_frame, eval_predictions, feature_spec, pipeline_settings, thresholds, record_gate):
+def test_refit_identical(candidate_model, train_frame, compared, feature_spec, pipeline_settings, thresholds, record_gate):
     th = thresholds.prediction_difference
     n = min(len(train_frame), pipeline_settings.gates.determinism.refit_rows)
     # A bounded, seeded sample: determinism does not need the full training set to show.
     sample = train_frame.sample(n=n, random_state=pipeline_settings.seed)
     X, y = sample[feature_spec.columns], sample[pipeline_settings.data.target]
-    rows, _ = _compared(eval_predictions, feature_spec, pipeline_settings)
+    rows, _ = compared
     first = clone(candidate_model).fit(X, y).predict(rows)
     second = clone(candidate_model).fit(X, y).predict(rows)
     diff = figures.max_abs_difference(first, second)
@@ -31,15 +34,15 @@ def test_refit_identical(candidate_model, train_frame, eval_predictions, feature
     assert th.holds(diff), th.explain("max prediction difference between two refits", diff)
 
 
-def test_predict_twice_identical(candidate_model, eval_predictions, feature_spec, pipeline_settings, thresholds, record_gate):
+def test_predict_twice_identical(candidate_model, compared, thresholds, record_gate):
     th = thresholds.prediction_difference
-    rows, p = _compared(eval_predictions, feature_spec, pipeline_settings)
+    rows, p = compared
     diff = figures.max_abs_difference(p, candidate_model.predict(rows))
     record_gate("prediction_difference", diff, th, f"{len(rows)} rows predicted again")
     assert th.holds(diff), th.explain("max prediction difference between two predicts", diff)
 
 
-def test_mlflow_roundtrip_identical(gate_session, candidate_model, eval_predictions, feature_spec, pipeline_settings, thresholds, record_gate, tmp_path):
+def test_mlflow_roundtrip_identical(gate_session, candidate_model, compared, feature_spec, thresholds, record_gate, tmp_path):
     th = thresholds.prediction_difference
     if gate_session.model_uri:
         # Already saved by MLflow and loaded from it (mlflow.sklearn): the pyfunc flavour of the
@@ -49,17 +52,17 @@ def test_mlflow_roundtrip_identical(gate_session, candidate_model, eval_predicti
     else:
         loaded = registry.roundtrip_pyfunc(candidate_model, feature_spec, tmp_path / "model")
         detail = "saved with mlflow.sklearn (skops), loaded as pyfunc"
-    rows, p = _compared(eval_predictions, feature_spec, pipeline_settings)
+    rows, p = compared
     diff = figures.max_abs_difference(p, np.asarray(loaded.predict(rows), float))
     record_gate("prediction_difference", diff, th, f"{detail}; {len(rows)} rows")
     assert th.holds(diff), th.explain("max prediction difference after an MLflow save and load", diff)
 
 
-def test_batch_independent(candidate_model, eval_predictions, feature_spec, pipeline_settings, thresholds, record_gate):
+def test_batch_independent(candidate_model, compared, pipeline_settings, thresholds, record_gate):
     th = thresholds.prediction_difference
     # The reference is the session's one predict of every row; the compared rows are asked
     # again in another order and in uneven chunks, so that each meets different neighbours.
-    X, p = _compared(eval_predictions, feature_spec, pipeline_settings)
+    X, p = compared
     rng = np.random.default_rng(pipeline_settings.seed)
     order = rng.permutation(len(X))
     shuffled = np.empty(len(X))

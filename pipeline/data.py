@@ -74,11 +74,6 @@ def frame_digest(frame: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def read_text(path: Path) -> str:
-    """Read a CSV's text, refusing what is not CSV text at all."""
-    return _read(path)[1]
-
-
 def _read(path: Path) -> tuple[bytes, str]:
     """The file's UTF-8 bytes without a byte-order mark, and its text; refuses what is not CSV text."""
     if not path.exists():

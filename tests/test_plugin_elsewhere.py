@@ -53,7 +53,7 @@ import pytest
 
 @pytest.mark.gates
 def test_orphan_gate():
-    assert True
+    raise AssertionError("the plugin must refuse this gate at collection, before it runs")
 '''
 
 
