@@ -1,0 +1,66 @@
+"""Registry: the only package that talks to MLflow (tracking store and model registry).
+
+    store           the client, one per store (connect), reachability, retries, ping
+    model           logging a candidate, saving, loading, looking up versions, digests
+    evidence_store  gate evidence and reports on a version's run
+    alias           aliases: champion, move, rollback, listing and archiving versions
+    text            JSON text of figures (to_jsonable, dumps)
+
+MLflow is imported inside the functions that use it, so importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+from pipeline.registry.alias import (
+    VersionInfo,
+    alias_map,
+    archive_old_versions,
+    champion_version,
+    move_alias,
+    rollback_alias,
+    versions,
+)
+from pipeline.registry.evidence_store import EVIDENCE_DIR, load_evidence, log_files, store_evidence
+from pipeline.registry.model import (
+    MODEL_ARTIFACT,
+    TAG_CONFIG,
+    TAG_DATA,
+    TAG_GIT,
+    TAG_MODEL,
+    TAG_SPLIT,
+    Candidate,
+    directory_digest,
+    get_version,
+    git_commit,
+    load_model,
+    load_pyfunc,
+    log_candidate,
+    model_digest,
+    parse_model_uri,
+    pip_requirements,
+    roundtrip_pyfunc,
+    save_model,
+    signature_for,
+    trusted_types,
+)
+from pipeline.registry.store import (
+    connect,
+    ensure_experiment,
+    ensure_registered_model,
+    ping,
+    reachable,
+    retry,
+    setup_count,
+)
+from pipeline.registry.text import dumps, to_jsonable
+
+__all__ = [
+    "EVIDENCE_DIR", "MODEL_ARTIFACT", "TAG_CONFIG", "TAG_DATA", "TAG_GIT", "TAG_MODEL", "TAG_SPLIT",
+    "Candidate", "VersionInfo",
+    "alias_map", "archive_old_versions", "champion_version", "connect", "directory_digest", "dumps",
+    "ensure_experiment", "ensure_registered_model", "get_version", "git_commit", "load_evidence",
+    "load_model", "load_pyfunc", "log_candidate", "log_files", "model_digest", "move_alias",
+    "parse_model_uri", "ping", "pip_requirements", "reachable", "retry", "rollback_alias",
+    "roundtrip_pyfunc", "save_model", "setup_count", "signature_for", "store_evidence",
+    "to_jsonable", "trusted_types", "versions",
+]

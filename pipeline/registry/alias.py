@@ -1,0 +1,152 @@
+"""Aliases on the registered model: who holds one, moving and rolling back, listing versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from pipeline.config import Settings
+from pipeline.errors import InputError
+from pipeline.registry import store
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """One version of a registered model as the registry lists it: plain data, no MLflow object."""
+
+    name: str
+    version: str
+    run_id: str | None
+    aliases: tuple[str, ...]  # sorted
+    tags: dict[str, str] = field(default_factory=dict)
+    created: int | None = None  # creation time, ms since the epoch
+    metrics: dict[str, float] = field(default_factory=dict)  # the run's metrics
+
+
+def champion_version(settings: Settings, alias: str) -> tuple[str, str] | None:
+    """(name, version) holding `alias` in the registered model, None when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    if not store.store_exists(settings):
+        return None
+    client = store.connect(settings)
+    name = settings.mlflow.registered_model
+    with store.reachable(settings):
+        try:
+            mv = client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+    return name, str(mv.version)
+
+
+def move_alias(settings: Settings, name: str, alias: str, version: str, *, evidence_sha256: str, who: str, evidence_env: str) -> str | None:
+    """Point `alias` at `version`; the previous holder keeps `previous-<alias>`. Returns it."""
+    from mlflow.exceptions import MlflowException
+
+    client = store.connect(settings)
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    with store.reachable(settings):
+        try:
+            previous = str(client.get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            previous = None
+        if previous != version:
+            if previous is not None:
+                store.retry(client.set_registered_model_alias, name, f"previous-{alias}", previous)
+            store.retry(client.set_registered_model_alias, name, alias, version)
+        for key, value in {
+            f"promoted.{alias}.by": who,
+            f"promoted.{alias}.at": now,
+            f"promoted.{alias}.evidence_sha256": evidence_sha256,
+            f"promoted.{alias}.evidence_env": evidence_env,
+            f"promoted.{alias}.replaced": previous or "none",
+            # Stages are deprecated in MLflow 3; the name stays visible as a tag.
+            "stage": alias,
+        }.items():
+            store.retry(client.set_model_version_tag, name, version, key, value)
+        if (client.get_model_version(name, version).tags or {}).get("archived") == "true":
+            client.delete_model_version_tag(name, version, "archived")  # holding an alias again
+    return previous
+
+
+def rollback_alias(settings: Settings, name: str, alias: str, who: str) -> tuple[str, str]:
+    """Swap `alias` and `previous-<alias>`: one command undoes the last promotion."""
+    from mlflow.exceptions import MlflowException
+
+    client = store.connect(settings)
+    with store.reachable(settings):
+        try:
+            current = str(client.get_model_version_by_alias(name, alias).version)
+            previous = str(client.get_model_version_by_alias(name, f"previous-{alias}").version)
+        except MlflowException:
+            raise InputError(f"model registry: {name} has no @{alias} and @previous-{alias} to roll back between") from None
+        client.set_registered_model_alias(name, alias, previous)
+        client.set_registered_model_alias(name, f"previous-{alias}", current)
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        client.set_model_version_tag(name, previous, f"rolled_back.{alias}.at", now)
+        client.set_model_version_tag(name, previous, f"rolled_back.{alias}.by", who)
+        client.set_model_version_tag(name, previous, "stage", alias)
+    return previous, current
+
+
+def _held(registered_model) -> dict[str, tuple[str, ...]]:
+    """version -> the aliases it holds, sorted."""
+    held: dict[str, list[str]] = {}
+    for alias, v in (registered_model.aliases or {}).items():
+        held.setdefault(str(v), []).append(alias)
+    return {v: tuple(sorted(a)) for v, a in held.items()}
+
+
+def _listed(settings: Settings, name: str) -> list[tuple[object, tuple[str, ...]]]:
+    """(MLflow version, its aliases) for every version, newest first."""
+    client = store.connect(settings)
+    with store.reachable(settings):
+        found = client.search_model_versions(f"name = '{name}'")
+        try:
+            held = _held(client.get_registered_model(name))
+        except Exception:
+            held = {}
+    out = sorted(found, key=lambda mv: int(mv.version), reverse=True)
+    return [(mv, held.get(str(mv.version), ())) for mv in out]
+
+
+def versions(settings: Settings, name: str) -> list[VersionInfo]:
+    """All versions of a registered model, newest first, with their aliases and run metrics."""
+    client = store.connect(settings)
+    out = []
+    for mv, aliases in _listed(settings, name):
+        metrics: dict[str, float] = {}
+        try:
+            metrics = dict(client.get_run(mv.run_id).data.metrics)
+        except Exception:  # a version without a run, or a run since deleted: no figures
+            pass
+        out.append(VersionInfo(name=mv.name, version=str(mv.version), run_id=mv.run_id or None, aliases=aliases,
+                               tags=dict(mv.tags or {}), created=mv.creation_timestamp, metrics=metrics))
+    return out
+
+
+def alias_map(settings: Settings, name: str) -> dict[str, str]:
+    """alias -> version for every alias of the registered model ({} when there is no such model)."""
+    from mlflow.exceptions import MlflowException
+
+    client = store.connect(settings)
+    with store.reachable(settings):
+        try:
+            held = _held(client.get_registered_model(name))
+        except MlflowException as e:
+            if "RESOURCE_DOES_NOT_EXIST" in str(e.error_code):
+                return {}
+            raise
+    return {a: v for v, aliases in sorted(held.items(), key=lambda kv: -int(kv[0])) for a in aliases}
+
+
+def archive_old_versions(settings: Settings, name: str) -> list[str]:
+    """Tag versions beyond the newest `keep_versions` that hold no alias as archived."""
+    client = store.connect(settings)
+    archived = []
+    for mv, aliases in _listed(settings, name)[settings.mlflow.keep_versions:]:
+        if aliases or (mv.tags or {}).get("archived") == "true":
+            continue
+        client.set_model_version_tag(name, mv.version, "archived", "true")
+        archived.append(str(mv.version))
+    return archived

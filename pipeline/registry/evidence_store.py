@@ -1,0 +1,69 @@
+"""Gate evidence on a model version: the document as a run artifact, its summary in tags.
+
+Building, hashing and judging evidence is pipeline/evidence.py's (pure, no MLflow).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.errors import InputError
+from pipeline.registry import model, store
+
+EVIDENCE_DIR = "evidence"
+
+
+def store_evidence(settings: Settings, name: str, version: str, run_id: str, doc: dict[str, Any]) -> str:
+    """Log the evidence as an artifact of the version's run and summarise it in version tags."""
+    from pipeline import evidence as ev
+
+    client = store.connect(settings)
+    env = doc["environment"]
+    stamp = doc["ended"].replace(":", "").replace("-", "")
+    path = f"{EVIDENCE_DIR}/{env}/v{version}-{stamp}.json"
+    digest = ev.digest(doc)
+    with store.reachable(settings), tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(path).name
+        local.write_bytes(ev.canonical(doc))
+        store.retry(client.log_artifact, run_id, str(local), artifact_path=str(Path(path).parent))
+        for key, value in {
+            f"gates.{env}.status": doc["status"],
+            f"gates.{env}.evidence": path,
+            f"gates.{env}.evidence_sha256": digest,
+            f"gates.{env}.ended": doc["ended"],
+        }.items():
+            store.retry(client.set_model_version_tag, name, version, key, value)
+    return path
+
+
+def load_evidence(settings: Settings, name: str, version: str) -> dict[str, tuple[dict[str, Any], str]]:
+    """Evidence recorded on a version, per environment: (document, digest in the tag)."""
+    mv = model.get_version(settings, name, version)
+    tags = mv.tags or {}
+    out: dict[str, tuple[dict[str, Any], str]] = {}
+    client = store.connect(settings)
+    for key, path in tags.items():
+        if not (key.startswith("gates.") and key.endswith(".evidence")):
+            continue
+        env = key[len("gates."):-len(".evidence")]
+        with store.reachable(settings), tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = client.download_artifacts(mv.run_id, path, tmp)
+            except Exception as e:  # a missing artifact is a refusal, not a crash
+                raise InputError(f"{name} version {version}: evidence artifact {path} unreadable: {str(e).splitlines()[0][:120]}") from None
+            doc = json.loads(Path(local).read_text())
+        out[env] = (doc, tags.get(f"gates.{env}.evidence_sha256", ""))
+    return out
+
+
+def log_files(settings: Settings, run_id: str, files: list[Path], artifact_path: str) -> None:
+    """Log local files as artifacts of a run (reports, plots)."""
+    client = store.connect(settings)
+    with store.reachable(settings):
+        for f in files:
+            sub = artifact_path if f.parent.name != "plots" else f"{artifact_path}/plots"
+            client.log_artifact(run_id, str(f), artifact_path=sub)

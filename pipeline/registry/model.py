@@ -1,0 +1,246 @@
+"""Model versions: logging a candidate, saving, loading, looking up, digests and signature."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.config import Settings
+from pipeline.data import Dataset, FeatureSpec
+from pipeline.errors import InputError
+from pipeline.registry import store
+
+TAG_DATA = "data_sha256"
+TAG_CONFIG = "config_sha256"
+TAG_MODEL = "model_sha256"
+TAG_GIT = "git_commit"
+TAG_SPLIT = "split_seed"
+MODEL_ARTIFACT = "model"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A registered model version, as training left it."""
+
+    name: str
+    version: str
+    run_id: str
+    model_sha256: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of the logged model, given so MLflow does not infer them (~5-7 s)."""
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy")]
+
+
+def trusted_types(model: Any) -> list[str]:
+    """Exactly the types skops must be told to trust to load this model back (never all)."""
+    import skops.io
+
+    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+
+
+def signature_for(features: FeatureSpec):
+    """The model's signature from the feature spec, not from a sample.
+
+    Inferred from a few rows, a categorical column that happens to be empty there is
+    typed double and the served model then fails on it.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = [ColSpec("double", c, required=True) for c in features.numeric]
+    inputs += [ColSpec("string", c, required=True) for c in features.categorical]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double")]))
+
+
+def directory_digest(root: Path) -> str:
+    """SHA-256 over every file under `root`: relative path and content, in path order."""
+    root = Path(root)
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def model_digest(settings: Settings, model_uri: str) -> str:
+    """SHA-256 of a model's artifact files as the store holds them now."""
+    import mlflow.artifacts
+
+    store.connect(settings)
+    with tempfile.TemporaryDirectory() as tmp, store.reachable(settings):
+        local = mlflow.artifacts.download_artifacts(artifact_uri=_artifact_uri(settings, model_uri), dst_path=tmp)
+        return directory_digest(Path(local))
+
+
+def _artifact_uri(settings: Settings, model_uri: str) -> str:
+    """Resolve models:/NAME/VERSION to the storage location of its files."""
+    client = store.connect(settings)
+    if model_uri.startswith("models:/"):
+        rest = model_uri.removeprefix("models:/")
+        if "/" in rest:
+            name, ref = rest.split("/", 1)
+            mv = get_version(settings, name, ref)
+            return client.get_model_version_download_uri(name, mv.version)
+    return model_uri
+
+
+def get_version(settings: Settings, name: str, ref: str):
+    """A model version by number or alias (`models:/NAME/3`, `models:/NAME@staging`)."""
+    from mlflow.exceptions import MlflowException
+
+    client = store.connect(settings)
+    with store.reachable(settings):
+        try:
+            if ref.startswith("@"):
+                return client.get_model_version_by_alias(name, ref[1:])
+            return client.get_model_version(name, ref)
+        except MlflowException as e:
+            if "RESOURCE_DOES_NOT_EXIST" in str(e.error_code) or "not found" in str(e).lower() or "INVALID_PARAMETER_VALUE" in str(e.error_code):
+                raise InputError(f"model registry: model '{name}' version '{ref}' not found") from None
+            raise
+
+
+def parse_model_uri(uri: str) -> tuple[str, str] | None:
+    """(name, version-or-@alias) for registry URIs; None for runs:/ and other URIs."""
+    if not uri.startswith("models:/"):
+        return None
+    rest = uri.removeprefix("models:/")
+    if "@" in rest and "/" not in rest:
+        name, alias = rest.split("@", 1)
+        return name, "@" + alias
+    if "/" in rest:
+        name, version = rest.split("/", 1)
+        return name, version
+    return None
+
+
+def load_model(settings: Settings, uri: str):
+    """Load a logged sklearn model (models:/..., runs:/... or a path)."""
+    import mlflow.sklearn
+
+    return _load(settings, uri, mlflow.sklearn.load_model)
+
+
+def load_pyfunc(settings: Settings, uri: str):
+    """Load a logged model as pyfunc (the flavour serving uses)."""
+    import mlflow.pyfunc
+
+    return _load(settings, uri, mlflow.pyfunc.load_model)
+
+
+def _load(settings: Settings, uri: str, loader):
+    from mlflow.exceptions import MlflowException
+
+    store.connect(settings)
+    with store.reachable(settings):
+        try:
+            return loader(uri)
+        except MlflowException as e:
+            raise InputError(f"--model-uri {uri}: {str(e).splitlines()[0][:200]}") from None
+        except OSError as e:
+            raise InputError(f"--model-uri {uri}: {e}") from None
+
+
+def log_candidate(settings: Settings, model: Any, data: Dataset, eval_frame: pd.DataFrame, metrics: dict[str, float]) -> Candidate:
+    """Log a fitted model as a new run and a new version of the registered model."""
+    import mlflow
+    import mlflow.sklearn
+
+    features: FeatureSpec = data.features
+    ml = settings.mlflow
+    commit = git_commit(settings.config_path.parent)
+    X_eval = eval_frame[features.columns]
+    with store.reachable(settings):
+        store.ensure_experiment(settings)
+        tags = {
+            TAG_DATA: data.digest,
+            TAG_CONFIG: settings.digest,
+            TAG_SPLIT: str(settings.split.seed),
+            "env": settings.env,
+        }
+        if commit:
+            tags[TAG_GIT] = commit
+        with mlflow.start_run(tags=tags) as run:
+            params = {
+                "model_type": settings.model.type,
+                "log_target": settings.model.log_target,
+                "seed": settings.seed,
+                "split_seed": settings.split.seed,
+                "test_size": settings.split.test_size,
+                "data_path": str(data.path),
+                "rows": len(data.frame),
+                "n_numeric": len(features.numeric),
+                "n_categorical": len(features.categorical),
+                **{f"model.{k}": v for k, v in settings.model.params.items()},
+            }
+            mlflow.log_params(params)
+            mlflow.log_metrics({f"eval_{k}": float(v) for k, v in metrics.items()})
+            mlflow.log_dict(settings.resolved(), "config/resolved_config.json")
+            dataset = mlflow.data.from_pandas(
+                data.frame, source=str(data.path), targets=data.target, name=data.path.name, digest=data.digest[:36]
+            )
+            # Concurrent runs logging the same data file race on its dataset row (unique per
+            # experiment, name and digest); the retry finds the row and links it.
+            store.retry(mlflow.log_input, dataset, context="training")
+            example = X_eval.head(5)
+            signature = signature_for(features)
+            info = mlflow.sklearn.log_model(
+                model,
+                name=MODEL_ARTIFACT,
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                skops_trusted_types=trusted_types(model),
+                signature=signature,
+                input_example=example,
+                pip_requirements=pip_requirements(),
+            )
+            store.ensure_registered_model(settings, ml.registered_model)
+            mv = store.retry(mlflow.register_model, info.model_uri, ml.registered_model, tags=tags)
+        digest = model_digest(settings, f"models:/{ml.registered_model}/{mv.version}")
+        client = store.connect(settings)
+        store.retry(client.set_model_version_tag, ml.registered_model, mv.version, TAG_MODEL, digest)
+        store.retry(client.set_model_version_tag, ml.registered_model, mv.version, "run_id", run.info.run_id)
+    return Candidate(ml.registered_model, str(mv.version), run.info.run_id, digest)
+
+
+def save_model(model: Any, features: FeatureSpec, path: Path) -> None:
+    """Save a sklearn model in MLflow's format (skops), as log_candidate logs it."""
+    import mlflow.sklearn
+
+    store.quiet_mlflow()
+    mlflow.sklearn.save_model(
+        model, str(path), serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+        skops_trusted_types=trusted_types(model), signature=signature_for(features),
+        pip_requirements=pip_requirements(),
+    )
+
+
+def roundtrip_pyfunc(model: Any, features: FeatureSpec, path: Path):
+    """Save a model with MLflow and load it back as pyfunc, the way serving loads it."""
+    import mlflow.pyfunc
+
+    save_model(model, features, path)
+    return mlflow.pyfunc.load_model(str(path))

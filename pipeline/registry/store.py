@@ -1,0 +1,195 @@
+"""The tracking store and model registry: one client per store, reachability, retries."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+from pipeline.config import Settings
+from pipeline.errors import RegistryUnavailable
+
+# A store as connect() tells one from another: the settings that shape its client.
+_Key = tuple[str, int, int]
+
+_lock = threading.Lock()
+_clients: dict[_Key, object] = {}
+_current: _Key | None = None  # the store MLflow's globals (the fluent API) point at
+_setups = 0
+
+
+def quiet_mlflow() -> None:
+    # MLflow logs migrations and emoji links at INFO; gate output should stay readable.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="mlflow")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    # With a tracking server MLflow writes "View run ... at: URL" to stdout, which would
+    # corrupt --json output; the run id is in our own output already.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+def _point_mlflow_at(key: _Key) -> None:
+    """Set MLflow's process-wide state for one store: HTTP patience, tracking and registry URI."""
+    import mlflow
+
+    uri, timeout_s, max_retries = key
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(timeout_s)
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(max_retries)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    # mlflow.set_tracking_uri also exports $MLFLOW_TRACKING_URI, which config.load reads as
+    # the user's override: put back what the user had so the next config means itself.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def connect(settings: Settings):
+    """Point MLflow at the configured store and return its client; bounded patience with servers.
+
+    The client is built, and MLflow's globals set, once per store (tracking URI and HTTP
+    patience); later calls return the same client and set the globals again only when
+    another store was used in between (or someone else moved them).
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    global _current, _setups
+    ml = settings.mlflow
+    key: _Key = (ml.tracking_uri, ml.http_timeout_s, ml.http_max_retries)
+    uri = ml.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # Every call: pytest restores the warning filters after each test.
+    quiet_mlflow()
+    with _lock:
+        if key != _current or mlflow.get_tracking_uri() != uri or mlflow.get_registry_uri() != uri:
+            _point_mlflow_at(key)
+            _current = key
+            _setups += 1
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return client
+
+
+def setup_count() -> int:
+    """How many times connect() has pointed MLflow at a store in this process (for tests)."""
+    return _setups
+
+
+def store_exists(settings: Settings) -> bool:
+    uri = settings.mlflow.tracking_uri
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).is_file()
+    return True
+
+
+@contextlib.contextmanager
+def reachable(settings: Settings) -> Iterator[None]:
+    """Turn a store that cannot be reached into one line naming it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as e:
+        text = str(e)
+        if any(k in text for k in ("Connection refused", "Max retries", "ConnectionError", "timed out", "API request to")):
+            raise RegistryUnavailable(
+                f"tracking server {settings.mlflow.tracking_uri} unreachable: {text.splitlines()[0][:200]}"
+            ) from None
+        raise
+
+
+_TRANSIENT = ("IntegrityError", "database is locked", "Giving up after", "deadlock detected",
+              "could not serialize", "UniqueViolation", "sqlalche.me/e/21/gkpj", "sqlalche.me/e/21/e3q8")
+
+
+def retry(fn, *args, attempts: int = 6, **kwargs):
+    """Call a registry write again when a concurrent writer made it conflict.
+
+    Servers answer concurrent writers with integrity errors (two new versions numbered
+    alike, two new registered models) or, on SQLite, "database is locked"; the write did
+    not happen, so it is safe to repeat after a jittered pause.
+    """
+    import random
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as e:
+            if attempt == attempts - 1 or not any(k in str(e) for k in _TRANSIENT):
+                raise
+            time.sleep(random.uniform(0.2, 0.6) * (attempt + 1))
+
+
+def ensure_registered_model(settings: Settings, name: str) -> None:
+    """Create the registered model if no pipeline has yet (concurrent creators are fine)."""
+    from mlflow.exceptions import MlflowException
+
+    client = connect(settings)
+    try:
+        client.get_registered_model(name)
+        return
+    except MlflowException:
+        pass
+    try:
+        retry(client.create_registered_model, name)
+    except MlflowException as e:
+        if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code) and "already exists" not in str(e):
+            raise
+
+
+def ensure_experiment(settings: Settings) -> str:
+    import mlflow
+
+    client = connect(settings)
+    ml = settings.mlflow
+    exp = client.get_experiment_by_name(ml.experiment)
+    if exp is None:
+        location = None
+        if not ml.tracking_uri.startswith(("http://", "https://")):
+            ml.artifact_location.mkdir(parents=True, exist_ok=True)
+            location = ml.artifact_location.as_uri()
+        try:
+            exp_id = client.create_experiment(ml.experiment, artifact_location=location)
+        except Exception:  # a concurrent pipeline created it first
+            exp = client.get_experiment_by_name(ml.experiment)
+            if exp is None:
+                raise
+            exp_id = exp.experiment_id
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def ping(settings: Settings) -> None:
+    """Fail fast, in one line, when a tracking server does not answer its health check."""
+    import urllib.error
+    import urllib.request
+
+    uri = settings.mlflow.tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=min(10, settings.mlflow.http_timeout_s)) as r:
+            if r.status == 200:
+                return
+            reason = f"health check answered {r.status}"
+    except urllib.error.HTTPError as e:
+        reason = f"health check answered {e.code}"
+    except (urllib.error.URLError, OSError) as e:
+        reason = str(getattr(e, "reason", e))
+    raise RegistryUnavailable(f"tracking server {uri} unreachable: {reason}")
