@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import sys
@@ -63,63 +64,66 @@ def _cell(v: Any) -> str:
 # ---------------------------------------------------------------- gates through pytest
 
 
-def run_gates(settings, out: Out, model_uri: str, *, promote: bool, eval_data: str | None = None, extra: list[str] | None = None) -> tuple[int, dict[str, Any] | None]:
-    """Run the gate tests in process through pytest and the plugin; return (exit, evidence)."""
+def check_suite(settings, out: Out) -> None:
+    """Collect the gate suite without running it: every gate has a threshold, every required
+    gate exists. `run` does this before it trains, so that bad config writes nothing."""
+    run_gates(settings, out, None, promote=False, extra=["--collect-only"])
+
+
+def run_gates(settings, out: Out, model_uri: str | None, *, promote: bool, eval_data: str | None = None, extra: list[str] | None = None):
+    """Run the configured gate suite in process through pytest and the plugin; the typed result.
+
+    The plugin takes these settings as loaded (no argv round trip). Bad input found at
+    collection (a missing threshold, an unknown gate, an unreadable --eval-data) is raised
+    as InputError: nothing ran and nothing was written.
+    """
     import pytest
 
-    from pipeline import plugin
+    from pipeline.plugin import GateRunRequest
 
     reports = Path("reports")
-    junit = reports / f"gates-{settings.env}.xml"
-    args = [str(settings.gate_tests), "-m", "gates", "--model-uri", model_uri, "--env", settings.env,
-            "--pipeline-config", str(settings.config_path), f"--junitxml={junit}", "-q", "--tb=line",
-            "-p", "no:cacheprovider", "--benchmark-quiet", "-W", "ignore::pytest.PytestAssertRewriteWarning", "--evidence-dir", str(reports), "-o", "console_output_style=classic"]
+    collect_only = "--collect-only" in (extra or [])
+    args = [str(settings.gate_tests), "-m", "gates", "-q", "--tb=line", "-p", "no:cacheprovider", "--benchmark-quiet",
+            "-W", "ignore::pytest.PytestAssertRewriteWarning", "--evidence-dir", str(reports), "-o", "console_output_style=classic"]
+    if model_uri:
+        args += ["--model-uri", model_uri]
+    if not collect_only:
+        args.append(f"--junitxml={reports / f'gates-{settings.env}.xml'}")
     if promote:
         args.append("--promote")
     if eval_data:
         args += ["--eval-data", eval_data]
     args += extra or []
-    holder: dict[str, Any] = {}
-
-    class Capture:
-        @staticmethod
-        def pytest_sessionfinish(session):
-            state = session.config.stash.get(plugin.STATE, None)
-            if state is not None:
-                holder["state"] = state
-
+    request = GateRunRequest(settings)
     sink = sys.stderr if out.as_json else sys.stdout
-    with contextlib.redirect_stdout(sink):
-        code = pytest.main(args, plugins=[Capture()])
-    state = holder.get("state")
-    if state is not None and state.error is not None and not isinstance(state.error, PromotionRefused):
-        raise state.error
-    if code in (0, 1):
-        doc = None
-        if state is not None and state.evidence is not None:
-            doc = {**state.evidence, "promotion": state.promotion, "promotion_refused": state.promotion_refused}
-        return int(code), doc
-    raise InputError(f"pytest {' '.join(args[:1])}: exited {int(code)} ({code.name if hasattr(code, 'name') else code}); no gate verdict")
+    # pytest prints its usage error on stderr as well; the CLI's own line is the one a user sees.
+    with contextlib.redirect_stdout(io.StringIO() if collect_only else sink), contextlib.redirect_stderr(io.StringIO()) as err:
+        code = pytest.main(args, plugins=[request])
+    result = request.result
+    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):
+        raise InputError(result.usage or f"{settings.gate_tests}: no gate collected (tests marked gates)")
+    sys.stderr.write(err.getvalue())
+    if collect_only and code == pytest.ExitCode.OK:
+        return result
+    if result.error is not None:
+        raise result.error
+    if code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and result.evidence is not None:
+        return result
+    raise InputError(f"pytest {settings.gate_tests}: exited {int(code)} ({getattr(code, 'name', code)}); no gate verdict")
 
 
 def _gate_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = []
-    for g in doc.get("gates", []):
-        figs = g.get("figures") or [{}]
-        f = figs[0]
-        th = f.get("threshold") or {}
-        unit = th.get("unit", "")
-        value = f.get("value")
-        fig = "-" if value is None else f"{config_mod.fmt_number(value)}{' ' + unit if unit and unit != '%' else unit}"
-        rows.append({"gate": g["gate"], "family": g["family"], "figure": fig, "threshold": th.get("text", "-"), "status": g["outcome"]})
-    return rows
+    from pipeline.report import figure_text
+
+    return [{"gate": g["gate"], "family": g["family"], "figure": figure_text(g.get("figure")),
+             "threshold": ((g.get("figure") or {}).get("threshold") or {}).get("text", "-"), "status": g["outcome"]}
+            for g in doc.get("gates", [])]
 
 
 def _alias_state(settings) -> dict[str, str]:
     from pipeline import registry
 
-    rows = registry.versions(settings, settings.mlflow.registered_model)
-    return {a: str(mv.version) for mv in rows for a in mv._pipeline_aliases}
+    return registry.alias_map(settings, settings.mlflow.registered_model)
 
 
 # ---------------------------------------------------------------- subcommands
@@ -128,6 +132,7 @@ def _alias_state(settings) -> dict[str, str]:
 def cmd_run(args, settings, out: Out) -> int:
     from pipeline import jobs
 
+    check_suite(settings, out)
     out.progress(f"train: {settings.model.type} on {settings.data.path.name}")
     # Library chatter must never reach stdout when stdout is the JSON document.
     with contextlib.redirect_stdout(sys.stderr if out.as_json else sys.stdout):
@@ -135,7 +140,8 @@ def cmd_run(args, settings, out: Out) -> int:
     c, m = trained.candidate, trained.metrics
     out.progress(f"registered {c.name} version {c.version}: R2 {m['r2']:.4f}, MAE {m['mae']:,.0f}, RMSE {m['rmse']:,.0f}, MAPE {m['mape']:.2f} %")
     out.progress(f"gates: {settings.env} thresholds on {c.uri}")
-    code, doc = run_gates(settings, out, c.uri, promote=not args.no_promote)
+    result = run_gates(settings, out, c.uri, promote=not args.no_promote)
+    code, doc = result.exit_code, {**result.evidence, "promotion": result.promotion, "promotion_refused": result.promotion_refused}
     out.progress("done")
     aliases = _alias_state(settings)
     out.line("")
@@ -156,9 +162,12 @@ def cmd_run(args, settings, out: Out) -> int:
 
 def cmd_validate(args, settings, out: Out) -> int:
     out.progress(f"gates: {settings.env} thresholds on {args.model_uri}" + (f" with {args.data}" if args.data else ""))
-    if args.data and not Path(args.data).is_file():
-        raise InputError(f"--data {args.data}: file not found")
-    code, doc = run_gates(settings, out, args.model_uri, promote=False, eval_data=args.data)
+    if args.data:  # named by this command's own flag; the plugin checks the same for --eval-data
+        from pipeline import data as data_mod
+
+        data_mod.check_header(Path(args.data), settings.data, "--data")
+    result = run_gates(settings, out, args.model_uri, promote=False, eval_data=args.data)
+    code, doc = result.exit_code, result.evidence
     out.table(_gate_rows(doc or {}), ["gate", "figure", "threshold", "status"])
     out.line(f"{args.model_uri}: {settings.env} gates {doc.get('status') if doc else 'not run'}")
     out.emit({"evidence": doc, "exit_code": code})
@@ -189,16 +198,10 @@ def cmd_list(args, settings, out: Out) -> int:
     from pipeline import registry
 
     name = settings.mlflow.registered_model
-    client = registry.connect(settings)
     rows = []
     for mv in registry.versions(settings, name):
-        tags = mv.tags or {}
-        metrics: dict[str, float] = {}
-        try:
-            metrics = client.get_run(mv.run_id).data.metrics
-        except Exception:
-            pass
-        row = {"version": str(mv.version), "aliases": mv._pipeline_aliases, "created": mv.creation_timestamp,
+        tags, metrics = mv.tags, mv.metrics
+        row = {"version": mv.version, "aliases": list(mv.aliases), "created": mv.created,
                "archived": tags.get("archived") == "true",
                "r2": metrics.get("eval_r2"), "mae": metrics.get("eval_mae"), "rmse": metrics.get("eval_rmse"), "mape": metrics.get("eval_mape")}
         for env in settings.environments:
@@ -214,7 +217,7 @@ def cmd_list(args, settings, out: Out) -> int:
 def cmd_compare(args, settings, out: Out) -> int:
     import numpy as np
 
-    from pipeline import figures, registry
+    from pipeline import checks, figures, registry
     from pipeline.session import GateSession
 
     name = settings.mlflow.registered_model
@@ -227,19 +230,24 @@ def cmd_compare(args, settings, out: Out) -> int:
     y = gs.eval_frame[settings.data.target].to_numpy(float)
     m1, m2 = figures.regression_metrics(y, preds[args.v1]), figures.regression_metrics(y, preds[args.v2])
     cfg = settings.gates.champion
-    boot = figures.paired_bootstrap_mae(y, preds[args.v2], preds[args.v1], cfg.bootstrap_resamples, cfg.confidence, settings.seed, cfg.bootstrap_rows)
-    tol = settings.thresholds.champion_mae_delta
-    if boot.upper < 0:
-        verdict = f"version {args.v2} is better: MAE {boot.delta:+.2%}, {cfg.confidence:.0%} interval [{boot.lower:+.2%}, {boot.upper:+.2%}]"
-    elif tol.holds(boot.lower):
-        verdict = f"version {args.v2} passes the champion gate against {args.v1} ({settings.env}): MAE {boot.delta:+.2%}, lower bound {boot.lower:+.2%} {tol.describe()}"
+    # The champion gate's own check, with v1 in the champion's place.
+    found = checks.champion_mae(y, preds[args.v2], preds[args.v1], champion=f"{name} v{args.v1}", resamples=cfg.bootstrap_resamples,
+                                confidence=cfg.confidence, seed=settings.seed, max_rows=cfg.bootstrap_rows)
+    delta, lower, upper = found.reported["champion_mae_change"], found.value, found.reported["champion_mae_upper"]
+    tol = settings.thresholds.get("champion_mae")
+    if upper < 0:
+        verdict = f"version {args.v2} is better: MAE {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}]"
+    elif tol is None:
+        verdict = f"version {args.v2} is not confidently better: MAE {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}] (no champion_mae threshold at {settings.env})"
+    elif tol.holds(lower):
+        verdict = f"version {args.v2} passes the champion gate against {args.v1} ({settings.env}): MAE {delta:+.2%}, lower bound {lower:+.2%} {tol.describe()}"
     else:
-        verdict = f"version {args.v2} is worse: {tol.explain('MAE worse by at least', boot.lower)}"
+        verdict = f"version {args.v2} is worse: {tol.explain(found.label, lower)}"
     rows = [{"metric": k, f"v{args.v1}": m1[k], f"v{args.v2}": m2[k], "change": m2[k] - m1[k]} for k in m1]
     out.table(rows, ["metric", f"v{args.v1}", f"v{args.v2}", "change"])
     out.line(f"recommendation: {verdict}")
     out.emit({"rows": len(y), "metrics": {str(args.v1): m1, str(args.v2): m2},
-              "mae_delta": boot.delta, "interval": [boot.lower, boot.upper], "confidence": cfg.confidence, "recommendation": verdict})
+              "mae_delta": delta, "interval": [lower, upper], "confidence": cfg.confidence, "recommendation": verdict})
     return EXIT_OK
 
 
@@ -317,12 +325,12 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as e:  # an MLflow or store failure we did not foresee: still one line
-        from mlflow.exceptions import MlflowException
+        from pipeline.registry import store_error_line
 
-        if not isinstance(e, MlflowException):
+        line = store_error_line(e)
+        if line is None:
             raise
-        first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-        print(f"error: tracking store {os.environ.get('MLFLOW_TRACKING_URI') or 'from config'}: {first[:300]}", file=sys.stderr)
+        print(f"error: tracking store {os.environ.get('MLFLOW_TRACKING_URI') or 'from config'}: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

@@ -11,7 +11,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -42,12 +42,22 @@ def fmt_number(x: float) -> str:
     return f"{x:.4g}"
 
 
-class Threshold(_Strict):
-    """A bound on one figure: `min`, `max` or both (a band), with its unit and environment."""
+Bound = Annotated[float, Field(allow_inf_nan=False)]
 
-    min: float | None = None
-    max: float | None = None
+
+class Threshold(_Strict):
+    """A bound on one gate's figure: `min`, `max` or both (a band), with its unit.
+
+    `required: false` lets the environment judge and report the gate without making its
+    verdict a condition of promotion. `gate` and `env` are filled in from where the line
+    stands in the config, for messages.
+    """
+
+    min: Bound | None = None
+    max: Bound | None = None
     unit: str = ""
+    required: bool = True
+    gate: str = ""
     env: str = ""
 
     @model_validator(mode="after")
@@ -55,7 +65,7 @@ class Threshold(_Strict):
         if self.min is None and self.max is None:
             raise ValueError("a threshold needs min, max or both")
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min} > max {self.max}")
+            raise ValueError(f"min {fmt_number(self.min)} > max {fmt_number(self.max)}")
         return self
 
     @property
@@ -73,6 +83,14 @@ class Threshold(_Strict):
         if self.max is not None and figure > self.max:
             return False
         return True
+
+    def impossible(self, lowest: float, highest: float) -> str | None:
+        """Why no figure in [lowest, highest] (the figure's possible values) can pass, or None."""
+        if self.min is not None and self.min > highest:
+            return f"min {fmt_number(self.min)} is above the highest possible figure {fmt_number(highest)}"
+        if self.max is not None and self.max < lowest:
+            return f"max {fmt_number(self.max)} is below the lowest possible figure {fmt_number(lowest)}"
+        return None
 
     def _u(self) -> str:
         return f" {self.unit}" if self.unit and self.unit != "%" else self.unit
@@ -98,37 +116,22 @@ class Threshold(_Strict):
         return f"{text} ({self.env})" if self.env else text
 
 
-class Thresholds(_Strict):
-    """Every gate's threshold for one environment. A missing or unknown key is a config error."""
-
-    contract_violations: Threshold
-    train_eval_overlap: Threshold
-    feature_drift: Threshold
-    r2: Threshold
-    mae: Threshold
-    rmse: Threshold
-    mape: Threshold
-    champion_mae_delta: Threshold
-    slice_error_ratio: Threshold
-    residual_skew: Threshold
-    residual_excess_kurtosis: Threshold
-    residual_spread_ratio: Threshold
-    durbin_watson: Threshold
-    noise_prediction_change: Threshold
-    nonfinite_predictions: Threshold
-    directional_drop: Threshold
-    prediction_difference: Threshold
-    single_row_p99_ms: Threshold
-    batch_throughput: Threshold
-    # Serving gates: optional, needed where an environment requires the serving family.
-    serving_p99_ms: Threshold | None = None
-    serving_malformed_not_4xx: Threshold | None = None
-
-
 class Environment(_Strict):
+    """One environment: its alias, how strict it is, and a threshold per gate it judges.
+
+    The thresholds are an open mapping keyed by gate id (a gate test's name without
+    `test_`), so a repository adds a gate without touching this library. Every gate with
+    a threshold is required for promotion unless its line says `required: false`.
+    """
+
     alias: str
-    required_gates: list[str] = Field(min_length=1)
-    thresholds: Thresholds
+    # Evidence from an environment serves every environment of lower or equal strictness.
+    strictness: int = 0
+    thresholds: dict[str, Threshold] = Field(min_length=1)
+
+    @property
+    def required_gates(self) -> list[str]:
+        return sorted(g for g, th in self.thresholds.items() if th.required)
 
 
 class Range(_Strict):
@@ -267,6 +270,14 @@ class Settings(_Strict):
             raise ValueError(
                 f"unknown environment '{self.env}' (known: {', '.join(self.environments)})"
             )
+        seen: dict[int, str] = {}
+        for name, env in self.environments.items():
+            if env.strictness in seen:
+                raise ValueError(
+                    f"'{seen[env.strictness]}' and '{name}' both have strictness {env.strictness}: "
+                    "give each environment its own (higher is stricter)"
+                )
+            seen[env.strictness] = name
         return self
 
     @property
@@ -278,12 +289,13 @@ class Settings(_Strict):
         return self.gates.champion.alias or self.environment.alias
 
     @property
-    def thresholds(self) -> Thresholds:
+    def thresholds(self) -> dict[str, Threshold]:
+        """The active environment's threshold per gate id."""
         return self.environment.thresholds
 
     def strictness(self, env: str) -> int:
-        """Position of an environment in the config: later ones are stricter."""
-        return list(self.environments).index(env)
+        """How strict an environment is, as declared: higher is stricter."""
+        return self.environments[env].strictness
 
     def resolved(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
@@ -332,14 +344,52 @@ def _resolve_tracking_uri(base: Path, uri: str) -> str:
     return uri
 
 
+def _resolve_environments(config_path: Path, envs: Any) -> Any:
+    """Apply `extends` (a child lists only the threshold lines that differ; `KEY: null` drops
+    one), default each alias to the environment's name, and give every threshold its gate
+    id and environment for its messages."""
+    if not isinstance(envs, dict):
+        return envs
+    done: dict[str, Any] = {}
+
+    def resolve(name: str, chain: tuple[str, ...]) -> Any:
+        if name in done:
+            return done[name]
+        env = envs[name]
+        if not isinstance(env, dict):
+            return env
+        env = dict(env)
+        parent = env.pop("extends", None)
+        own = env.get("thresholds")
+        if own is not None and not isinstance(own, dict):
+            return env
+        thresholds: dict[str, Any] = {}
+        if parent is not None:
+            if parent not in envs:
+                raise InputError(f"{config_path}: environments.{name}.extends: unknown environment '{parent}' (known: {', '.join(map(str, envs))})")
+            if parent in chain:
+                raise InputError(f"{config_path}: environments.{name}.extends: '{parent}' extends '{name}' in turn (a cycle)")
+            base = resolve(parent, (*chain, name))
+            thresholds = {k: dict(v) if isinstance(v, dict) else v for k, v in (base.get("thresholds") or {}).items()}
+        for key, th in (own or {}).items():
+            if th is None:
+                thresholds.pop(key, None)
+            else:
+                thresholds[key] = th
+        for key, th in thresholds.items():
+            if isinstance(th, dict):
+                thresholds[key] = {**th, "gate": str(key), "env": name}
+        env["thresholds"] = thresholds
+        env.setdefault("alias", name)
+        done[name] = env
+        return env
+
+    return {name: resolve(name, ()) for name in envs}
+
+
 def _build(config_path: Path, raw: dict[str, Any], model_path: Path | None = None) -> Settings:
+    raw = {**raw, "environments": _resolve_environments(config_path, raw.get("environments"))}
     try:
-        for env_name, env in (raw.get("environments") or {}).items():
-            # Each threshold carries its environment's name for its messages.
-            if isinstance(env, dict) and isinstance(env.get("thresholds"), dict):
-                for key, th in env["thresholds"].items():
-                    if isinstance(th, dict):
-                        th.setdefault("env", env_name)
         return Settings.model_validate(raw)
     except ValidationError as e:
         err = e.errors()[0]
@@ -348,6 +398,8 @@ def _build(config_path: Path, raw: dict[str, Any], model_path: Path | None = Non
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+            if err["loc"][-1:] == ("required_gates",):
+                msg += " (every gate with a threshold is required; a threshold line with required: false is not)"
         elif err["type"] == "missing":
             msg = "missing key"
         # model.* keys live in the model config file when the pipeline config names one.

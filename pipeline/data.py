@@ -158,6 +158,31 @@ def read_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
+def read_header(path: Path, what: str = "") -> list[str]:
+    """The column names on a CSV file's first line, read without parsing the rest."""
+    prefix = f"{what} {path}" if what else str(path)
+    if not Path(path).is_file():
+        raise InputError(f"{prefix}: file not found")
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            first = f.readline()
+    except UnicodeDecodeError as e:
+        raise InputError(f"{prefix}: line 1: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise InputError(f"{prefix}: unreadable ({e.strerror})") from None
+    return [h.strip() for h in next(csv.reader([first]), [])]
+
+
+def check_header(path: Path, cfg: DataSettings, what: str) -> None:
+    """A file meant to stand in for the configured data has every column the model and the gates read."""
+    have = set(read_header(path, what))
+    needed = [c for c in read_header(cfg.path, "data.path") if c not in {*cfg.drop_columns, *cfg.id_columns}]
+    missing = [c for c in needed if c not in have]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(f"{what} {path}: column '{missing[0]}' of {Path(cfg.path).name} is missing{more}")
+
+
 def release_memory() -> None:
     """Hand memory freed in small pieces back to the operating system (glibc only; else nothing).
 

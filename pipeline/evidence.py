@@ -1,6 +1,6 @@
 """Evidence: what a gate run found, as one JSON document, and the rules that read it.
 
-Pure: building, hashing and judging evidence needs no MLflow; registry.py stores it.
+Pure: building, hashing and judging evidence needs no MLflow; the registry package stores it.
 """
 
 from __future__ import annotations
@@ -32,23 +32,17 @@ OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "desel
 
 
 @dataclass
-class Figure:
-    name: str
-    value: float | None
-    threshold: dict[str, Any] | None
-    detail: str = ""
-
-
-@dataclass
 class GateResult:
-    """One gate (one test function; parametrized cases share the gate name)."""
+    """One gate (one test function; parametrized cases share the gate id)."""
 
     gate: str
     family: str
     nodeids: list[str] = field(default_factory=list)
     outcome: str = "not run"
     message: str = ""
-    figures: list[Figure] = field(default_factory=list)
+    # The gated figure, named by the gate id: value, threshold, label, detail.
+    figure: dict[str, Any] | None = None
+    reported: dict[str, float] = field(default_factory=dict)  # shown beside it, never judged
     duration_s: float = 0.0
 
     def merge_outcome(self, outcome: str) -> None:
@@ -58,34 +52,37 @@ class GateResult:
             self.outcome = outcome
 
 
-def figure_dict(name: str, value: float | None, threshold: Threshold | None, detail: str = "") -> dict[str, Any]:
-    """A figure with its threshold as plain data: it travels between processes (pytest-xdist)."""
-    th = None
-    if threshold is not None:
-        th = {"min": threshold.min, "max": threshold.max, "unit": threshold.unit,
-              "direction": threshold.direction, "env": threshold.env, "text": threshold.describe()}
+def threshold_dict(threshold: Threshold) -> dict[str, Any]:
+    return {"min": threshold.min, "max": threshold.max, "unit": threshold.unit, "direction": threshold.direction,
+            "env": threshold.env, "required": threshold.required, "text": threshold.describe()}
+
+
+def figure_dict(gate: str, value: float | None, threshold: Threshold | None, label: str = "", detail: str = "") -> dict[str, Any]:
+    """A gate's figure with its threshold as plain data: it travels between processes (pytest-xdist)."""
     # NaN and infinity pass through Python's json as NaN/Infinity, as in the evidence file.
-    return {"name": name, "value": None if value is None else float(value), "threshold": th, "detail": detail}
+    return {"name": gate, "value": None if value is None else float(value), "label": label,
+            "threshold": None if threshold is None else threshold_dict(threshold), "detail": detail}
 
 
 class GateReport:
-    """Gate outcomes and figures of one session, filled by the plugin's hooks."""
+    """Gate outcomes, figures and plot data of one session, filled by the plugin's hooks."""
 
     def __init__(self) -> None:
         self.gates: dict[str, GateResult] = {}
+        self.plots: dict[str, dict[str, Any]] = {}  # gate id -> what the report draws for it
 
     def gate(self, gate: str, family: str) -> GateResult:
         if gate not in self.gates:
             self.gates[gate] = GateResult(gate=gate, family=family)
         return self.gates[gate]
 
-    def record(self, gate: str, family: str, name: str, value: float | None, threshold: Threshold | None, detail: str = "") -> None:
-        self.record_figure(gate, family, figure_dict(name, value, threshold, detail))
-
-    def record_figure(self, gate: str, family: str, fig: dict[str, Any]) -> None:
-        figs = self.gate(gate, family).figures
-        figs[:] = [f for f in figs if f.name != fig["name"]]
-        figs.append(Figure(fig["name"], fig["value"], fig["threshold"], fig.get("detail", "")))
+    def record(self, gate: str, family: str, recorded: dict[str, Any]) -> None:
+        """Fold what a gate recorded ({"figure", "reported", "plot"}) into its result."""
+        g = self.gate(gate, family)
+        g.figure = recorded["figure"]
+        g.reported = dict(recorded.get("reported") or {})
+        if recorded.get("plot"):
+            self.plots[gate] = recorded["plot"]
 
     def __bool__(self) -> bool:
         return bool(self.gates)
@@ -102,7 +99,7 @@ def _versions() -> dict[str, str]:
 
 
 def build(report: GateReport, settings: Settings, *, model: dict[str, Any], data_sha256: str | None, eval_data_sha256: str | None, git_commit: str | None, started: str, ended: str, node: dict[str, Any] | None = None) -> dict[str, Any]:
-    required = list(settings.environment.required_gates)
+    required = settings.environment.required_gates
     order = list(FAMILIES)
     gates = [asdict(g) for g in sorted(report.gates.values(), key=lambda g: (order.index(g.family) if g.family in order else len(order), g.gate))]
     status, reasons = judge_gates(report, required)

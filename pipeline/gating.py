@@ -5,37 +5,25 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from pipeline import evidence, registry
 from pipeline.config import Settings
 from pipeline.errors import InputError, PipelineError, PromotionRefused
-from pipeline.evidence import GateReport
+from pipeline.files import write_atomic
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def finish(plugin, result) -> None:
+    """Build and store the evidence of this run into `result`; promote when asked and allowed."""
+    from pipeline import report as report_mod
 
-
-def finish(state, report: GateReport) -> None:
-    """Build and store the evidence of this run; promote when asked and allowed."""
-    settings: Settings = state.settings
-    gs = state.gate_session
+    settings: Settings = plugin.settings
+    gs = plugin.gate_session
     source = gs.source
     model: dict[str, Any] = {"uri": source.uri, "name": source.name, "version": source.version,
                              "run_id": source.run_id, "sha256": source.model_sha256,
@@ -47,36 +35,24 @@ def finish(state, report: GateReport) -> None:
         data_sha = gs.dataset.digest
     except PipelineError:
         pass  # the data gates already failed or errored and say why
+    for g in plugin.report.gates.values():  # a gate that recorded nothing (skipped, errored) still shows its threshold
+        if g.figure is None and g.gate in settings.thresholds:
+            g.figure = evidence.figure_dict(g.gate, None, settings.thresholds[g.gate])
     doc = evidence.build(
-        report, settings, model=model, data_sha256=data_sha, eval_data_sha256=eval_sha,
-        git_commit=registry.git_commit(settings.config_path.parent), started=state.started, ended=_now(),
+        plugin.report, settings, model=model, data_sha256=data_sha, eval_data_sha256=eval_sha,
+        git_commit=registry.git_commit(settings.config_path.parent), started=plugin.started, ended=_now(),
     )
     doc["timings_s"] = {k: round(v, 3) for k, v in gs.timings.items()}
     name = f"evidence-{settings.env}.json" if source.version is None else f"evidence-{source.name}-v{source.version}-{settings.env}.json"
-    state.evidence_path = state.evidence_dir / name
-    write_atomic(state.evidence_path, evidence.canonical(doc))
-    state.evidence = doc
-    state.report_files = write_reports(gs, doc, state.evidence_dir)
+    result.evidence_path = plugin.evidence_dir / name
+    write_atomic(result.evidence_path, evidence.canonical(doc))
+    result.evidence = doc
+    result.report_files = report_mod.write(doc, plugin.report.plots, plugin.evidence_dir, target=settings.data.target)
     if source.version is not None:
         registry.store_evidence(settings, source.name, source.version, source.run_id, doc)
-        registry.log_files(settings, source.run_id, list(state.report_files.values()), f"reports/{settings.env}")
-    if state.promote:
-        if source.version is None:
-            raise InputError(f"--model-uri {source.uri}: only a registered version (models:/NAME/VERSION) can be promoted")
-        state.promotion = promote(settings, source.name, source.version, settings.env)
-
-
-def write_reports(gs, doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Plots and the Markdown/HTML gate report; plots need predictions, the table does not."""
-    from pipeline import report
-
-    inputs = None
-    try:
-        pr = gs.predictions
-        inputs = report.ReportInputs(gs.settings, pr.y, pr.p, pr.frame, gs.latency_ms, gs.bootstrap, gs.champion_label)
-    except PipelineError:
-        pass  # the gates that needed predictions already errored and say why
-    return report.write(inputs, doc, out_dir)
+        registry.log_files(settings, source.run_id, list(result.report_files.values()), f"reports/{settings.env}")
+    if plugin.promote:
+        result.promotion = promote(settings, source.name, source.version, settings.env)
 
 
 def _who() -> str:

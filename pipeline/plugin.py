@@ -1,73 +1,66 @@
-"""The pytest plugin: options, markers, session fixtures, the gate report and promotion.
+"""The pytest plugin: options, markers, the gate fixture, and one session object.
 
 Registered through the `pytest11` entry point, so any repository that installs the
-package gets it. It stays dormant in sessions that collect no test marked `gates`.
+package gets it. It stays dormant in sessions that collect no test marked `gates`. Its
+state lives in one `GatePlugin` registered with the plugin manager (as pytest's junitxml
+and pytest-benchmark hold theirs); what the suite needs is checked at collection, before
+any gate runs; the session's outcome is one typed `GateRunResult`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
+from pipeline import checks
 from pipeline import config as config_mod
-from pipeline.config import Settings, Threshold, Thresholds, fmt_number
-from pipeline.errors import PipelineError
+from pipeline.config import Settings, Threshold
+from pipeline.errors import InputError, PipelineError
 from pipeline.evidence import FAMILIES, GateReport, figure_dict
+from pipeline.report import figure_text
+
+PLUGIN = pytest.StashKey["GatePlugin"]()
+RECORDED = pytest.StashKey[dict]()  # what a gate recorded, on its item
 
 
-REPORT = pytest.StashKey[GateReport]()
-_CURRENT: dict[str, pytest.Config] = {}  # the session's config, for hooks that are not given it
-STATE = pytest.StashKey["GateState"]()
+@dataclass
+class GateRunResult:
+    """What one gate run decided: pytest's exit code, the evidence and the promotion."""
+
+    exit_code: int = 0
+    evidence: dict[str, Any] | None = None
+    evidence_path: Path | None = None
+    promotion: str | None = None
+    promotion_refused: str | None = None
+    report_files: dict[str, Path] = field(default_factory=dict)
+    error: PipelineError | None = None
+    usage: str | None = None  # why the run stopped before any gate ran (bad config, options or suite)
 
 
-class GateState:
-    """Per-session plugin state: options, lazily built settings and gate session."""
+@dataclass(eq=False)  # compared and hashed by identity: the plugin manager keeps it in a set
+class GateRunRequest:
+    """A gate run asked for in process (the CLI): settings already loaded, the result handed back.
 
-    def __init__(self, config: pytest.Config):
-        opt = config.option
-        self.config_path: str | None = opt.pipeline_config
-        self.env: str | None = opt.gate_env
-        self.model_uri: str | None = opt.model_uri
-        self.eval_data: str | None = opt.eval_data
-        self.promote: bool = opt.promote
-        self.evidence_dir = Path(opt.evidence_dir)
-        self.started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        self.items: dict[str, tuple[str, str]] = {}  # nodeid -> (gate, family)
-        self._settings: Settings | None = None
-        self._session = None
-        self.evidence: dict[str, Any] | None = None
-        self.evidence_path: Path | None = None
-        self.promotion: str | None = None
-        self.promotion_refused: str | None = None
-        self.error: PipelineError | None = None
-        self.report_files: dict[str, Path] = {}
+    Passed to `pytest.main(..., plugins=[request])`; the plugin takes its settings instead of
+    reading --pipeline-config and --env, and fills `result`.
+    """
 
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = config_mod.load(self.config_path, self.env)
-        return self._settings
-
-    @property
-    def gate_session(self):
-        from pipeline.session import GateSession
-
-        if self._session is None:
-            self._session = GateSession(self.settings, self.model_uri, self.eval_data)
-        return self._session
+    settings: Settings
+    result: GateRunResult = field(default_factory=GateRunResult)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("model-gates", "model quality gates")
     group.addoption("--env", dest="gate_env", metavar="NAME", default=None,
-                    help="Environment whose thresholds and required gates apply (dev, staging, production). "
+                    help="Environment whose thresholds apply and whose required gates decide (e.g. dev, staging, production). "
                     "Default: the config's default_env.")
     group.addoption("--model-uri", dest="model_uri", metavar="URI", default=None,
-                    help="Gate this model (models:/NAME/VERSION, models:/NAME@ALIAS or runs:/ID/model). "
+                    help="Gate this model (models:/NAME/VERSION, models:/NAME@ALIAS, runs:/ID/model or a model folder). "
                     "Default: fit the configured model in process.")
     group.addoption("--promote", dest="promote", action="store_true", default=False,
                     help="After a complete, green run, move the environment's alias to the gated version. "
@@ -78,22 +71,44 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Evaluate on this CSV (checked by the same contract) instead of the held-out split. "
                     "Default: the seeded split of the configured data.")
     group.addoption("--evidence-dir", dest="evidence_dir", metavar="DIR", default="reports",
-                    help="Where the evidence JSON is written. Default: reports")
+                    help="Where the evidence JSON and the gate report are written. Default: reports")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _collect_only_writes_nothing(config)
     config.addinivalue_line("markers", "gates: a quality gate that decides promotion")
     for family, text in FAMILIES.items():
         config.addinivalue_line("markers", f"{family}: gate family: {text}")
-    config.stash[REPORT] = GateReport()
-    config.stash[STATE] = GateState(config)
-    _CURRENT["config"] = config
     if config.option.promote and not config.option.model_uri:
         raise pytest.UsageError("--promote needs --model-uri models:/NAME/VERSION: only a registered version can be promoted")
+    request = next((p for p in config.pluginmanager.get_plugins() if isinstance(p, GateRunRequest)), None)
+    plugin = GatePlugin(config, request)
+    config.stash[PLUGIN] = plugin
+    config.pluginmanager.register(plugin, "model_gates_session")
+
+
+def _collect_only_writes_nothing(config: pytest.Config) -> None:
+    """pytest-benchmark makes its storage folder (./.benchmarks) when it starts, even to collect:
+    under --collect-only, point it at a temporary folder that goes with the session."""
+    if not config.option.collectonly or not hasattr(config.option, "benchmark_storage"):
+        return
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="benchmarks-")
+    config.option.benchmark_storage = f"file://{folder}"
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    plugin = config.stash.get(PLUGIN, None)
+    if plugin is not None:
+        config.pluginmanager.unregister(plugin)
+        del config.stash[PLUGIN]
 
 
 def gate_identity(item: pytest.Item) -> tuple[str, str] | None:
-    """(gate, family) of a gate test, None for other tests; a gate needs one family marker."""
+    """(gate id, family) of a gate test, None for other tests; a gate needs one family marker."""
     if item.get_closest_marker("gates") is None:
         return None
     families = [f for f in FAMILIES if item.get_closest_marker(f) is not None]
@@ -103,34 +118,6 @@ def gate_identity(item: pytest.Item) -> tuple[str, str] | None:
         )
     name = getattr(item, "originalname", item.name)
     return name.removeprefix("test_"), families[0]
-
-
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    state, report = config.stash[STATE], config.stash[REPORT]
-    for item in items:
-        ident = gate_identity(item)
-        if ident:
-            state.items[item.nodeid] = ident
-            if not hasattr(config, "workerinput"):
-                report.gate(*ident).nodeids.append(item.nodeid)
-
-
-def pytest_deselected(items: list[pytest.Item]) -> None:
-    if not items:
-        return
-    config = items[0].config
-    if REPORT not in config.stash:
-        return
-    report = config.stash[REPORT]
-    for item in items:
-        try:
-            ident = gate_identity(item)
-        except pytest.UsageError:
-            continue
-        if ident:
-            g = report.gate(*ident)
-            g.nodeids.append(item.nodeid)
-            g.merge_outcome("deselected")
 
 
 def _message(report: pytest.TestReport) -> str:
@@ -146,87 +133,317 @@ def _message(report: pytest.TestReport) -> str:
     return first.removeprefix("AssertionError: ")
 
 
-IDENTITY_PROP = "gate.identity"
-FIGURE_PROP = "gate.figure"
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    # The gate's name and family travel with the report, so that under pytest-xdist the
-    # controller, which collects nothing itself, still knows which gate a report is about.
-    report: pytest.TestReport = yield
-    state = item.config.stash.get(STATE, None)
-    ident = state.items.get(item.nodeid) if state else None
-    if ident is not None and report.when == "setup":
-        report.user_properties.append((IDENTITY_PROP, f"{ident[0]}|{ident[1]}"))
-    elif ident is not None:
-        if not any(k == IDENTITY_PROP for k, _ in report.user_properties):
-            report.user_properties.append((IDENTITY_PROP, f"{ident[0]}|{ident[1]}"))
-    return report
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Fold one report into the gate report (in a plain session, or in xdist's controller)."""
-    config = _CURRENT.get("config")
-    if config is None or REPORT not in config.stash or hasattr(config, "workerinput"):
-        return
-    props = dict((k, v) for k, v in report.user_properties if k == IDENTITY_PROP)
-    if IDENTITY_PROP not in props:
-        return
-    gate, family = props[IDENTITY_PROP].split("|", 1)
-    gate_report = config.stash[REPORT]
-    g = gate_report.gate(gate, family)
-    if report.nodeid not in g.nodeids:
-        g.nodeids.append(report.nodeid)
-    g.duration_s += report.duration
-    for key, value in report.user_properties:
-        if key == FIGURE_PROP:
-            fig = json.loads(value)
-            gate_report.record_figure(gate, family, fig)
+def _outcome(report: pytest.TestReport) -> str | None:
     xfail = hasattr(report, "wasxfail")
-    outcome = None
     if report.when == "call":
         if report.passed:
-            outcome = "xpassed" if xfail else "passed"
-        elif report.failed:
-            outcome = "failed"
-        else:
-            outcome = "xfailed" if xfail else "skipped"
-    elif report.when == "setup" and not report.passed:
-        outcome = "error" if report.failed else ("xfailed" if xfail else "skipped")
-    elif report.when == "teardown" and report.failed:
-        outcome = "error"
-    if outcome:
-        g.merge_outcome(outcome)
-        if outcome != "passed":
-            g.message = g.message or _message(report)
+            return "xpassed" if xfail else "passed"
+        return "failed" if report.failed else ("xfailed" if xfail else "skipped")
+    if report.when == "setup" and not report.passed:
+        return "error" if report.failed else ("xfailed" if xfail else "skipped")
+    if report.when == "teardown" and report.failed:
+        return "error"
+    return None
 
 
-# ---------------------------------------------------------------- fixtures
+class GatePlugin:
+    """The session's gate state: settings, identities, the gate report and the result."""
+
+    def __init__(self, config: pytest.Config, request: GateRunRequest | None = None):
+        self.config = config
+        opt = config.option
+        self.request = request
+        self.model_uri: str | None = opt.model_uri
+        self.eval_data: str | None = opt.eval_data
+        self.promote: bool = opt.promote
+        self.evidence_dir = Path(opt.evidence_dir)
+        self.started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.worker = hasattr(config, "workerinput")  # pytest-xdist: the controller writes the evidence
+        self.items: dict[str, tuple[str, str]] = {}  # nodeid -> (gate, family)
+        self.deselected: list[pytest.Item] = []
+        self.report = GateReport()
+        self.result = request.result if request is not None else GateRunResult()
+        self._settings: Settings | None = request.settings if request is not None else None
+        self._session = None
+
+    # ------------------------------------------------------------ settings and session
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            opt = self.config.option
+            try:
+                self._settings = config_mod.load(opt.pipeline_config, opt.gate_env)
+            except InputError as e:
+                self.result.usage = str(e)
+                raise pytest.UsageError(str(e)) from None
+        return self._settings
+
+    @property
+    def active(self) -> bool:
+        return bool(self.items)
+
+    @property
+    def gate_session(self):
+        from pipeline.session import GateSession
+
+        if self._session is None:
+            self._session = GateSession(self.settings, self.model_uri, self.eval_data)
+        return self._session
+
+    def required_in_family(self, family: str) -> list[str]:
+        """The collected gates of `family` that the active environment requires."""
+        required = set(self.settings.environment.required_gates)
+        return sorted(g for g, f in self.items.values() if f == family and g in required)
+
+    # ------------------------------------------------------------ collection
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.deselected.extend(items)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """Know every gate, then check what the suite needs before any gate runs."""
+        deselected = {it.nodeid for it in self.deselected}
+        for item in [*items, *self.deselected]:
+            ident = gate_identity(item)
+            if ident:
+                self.items[item.nodeid] = ident
+        if not self.items:
+            return
+        try:
+            self._check_suite()
+        except pytest.UsageError as e:
+            self.result.usage = str(e)
+            raise
+        for item in self.deselected:
+            ident = self.items.get(item.nodeid)
+            if ident and not self.worker:
+                g = self.report.gate(*ident)
+                g.nodeids.append(item.nodeid)
+                g.merge_outcome("deselected")
+        for item in items:
+            ident = self.items.get(item.nodeid)
+            if ident and not self.worker and item.nodeid not in deselected:
+                self.report.gate(*ident).nodeids.append(item.nodeid)
+
+    def _check_suite(self) -> None:
+        """Thresholds for every collected gate, a gate for every required threshold, sane bounds, usable options."""
+        s = self.settings
+        where = f"{s.config_path}: environments.{s.env}.thresholds"
+        gates: dict[str, str] = {}
+        for nodeid, (gate, _family) in self.items.items():
+            gates.setdefault(gate, nodeid)
+        for gate, nodeid in gates.items():
+            th = s.thresholds.get(gate)
+            if th is None:
+                raise pytest.UsageError(f"{where}.{gate}: missing: the gate {nodeid} has no threshold at {s.env}")
+            if gate in checks.DOMAINS:
+                why = th.impossible(*checks.DOMAINS[gate])
+                if why:
+                    raise pytest.UsageError(f"{where}.{gate}: impossible threshold: {why}, so the gate could never pass")
+        absent = [g for g in s.environment.required_gates if g not in gates]
+        if absent:
+            raise pytest.UsageError(
+                f"{where}.{absent[0]}: required at {s.env}, but no collected test is that gate"
+                + (f" (nor is {', '.join(absent[1:])})" if len(absent) > 1 else "")
+                + "; run the whole suite and select with -k or -m (a deselected required gate refuses promotion), "
+                "or mark the line required: false"
+            )
+        if self.eval_data is not None:
+            from pipeline import data as data_mod
+
+            try:
+                data_mod.check_header(Path(self.eval_data), s.data, "--eval-data")
+            except InputError as e:
+                raise pytest.UsageError(str(e)) from None
+        if self.promote and not str(self.model_uri).startswith("models:/"):
+            raise pytest.UsageError(f"--model-uri {self.model_uri}: only a registered version (models:/NAME/VERSION) can be promoted")
+        if self.model_uri is not None and not self.config.option.collectonly:
+            from pipeline import registry
+
+            try:
+                registry.resolve(s, self.model_uri)
+            except PipelineError as e:
+                raise pytest.UsageError(str(e)) from None
+
+    # ------------------------------------------------------------ reports
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        # The gate's identity and what it recorded travel with the report as plain data, so
+        # that under pytest-xdist the controller, which collects nothing, still has both.
+        report: pytest.TestReport = yield
+        ident = self.items.get(item.nodeid)
+        if ident is not None:
+            report.model_gate = {"gate": ident[0], "family": ident[1], "recorded": item.stash.get(RECORDED, None)}
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Fold one report into the gate report (in a plain session, or in xdist's controller)."""
+        info = getattr(report, "model_gate", None)
+        if self.worker or not info:
+            return
+        gate, family = info["gate"], info["family"]
+        g = self.report.gate(gate, family)
+        if report.nodeid not in g.nodeids:
+            g.nodeids.append(report.nodeid)
+        g.duration_s += report.duration
+        if info.get("recorded"):
+            self.report.record(gate, family, info["recorded"])
+        outcome = _outcome(report)
+        if outcome:
+            g.merge_outcome(outcome)
+            if outcome != "passed":
+                g.message = g.message or _message(report)
+
+    # ------------------------------------------------------------ session end
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.worker or not self.report or self.config.option.collectonly:
+            return
+        if exitstatus in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
+            return  # stopped by bad input or by the user: nothing is written
+        from pipeline import gating
+        from pipeline.errors import PromotionRefused
+
+        try:
+            gating.finish(self, self.result)
+        except PromotionRefused as e:
+            self.result.promotion_refused = str(e)
+        except PipelineError as e:  # the store or the data failed us after the gates ran
+            self.result.error = e
+        # Test outcomes already decide pytest's exit code; a refused promotion must too.
+        if (self.result.promotion_refused or self.result.error) and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self.result.exit_code = int(session.exitstatus)
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+        if self.worker or not self.report or config.option.collectonly:
+            return
+        tr = terminalreporter
+        r = self.result
+        tr.section(f"model gates ({self._settings.env if self._settings else '?'})")
+        for line in gate_table(self.report):
+            tr.write_line(line)
+        if r.evidence is not None:
+            tr.write_line(f"evidence: {r.evidence_path} status={r.evidence['status']}")
+            for reason in r.evidence["reasons"]:
+                tr.write_line(f"  {reason}")
+        if r.promotion:
+            tr.write_line(r.promotion)
+        if r.promotion_refused:
+            tr.write_line(f"promotion refused: {r.promotion_refused}", red=True)
+        if r.error:
+            tr.write_line(f"error: {r.error}", red=True)
+
+
+def gate_table(report: GateReport) -> list[str]:
+    rows = [("gate", "figure", "threshold", "status")]
+    order = list(FAMILIES)
+    for g in sorted(report.gates.values(), key=lambda g: (order.index(g.family), g.gate)):
+        rows.append((g.gate, figure_text(g.figure), ((g.figure or {}).get("threshold") or {}).get("text", "-"), g.outcome))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+# ---------------------------------------------------------------- the gate fixture
+
+
+class Gate:
+    """One gate in the active environment: its id, its threshold, and how it records its figure."""
+
+    def __init__(self, item: pytest.Item, gate: str, family: str, threshold: Threshold):
+        self.item, self.id, self.family, self.threshold = item, gate, family, threshold
+        self._observed: list[checks.Finding] = []
+
+    def record(self, finding: checks.Finding | None, detail: str = "") -> None:
+        """Record the gate's figure for the JUnit XML and the evidence (None: no figure, with why)."""
+        value = None if finding is None else finding.value
+        label = "" if finding is None else finding.label
+        detail = detail or ("" if finding is None else finding.detail)
+        fig = figure_dict(self.id, value, self.threshold, label, detail)
+        self.item.stash[RECORDED] = {
+            "figure": fig,
+            "reported": {} if finding is None else {k: float(v) for k, v in finding.reported.items()},
+            "plot": {} if finding is None else dict(finding.plot),
+        }
+        props = [(k, v) for k, v in self.item.user_properties if not k.startswith(f"{self.id}.")]
+        props += [(f"{self.id}.figure", "none" if value is None else repr(float(value))),
+                  (f"{self.id}.threshold", self.threshold.describe()), (f"{self.id}.direction", self.threshold.direction),
+                  (f"{self.id}.unit", self.threshold.unit), (f"{self.id}.env", self.threshold.env)]
+        if detail:
+            props.append((f"{self.id}.detail", detail))
+        self.item.user_properties[:] = props
+
+    def holds(self, finding: checks.Finding) -> bool:
+        """Record the finding and say whether it meets the threshold."""
+        self.record(finding)
+        return self.threshold.holds(finding.value)
+
+    def explain(self, finding: checks.Finding) -> str:
+        """One line: figure, threshold, detail and environment."""
+        return self.threshold.explain(finding.label, finding.value, finding.detail)
+
+    def not_applicable(self, reason: str) -> None:
+        """The gate's precondition is absent here: no figure, and the reason in its place."""
+        self.record(None, reason)
+
+    # hypothesis gates: each example is observed; the recorded figure is the minimal failing
+    # example's when one fails (hypothesis replays it last), else the worst example's.
+
+    def observe(self, finding: checks.Finding) -> None:
+        """One hypothesis example: keep its finding and assert it meets the threshold."""
+        self._observed.append(finding)
+        assert self.threshold.holds(finding.value), self.explain(finding)
+
+    def explore(self, *properties: Callable[[], None]) -> None:
+        """Run hypothesis properties that observe findings; record the deciding one."""
+        try:
+            for prop in properties:
+                prop()
+        except BaseException:
+            if self._observed:
+                last = self._observed[-1]
+                self.record(last, f"minimal failing example; {last.detail}")
+            raise
+        worst = max(self._observed, key=lambda f: f.value)
+        reported: dict[str, float] = {}
+        for f in self._observed:
+            for k, v in f.reported.items():
+                reported[k] = max(reported.get(k, -checks.INF), float(v))
+        self.record(checks.Finding(worst.value, worst.label, f"worst of {len(self._observed)} examples; {worst.detail}", reported))
+
+
+@pytest.fixture
+def gate(request: pytest.FixtureRequest) -> Gate:
+    """This gate's threshold in the active environment; records its figure under its id."""
+    plugin = request.config.stash[PLUGIN]
+    ident = plugin.items.get(request.node.nodeid)
+    if ident is None:
+        raise pytest.UsageError(f"{request.node.nodeid}: the gate fixture is for tests marked gates")
+    return Gate(request.node, ident[0], ident[1], plugin.settings.thresholds[ident[0]])
+
+
+# ---------------------------------------------------------------- session fixtures
 
 
 @pytest.fixture(scope="session")
-def gate_state(request: pytest.FixtureRequest) -> GateState:
-    """The plugin's state for this session (options, settings, gate session)."""
-    return request.config.stash[STATE]
+def gate_plugin(request: pytest.FixtureRequest) -> GatePlugin:
+    """The plugin's session object (settings, collected gates, gate session)."""
+    return request.config.stash[PLUGIN]
 
 
 @pytest.fixture(scope="session")
-def pipeline_settings(gate_state: GateState) -> Settings:
+def pipeline_settings(gate_plugin: GatePlugin) -> Settings:
     """The resolved config for the active environment."""
-    return gate_state.settings
+    return gate_plugin.settings
 
 
 @pytest.fixture(scope="session")
-def thresholds(pipeline_settings: Settings) -> Thresholds:
-    """Every gate's threshold in the active environment."""
-    return pipeline_settings.thresholds
-
-
-@pytest.fixture(scope="session")
-def gate_session(gate_state: GateState):
+def gate_session(gate_plugin: GatePlugin):
     """Data, model and predictions of this run, each computed once."""
-    return gate_state.gate_session
+    return gate_plugin.gate_session
 
 
 @pytest.fixture(scope="session")
@@ -257,88 +474,3 @@ def eval_frame(gate_session):
 def eval_predictions(gate_session):
     """Evaluation rows with truth and predictions, predicted once."""
     return gate_session.predictions
-
-
-@pytest.fixture
-def record_gate(request: pytest.FixtureRequest, record_property) -> Callable[..., None]:
-    """Record a gate's figure with its threshold for the JUnit XML and the evidence."""
-    state = request.config.stash[STATE]
-    ident = state.items.get(request.node.nodeid)
-
-    def record(name: str, value: float | None, threshold: Threshold | None, detail: str = "") -> None:
-        if ident is None:
-            raise RuntimeError(f"{request.node.nodeid}: record_gate is for tests marked gates")
-        fig = figure_dict(name, value, threshold, detail)
-        # Replace an earlier record of the same figure (a gate may refine its figure).
-        props = request.node.user_properties
-        props[:] = [(k, v) for k, v in props if not (k == FIGURE_PROP and json.loads(v)["name"] == name)]
-        props.append((FIGURE_PROP, json.dumps(fig, sort_keys=True)))
-        record_property(f"{name}.figure", "none" if value is None else repr(float(value)))
-        if threshold is not None:
-            record_property(f"{name}.threshold", threshold.describe())
-            record_property(f"{name}.direction", threshold.direction)
-            record_property(f"{name}.unit", threshold.unit)
-            record_property(f"{name}.env", threshold.env)
-        else:
-            record_property(f"{name}.threshold", "none: reported, not judged")
-        if detail:
-            record_property(f"{name}.detail", detail)
-
-    return record
-
-
-# ---------------------------------------------------------------- session end
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    config = session.config
-    if REPORT not in config.stash or not config.stash[REPORT]:
-        return
-    if hasattr(config, "workerinput"):  # xdist worker: the controller writes the evidence
-        return
-    state, report = config.stash[STATE], config.stash[REPORT]
-    try:
-        from pipeline import gating
-
-        gating.finish(state, report)
-    except PipelineError as e:
-        state.error = e
-        state.promotion_refused = str(e)
-    # Test outcomes already decide pytest's exit code; a refused promotion must too.
-    if state.promotion_refused and session.exitstatus == 0:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    if REPORT not in config.stash or not config.stash[REPORT] or hasattr(config, "workerinput"):
-        return
-    state, report = config.stash[STATE], config.stash[REPORT]
-    tr = terminalreporter
-    env = state._settings.env if state._settings else (state.env or "?")
-    tr.section(f"model gates ({env})")
-    for line in gate_table(report):
-        tr.write_line(line)
-    if state.evidence is not None:
-        tr.write_line(f"evidence: {state.evidence_path} status={state.evidence['status']}")
-        for reason in state.evidence["reasons"]:
-            tr.write_line(f"  {reason}")
-    if state.promotion:
-        tr.write_line(state.promotion)
-    if state.promotion_refused:
-        tr.write_line(f"promotion refused: {state.promotion_refused}", red=True)
-
-
-def gate_table(report: GateReport) -> list[str]:
-    rows = [("gate", "figure", "threshold", "status")]
-    for g in sorted(report.gates.values(), key=lambda g: (list(FAMILIES).index(g.family), g.gate)):
-        if g.figures:
-            for i, f in enumerate(g.figures):
-                unit = (f.threshold or {}).get("unit", "")
-                fig = "-" if f.value is None else f"{f.name} {fmt_number(f.value)}{' ' + unit if unit and unit != '%' else unit}"
-                th = (f.threshold or {}).get("text", "-")
-                rows.append((g.gate if i == 0 else "", fig, th, g.outcome if i == 0 else ""))
-        else:
-            rows.append((g.gate, "-", "-", g.outcome))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-

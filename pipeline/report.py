@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import base64
 import html
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline import figures
-from pipeline.config import Settings, fmt_number
+from pipeline.config import fmt_number
 
 PLOTS = {
     "predicted_vs_actual": "Predicted vs actual",
@@ -28,17 +26,6 @@ PLOTS = {
 }
 SIZE_IN = (8.0, 5.0)
 DPI = 100  # 800 x 500 pixels
-
-
-@dataclass(frozen=True)
-class ReportInputs:
-    settings: Settings
-    y: np.ndarray
-    p: np.ndarray
-    frame: Any
-    latency_ms: np.ndarray | None = None
-    bootstrap: figures.Bootstrap | None = None
-    champion_label: str = ""
 
 
 def _plt():
@@ -60,15 +47,36 @@ def _money(ax, axis: str = "both") -> None:
         ax.yaxis.set_major_formatter(fmt)
 
 
-def render(inputs: ReportInputs, out_dir: Path) -> dict[str, Path]:
-    """Write every plot that has data to out_dir; return {name: path}."""
+class _Doc:
+    """The evidence's figures and thresholds by gate id, as the plots need them."""
+
+    def __init__(self, doc: dict[str, Any]):
+        self.env = doc.get("environment", "")
+        self.figures = {g["gate"]: g.get("figure") or {} for g in doc.get("gates", [])}
+
+    def value(self, gate: str) -> float | None:
+        return self.figures.get(gate, {}).get("value")
+
+    def threshold(self, gate: str) -> dict[str, Any]:
+        return self.figures.get(gate, {}).get("threshold") or {}
+
+    def text(self, gate: str) -> str:
+        th = self.threshold(gate)
+        return f"threshold {th['text']}" if th else "not gated"
+
+
+def render(doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path, target: str = "target") -> dict[str, Path]:
+    """Write every plot whose data a gate recorded to out_dir; return {name: path}.
+
+    Each plot shows the rows and figures the gates judged (their recorded plot data and
+    their evidence figures), never a recomputation on other rows.
+    """
     plt = _plt()
     out_dir.mkdir(parents=True, exist_ok=True)
-    s, th = inputs.settings, inputs.settings.thresholds
-    unit = th.mae.unit or "units"
-    target = s.data.target
-    y, p = np.asarray(inputs.y, float), np.asarray(inputs.p, float)
-    resid = y - p
+    d = _Doc(doc)
+    mae_th = d.threshold("mae")
+    unit = mae_th.get("unit") or "units"
+    mae_max = mae_th.get("max")
     written: dict[str, Path] = {}
 
     def save(name: str, fig) -> None:
@@ -78,113 +86,122 @@ def render(inputs: ReportInputs, out_dir: Path) -> dict[str, Path]:
         plt.close(fig)
         written[name] = path
 
-    mae_max = th.mae.max
-    # Predicted vs actual, with the MAE threshold as a band around the diagonal.
-    fig, ax = plt.subplots(figsize=SIZE_IN)
-    ax.scatter(y, p, s=8, alpha=0.5, label="evaluation rows")
-    lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
-    ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="perfect")
-    if mae_max is not None:
-        ax.fill_between([lo, hi], [lo - mae_max, hi - mae_max], [lo + mae_max, hi + mae_max], color="tab:green", alpha=0.15, label=f"+/- MAE threshold {fmt_number(mae_max)} {unit}")
-    ax.set(title=f"Predicted vs actual {target}: R2 {figures.r2(y, p):.3f}, MAE {fmt_number(figures.mae(y, p))} {unit} ({s.env})",
-           xlabel=f"actual {target} ({unit})", ylabel=f"predicted {target} ({unit})")
-    _money(ax)
-    ax.legend(loc="upper left")
-    save("predicted_vs_actual", fig)
-
-    # Residuals vs predicted, with the MAE threshold as lines.
-    fig, ax = plt.subplots(figsize=SIZE_IN)
-    ax.scatter(p, resid, s=8, alpha=0.5)
-    ax.axhline(0, color="black", lw=1)
-    if mae_max is not None:
-        for sign in (1, -1):
-            ax.axhline(sign * mae_max, color="tab:red", ls="--", lw=1, label="MAE threshold" if sign > 0 else None)
-    sp = figures.spread(figures.residuals(y, p, s.gates.residuals.scale), np.log(p) if s.gates.residuals.scale == "log" else p)
-    ax.set(title=f"Residuals vs predicted: spread ratio {sp.ratio:.2f} (threshold {th.residual_spread_ratio.describe()}, {s.env})",
-           xlabel=f"predicted {target} ({unit})", ylabel=f"actual - predicted ({unit})")
-    _money(ax)
-    ax.legend(loc="upper left")
-    save("residuals_vs_predicted", fig)
-
-    # QQ plot of residuals on the judged scale.
-    from scipy import stats
-
-    judged = figures.residuals(y, p, s.gates.residuals.scale)
-    norm = figures.normality(judged)
-    fig, ax = plt.subplots(figsize=SIZE_IN)
-    (osm, osr), (slope, intercept, _) = stats.probplot(judged, dist="norm")
-    ax.scatter(osm, osr, s=8, alpha=0.6)
-    ax.plot(osm, slope * np.asarray(osm) + intercept, color="black", lw=1, label="normal reference")
-    scale_unit = "log units" if s.gates.residuals.scale == "log" else unit
-    ax.set(title=f"Residual QQ: skew {norm.skew:.2f} ({th.residual_skew.describe()}), excess kurtosis {norm.excess_kurtosis:.2f} ({th.residual_excess_kurtosis.describe()})",
-           xlabel="normal theoretical quantiles (sd)", ylabel=f"residual quantiles ({scale_unit})")
-    ax.legend(loc="upper left")
-    save("residual_qq", fig)
-
-    # Residual histogram with the MAE threshold.
-    fig, ax = plt.subplots(figsize=SIZE_IN)
-    ax.hist(resid, bins=50, color="tab:blue", alpha=0.8)
-    if mae_max is not None:
-        for sign in (1, -1):
-            ax.axvline(sign * mae_max, color="tab:red", ls="--", lw=1, label="MAE threshold" if sign > 0 else None)
-        ax.legend()
-    ax.set(title=f"Residuals: mean {fmt_number(resid.mean())} {unit}, Jarque-Bera p={norm.jb_p_value:.2g} ({s.env})",
-           xlabel=f"actual - predicted ({unit})", ylabel="rows")
-    _money(ax, "x")
-    save("residual_hist", fig)
-
-    # Error per slice as bars, the ratio threshold as a line.
-    cfg = s.gates.slices
-    slices = figures.slice_errors(inputs.frame, y, p, cfg.columns, target, cfg.target_bands, cfg.min_rows, cfg.metric)
-    if slices:
+    sample = plots.get("residual_skew")
+    if sample:
+        y, p = np.asarray(sample["y"], float), np.asarray(sample["p"], float)
+        judged = np.asarray(sample["resid"], float)
+        resid = y - p
+        rows = f"{len(y)} rows (the residual gates' sample)"
+        # Predicted vs actual, with the MAE threshold as a band around the diagonal.
         fig, ax = plt.subplots(figsize=SIZE_IN)
-        labels = [f"{sl.column}={sl.value} (n={sl.rows})" for sl in slices][::-1]
-        ratios = [sl.ratio for sl in slices][::-1]
-        colors = ["tab:red" if not th.slice_error_ratio.holds(r) else "tab:blue" for r in ratios]
+        ax.scatter(y, p, s=8, alpha=0.5, label=rows)
+        lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
+        ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="perfect")
+        if mae_max is not None:
+            ax.fill_between([lo, hi], [lo - mae_max, hi - mae_max], [lo + mae_max, hi + mae_max], color="tab:green", alpha=0.15, label=f"+/- MAE threshold {fmt_number(mae_max)} {unit}")
+        r2, mae = d.value("r2"), d.value("mae")
+        ax.set(title=f"Predicted vs actual {target}: R2 {fmt_number(r2)}, MAE {fmt_number(mae)} {unit} ({d.env})",
+               xlabel=f"actual {target} ({unit})", ylabel=f"predicted {target} ({unit})")
+        _money(ax)
+        ax.legend(loc="upper left")
+        save("predicted_vs_actual", fig)
+
+        # Residuals vs predicted, with the MAE threshold as lines.
+        fig, ax = plt.subplots(figsize=SIZE_IN)
+        ax.scatter(p, resid, s=8, alpha=0.5)
+        ax.axhline(0, color="black", lw=1)
+        if mae_max is not None:
+            for sign in (1, -1):
+                ax.axhline(sign * mae_max, color="tab:red", ls="--", lw=1, label="MAE threshold" if sign > 0 else None)
+            ax.legend(loc="upper left")
+        ax.set(title=f"Residuals vs predicted: spread ratio {fmt_number(d.value('residual_spread'))} ({d.text('residual_spread')}, {d.env})",
+               xlabel=f"predicted {target} ({unit})", ylabel=f"actual - predicted ({unit})")
+        _money(ax)
+        save("residuals_vs_predicted", fig)
+
+        # QQ plot of residuals on the judged scale.
+        from scipy import stats
+
+        fig, ax = plt.subplots(figsize=SIZE_IN)
+        (osm, osr), (slope, intercept, _) = stats.probplot(judged, dist="norm")
+        ax.scatter(osm, osr, s=8, alpha=0.6)
+        ax.plot(osm, slope * np.asarray(osm) + intercept, color="black", lw=1, label="normal reference")
+        scale_unit = "log units" if sample.get("scale") == "log" else unit
+        ax.set(title=f"Residual QQ: |skew| {fmt_number(d.value('residual_skew'))} ({d.text('residual_skew')}), excess kurtosis {fmt_number(d.value('residual_kurtosis'))} ({d.text('residual_kurtosis')})",
+               xlabel="normal theoretical quantiles (sd)", ylabel=f"residual quantiles ({scale_unit})")
+        ax.legend(loc="upper left")
+        save("residual_qq", fig)
+
+        # Residual histogram with the MAE threshold.
+        fig, ax = plt.subplots(figsize=SIZE_IN)
+        ax.hist(resid, bins=50, color="tab:blue", alpha=0.8)
+        if mae_max is not None:
+            for sign in (1, -1):
+                ax.axvline(sign * mae_max, color="tab:red", ls="--", lw=1, label="MAE threshold" if sign > 0 else None)
+            ax.legend()
+        ax.set(title=f"Residuals: mean {fmt_number(resid.mean())} {unit} over {len(resid)} rows ({d.env})",
+               xlabel=f"actual - predicted ({unit})", ylabel="rows")
+        _money(ax, "x")
+        save("residual_hist", fig)
+
+    sl = plots.get("slice_error")
+    if sl and sl.get("slices"):
+        metric = str(sl.get("metric", "mae")).upper()
+        th = d.threshold("slice_error")
+        fig, ax = plt.subplots(figsize=SIZE_IN)
+        labels = [f"{c}={v} (n={n})" for c, v, n, _ in sl["slices"]][::-1]
+        ratios = [r for *_, r in sl["slices"]][::-1]
+        limit = th.get("max")
+        colors = ["tab:red" if limit is not None and r > limit else "tab:blue" for r in ratios]
         ax.barh(labels, ratios, color=colors)
-        if th.slice_error_ratio.max is not None:
-            ax.axvline(th.slice_error_ratio.max, color="tab:red", ls="--", label=f"threshold {th.slice_error_ratio.describe()}")
+        if limit is not None:
+            ax.axvline(limit, color="tab:red", ls="--", label=d.text("slice_error"))
         ax.axvline(1.0, color="black", lw=1, label="overall")
-        ax.set(title=f"Slice {cfg.metric.upper()} / overall {cfg.metric.upper()} ({s.env})", xlabel=f"ratio of slice {cfg.metric.upper()} to overall (x)", ylabel="")
+        ax.set(title=f"Slice {metric} / overall {metric} ({d.env})", xlabel=f"ratio of slice {metric} to overall (x)", ylabel="")
         ax.tick_params(axis="y", labelsize=7)
         ax.legend(loc="lower right")
         save("slice_errors", fig)
 
-    if inputs.latency_ms is not None and len(inputs.latency_ms):
-        lat = np.asarray(inputs.latency_ms, float)
+    lat = plots.get("single_row_latency")
+    if lat and lat.get("latency_ms"):
+        times = np.asarray(lat["latency_ms"], float)
         fig, ax = plt.subplots(figsize=SIZE_IN)
-        ax.hist(lat, bins=40, color="tab:blue")
-        p99 = float(np.percentile(lat, 99))
+        ax.hist(times, bins=40, color="tab:blue")
+        p99 = float(np.percentile(times, 99))
         ax.axvline(p99, color="black", lw=1, label=f"p99 {p99:.1f} ms")
-        if th.single_row_p99_ms.max is not None:
-            ax.axvline(th.single_row_p99_ms.max, color="tab:red", ls="--", label=f"threshold {th.single_row_p99_ms.describe()}")
-        ax.set(title=f"Single-row prediction latency, {len(lat)} calls ({s.env})", xlabel="latency (ms)", ylabel="calls")
+        limit = d.threshold("single_row_latency").get("max")
+        if limit is not None:
+            ax.axvline(limit, color="tab:red", ls="--", label=d.text("single_row_latency"))
+        ax.set(title=f"Single-row prediction latency, {len(times)} calls ({d.env})", xlabel="latency (ms)", ylabel="calls")
         ax.legend()
         save("latency_hist", fig)
 
-    if inputs.bootstrap is not None:
-        b = inputs.bootstrap
+    boot = plots.get("champion_mae")
+    if boot and boot.get("samples"):
+        samples = np.asarray(boot["samples"], float)
         fig, ax = plt.subplots(figsize=SIZE_IN)
-        ax.hist(100 * b.samples, bins=50, color="tab:blue")
-        ax.axvline(100 * b.lower, color="black", lw=1, label=f"{b.confidence:.0%} lower bound {b.lower:+.2%}")
-        if th.champion_mae_delta.max is not None:
-            ax.axvline(100 * th.champion_mae_delta.max, color="tab:red", ls="--", label=f"tolerance {th.champion_mae_delta.max:+.0%}")
-        ax.set(title=f"Candidate vs champion {inputs.champion_label}: MAE change {b.delta:+.2%} ({s.env})",
+        ax.hist(100 * samples, bins=50, color="tab:blue")
+        ax.axvline(100 * boot["lower"], color="black", lw=1, label=f"{boot['confidence']:.0%} lower bound {boot['lower']:+.2%}")
+        limit = d.threshold("champion_mae").get("max")
+        if limit is not None:
+            ax.axvline(100 * limit, color="tab:red", ls="--", label=f"tolerance {limit:+.0%}")
+        ax.set(title=f"Candidate vs champion {boot.get('champion', '')}: MAE change {boot['delta']:+.2%} ({d.env})",
                xlabel="relative MAE difference, candidate - champion (%)", ylabel="bootstrap resamples")
         ax.legend()
         save("champion_bootstrap", fig)
     return written
 
 
+def figure_text(figure: dict[str, Any] | None) -> str:
+    """A recorded figure with its unit, '-' when there is none."""
+    if not figure or figure.get("value") is None:
+        return "-"
+    unit = (figure.get("threshold") or {}).get("unit", "")
+    return f"{fmt_number(figure['value'])}{' ' + unit if unit and unit != '%' else unit}"
+
+
 def _figure_text(g: dict[str, Any]) -> tuple[str, str]:
-    figs = g.get("figures") or []
-    if not figs:
-        return "-", "-"
-    f = figs[0]
-    th = f.get("threshold") or {}
-    unit = th.get("unit", "")
-    value = "-" if f.get("value") is None else f"{fmt_number(f['value'])}{' ' + unit if unit and unit != '%' else unit}"
-    return value, th.get("text", "-")
+    return figure_text(g.get("figure")), ((g.get("figure") or {}).get("threshold") or {}).get("text", "-")
 
 
 STATUS_MARK = {"passed": "✅ passed", "failed": "❌ failed", "error": "💥 error", "skipped": "⏭ skipped"}
@@ -246,13 +263,13 @@ tr.ok td:nth-child(5){{color:#070}}tr.bad td:nth-child(5){{color:#b00;font-weigh
 """
 
 
-def write(inputs: ReportInputs | None, doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+def write(doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path, target: str = "target") -> dict[str, Path]:
     """Plots under out_dir/plots, gate-report.md and gate-report.html in out_dir."""
-    from pipeline.gating import write_atomic
+    from pipeline.files import write_atomic
 
-    plots = render(inputs, out_dir / "plots") if inputs is not None else {}
+    drawn = render(doc, plots, out_dir / "plots", target) if plots else {}
     md = out_dir / "gate-report.md"
-    write_atomic(md, markdown(doc, plots, out_dir).encode())
+    write_atomic(md, markdown(doc, drawn, out_dir).encode())
     page = out_dir / "gate-report.html"
-    write_atomic(page, html_report(doc, plots).encode())
-    return {**plots, "markdown": md, "html": page}
+    write_atomic(page, html_report(doc, drawn).encode())
+    return {**drawn, "markdown": md, "html": page}

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline import data as data_mod
-from pipeline import figures, registry, train
+from pipeline import checks, figures, registry, train
 from pipeline.config import Settings
 from pipeline.data import FeatureSpec
+from pipeline.robustness import RowSample
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,6 @@ class GateSession:
         self.model_uri = model_uri
         self.eval_data = Path(eval_data) if eval_data else None
         self.timings: dict[str, float] = {}
-        # Figures gates leave here for the reports: champion bootstrap, single-row latencies.
-        self.bootstrap = None
-        self.champion_label = ""
-        self.latency_ms = None
 
     def _timed(self, key: str, fn, *args):
         t0 = time.perf_counter()
@@ -157,6 +154,26 @@ class GateSession:
         model = registry.load_model(self.settings, f"models:/{name}/{version}")
         p = np.asarray(model.predict(self.eval_frame[self.features.columns]), dtype=float)
         return Champion(name, version, p)
+
+    @functools.cached_property
+    def residuals(self) -> checks.ResidualSample:
+        """Residuals on the configured scale, a bounded seeded sample kept in data order."""
+        cfg, pr = self.settings.gates.residuals, self.predictions
+        return checks.residual_sample(pr.y, pr.p, cfg.scale, cfg.sample_size, self.settings.seed)
+
+    @functools.cached_property
+    def compared(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """The evaluation rows the determinism gates compare, with the session's predictions of
+        them: every row, or a seeded sample of compare_rows (a prediction that changes between
+        two asks shows on any rows)."""
+        X = self.predictions.frame[self.features.columns]
+        at = RowSample(self.settings.seed, self.settings.gates.determinism.compare_rows).positions(len(X))
+        return X.iloc[at], self.predictions.p[at]
+
+    @functools.cached_property
+    def spread(self) -> pd.Series:
+        """Each numeric feature's training standard deviation: the unit of noise."""
+        return self.train_frame[list(self.features.numeric)].std().fillna(0.0)
 
     def metrics(self) -> dict[str, float]:
         pr = self.predictions

@@ -6,6 +6,7 @@ import copy
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ import yaml
 # A user's MLFLOW_TRACKING_URI or PIPELINE_CONFIG must not point the tests at their store.
 for _var in [v for v in os.environ if v.startswith("PYTEST_XDIST") or v in ("MLFLOW_TRACKING_URI", "PIPELINE_CONFIG")]:
     del os.environ[_var]
+
+# Plugin behaviour is tested in process with pytest's own pytester, as pytest-benchmark tests its plugin.
+pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "pipeline_config.yaml"
@@ -86,3 +90,168 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
 def project(tmp_path: Path) -> Path:
     """A throwaway copy of the Ames project config with its own embedded store."""
     return write_project(tmp_path / "project")
+
+
+# ---------------------------------------------------------------- gate runs, one helper for all
+
+ENVS = ("dev", "staging", "production")
+
+# The "cheap gates for tests" settings, in one place: fewer bootstrap resamples, latency
+# rounds and refit rows than a real run (no figure a test checks depends on them).
+CHEAP = {
+    "gates": {
+        "champion": {"bootstrap_resamples": 200},
+        "latency": {"single_row_rounds": 20, "batch_rows": 200},
+        "determinism": {"refit_rows": 300},
+    },
+}
+# Latency bounds a loaded machine meets, for tests that are not about latency: a shared CI
+# host must not turn them red. Written in every environment (dev's lines stay not required).
+SHARED_MACHINE = {
+    "environments": {e: {"thresholds": {"single_row_latency": {"max": 30000, "unit": "ms"},
+                                        "batch_throughput": {"min": 1, "unit": "rows/s"}}} for e in ENVS},
+}
+
+
+def require_only(raw: dict[str, Any], gates: list[str] | set[str]) -> dict[str, Any]:
+    """A copy of a raw pipeline config in which only `gates` are required, in every environment."""
+    out = copy.deepcopy(raw)
+    for env in out["environments"].values():
+        for key, th in (env.get("thresholds") or {}).items():
+            if isinstance(th, dict):
+                th["required"] = key in gates
+    return out
+
+
+@dataclass
+class GateRun:
+    """A finished gate run: exit code, output, and what it wrote (evidence, JUnit XML)."""
+
+    returncode: int
+    output: str
+    evidence: dict[str, Any] | None
+    junit: Any | None  # xml.etree.ElementTree.Element
+    evidence_dir: Path | None = None  # where the evidence, the reports and plots/ were written
+
+    @property
+    def plots(self) -> dict[str, Path]:
+        """The report's plots that were drawn: {name: path to the PNG}."""
+        folder = self.evidence_dir / "plots" if self.evidence_dir else None
+        return {p.stem: p for p in sorted(folder.glob("*.png"))} if folder and folder.is_dir() else {}
+
+    @property
+    def gates(self) -> dict[str, dict[str, Any]]:
+        return {g["gate"]: g for g in (self.evidence or {}).get("gates", [])}
+
+    @property
+    def outcomes(self) -> dict[str, str]:
+        return {g: entry["outcome"] for g, entry in self.gates.items()}
+
+    def figure(self, gate: str) -> dict[str, Any]:
+        """The gate's recorded figure, which is named by its gate id."""
+        fig = self.gates[gate]["figure"]
+        assert fig is not None and fig["name"] == gate, f"{gate}: recorded {fig}"
+        return fig
+
+    @property
+    def refusals(self) -> list[str]:
+        return [line for line in self.output.splitlines() if line.startswith("promotion refused:")]
+
+    def junit_failed(self) -> set[str]:
+        return {tc.get("name").removeprefix("test_") for tc in self.junit.iter("testcase")
+                if tc.find("failure") is not None or tc.find("error") is not None}
+
+    def junit_properties(self, gate: str) -> dict[str, str]:
+        (tc,) = [tc for tc in self.junit.iter("testcase") if tc.get("name") == f"test_{gate}"]
+        return {p.get("name"): p.get("value") for p in tc.iter("property")}
+
+
+def gate_env(*pythonpath: Path, **extra: str) -> dict[str, str]:
+    """The environment of a gate run in a subprocess: no tracking URI or config of the caller's,
+    the same hypothesis examples every run, one OpenMP thread (a loaded machine starves a tree
+    ensemble's thread pool), and `pythonpath` first on PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PIPELINE_CONFIG", "PYTEST_ADDOPTS")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (*map(str, pythonpath), env.get("PYTHONPATH", "")) if p)
+    env.update(HYPOTHESIS_PROFILE="ci", OMP_NUM_THREADS="1", **extra)
+    return env
+
+
+def gate_args(folder: Path, config: Path, *extra: str, env: str = "staging", model_uri: str | None = None,
+              promote: bool = False, paths: tuple[Path, ...] = ()) -> list[str]:
+    """pytest's arguments for a gate run that writes into `folder` (evidence/, gates.xml)."""
+    args = [*map(str, paths or (ROOT / "model_tests",)), "-m", "gates",
+            "--pipeline-config", str(config), "--env", env, "--junitxml", str(folder / "gates.xml"),
+            "--evidence-dir", str(folder / "evidence"), "-p", "no:cacheprovider", "-q", "--benchmark-quiet",
+            "--basetemp", str(folder / "pytest-tmp"), *extra]  # its own basetemp: runs may overlap
+    if model_uri:
+        args += ["--model-uri", model_uri]
+    if promote:
+        args.append("--promote")
+    return args
+
+
+def read_gate_run(folder: Path, returncode: int, output: str, expect_evidence: bool = True) -> GateRun:
+    """What a finished gate run wrote into `folder` (see gate_args)."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    evidence_dir, junit = folder / "evidence", folder / "gates.xml"
+    found = sorted(evidence_dir.glob("evidence-*.json"))
+    if expect_evidence:
+        assert len(found) == 1, f"expected one evidence file, found {found} (exit {returncode}):\n{output[-4000:]}"
+    evidence = json.loads(found[0].read_text()) if found else None
+    return GateRun(returncode, output, evidence, ET.parse(junit).getroot() if junit.is_file() else None, evidence_dir)
+
+
+class PendingGates:
+    """`pytest model_tests -m gates ...` started in a subprocess; `result()` waits and reads what it wrote.
+
+    Output goes to a file, not a pipe, so that a long failure report never blocks the child.
+    """
+
+    def __init__(self, folder: Path, config: Path, *extra: str, env: str = "staging", model_uri: str | None = None,
+                 promote: bool = False, paths: tuple[Path, ...] = (), pythonpath: tuple[Path, ...] = (),
+                 environ: dict[str, str] | None = None):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.env, self.model_uri = folder, env, model_uri
+        self.evidence_dir, self.junit, self.log = folder / "evidence", folder / "gates.xml", folder / "pytest.log"
+        args = [sys.executable, "-m", "pytest", *gate_args(folder, config, *extra, env=env, model_uri=model_uri,
+                                                            promote=promote, paths=paths)]
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(args, cwd=folder, env={**gate_env(*pythonpath), **(environ or {})},
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+    def evidence_path(self, version: str | None = None, name: str = "ames-price") -> Path:
+        return self.evidence_dir / (f"evidence-{self.env}.json" if version is None else f"evidence-{name}-v{version}-{self.env}.json")
+
+    def result(self, timeout: float = 900, expect_evidence: bool = True) -> GateRun:
+        returncode = self.proc.wait(timeout=timeout)
+        return read_gate_run(self.folder, returncode, self.log.read_text(errors="replace"), expect_evidence)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_gates(folder: Path, config: Path, *extra: str, timeout: float = 900, expect_evidence: bool = True, **kw) -> GateRun:
+    """A gate run in a subprocess, waited for: the one helper for "run the gates and read the evidence"."""
+    return PendingGates(folder, config, *extra, **kw).result(timeout, expect_evidence)
+
+
+def run_gates_in_process(pytester: pytest.Pytester, folder: Path, config: Path, *extra: str, expect_evidence: bool = True,
+                         **kw) -> GateRun:
+    """The same gate run in this process (pytester), for a test where a subprocess adds nothing
+    (e.g. under pytest-xdist, whose workers are processes of their own). `kw` as gate_args.
+
+    The environment is gate_env's for the run's duration (OpenMP threads, hypothesis profile:
+    what this process already set up keeps its settings; what the run starts inherits them).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("MLFLOW_TRACKING_URI", "PIPELINE_CONFIG", "PYTEST_ADDOPTS"):
+            mp.delenv(var, raising=False)
+        mp.setenv("HYPOTHESIS_PROFILE", "ci")
+        mp.setenv("OMP_NUM_THREADS", "1")
+        r = pytester.runpytest(*gate_args(folder, config, *extra, **kw))
+    return read_gate_run(folder, int(r.ret), "\n".join([*r.outlines, *r.errlines]), expect_evidence)

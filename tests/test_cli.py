@@ -1,7 +1,8 @@
 """run-pipeline end to end: real subprocesses on a throwaway project with its own embedded store.
 
 The project is the Ames config with two changes these tests are not about: smaller gate
-workloads, and loose latency thresholds (this machine's load is not what is tested here).
+workloads (`CHEAP`), and latency bounds a loaded machine meets (`SHARED_MACHINE`): this
+machine's load is not what is tested here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import AMES, run_cli, write_project
+from conftest import AMES, CHEAP, SHARED_MACHINE, deep_merge, run_cli, store_state, write_project
 
 from pipeline import config as config_mod
 from pipeline import data as data_mod
@@ -26,16 +27,6 @@ pytestmark = pytest.mark.slow
 NAME = "ames-price"
 ENV = {"OMP_NUM_THREADS": "1"}  # one OpenMP thread: a loaded machine starves the trees' thread pool
 SUBCOMMANDS = ("check", "run", "validate", "promote", "rollback", "list", "compare")
-FAST = {
-    "gates": {
-        "champion": {"bootstrap_resamples": 200},
-        "latency": {"single_row_rounds": 20, "batch_rows": 200},
-        "determinism": {"refit_rows": 300},
-    },
-    "environments": {e: {"thresholds": {"single_row_p99_ms": {"max": 30000, "unit": "ms"},
-                                        "batch_throughput": {"min": 1, "unit": "rows/s"}}}
-                     for e in ("dev", "staging", "production")},
-}
 
 
 # tests/conftest.py keeps a user's MLFLOW_TRACKING_URI out of the tests, and registry.connect
@@ -56,7 +47,7 @@ def one_line(text: str) -> str:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("cli")
-    return folder, write_project(folder, FAST)
+    return folder, write_project(folder, deep_merge(CHEAP, SHARED_MACHINE))
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +70,8 @@ def aliases(cfg: Path) -> dict[str, str]:
 
 def champion_detail(evidence: dict) -> str:
     (g,) = [g for g in evidence["gates"] if g["gate"] == "champion_mae"]
-    assert g["outcome"] == "passed"
-    return g["figures"][0]["detail"]
+    assert g["outcome"] == "passed" and g["figure"]["name"] == "champion_mae"
+    return g["figure"]["detail"]
 
 
 def test_run_twice_gates_the_second_against_the_first(project, runs):
@@ -162,9 +153,64 @@ def test_validate_regates_on_another_csv_without_moving_aliases(project, runs):
     assert aliases(cfg) == before == {"staging": "2", "previous-staging": "1"}
     evidence = json.loads((folder / "reports" / f"evidence-{NAME}-v1-staging.json").read_text())
     (contract,) = [g for g in evidence["gates"] if g["gate"] == "data_contract"]
-    assert contract["figures"][0]["detail"] == "560 rows of new_sales.csv"
+    assert contract["figure"]["name"] == "data_contract" and contract["figure"]["value"] == 0
+    assert contract["figure"]["detail"] == "560 rows of new_sales.csv"
     assert evidence["eval_data_sha256"] != runs["1"][1]["eval_data_sha256"]
     assert champion_detail(evidence).startswith(f"vs {NAME} v2 @staging")
+
+
+def test_validate_on_a_csv_of_other_columns_exits_2_and_keeps_the_evidence(project, runs):
+    # A file of other columns is bad input, found before any gate runs: the version's
+    # passing evidence (tags, artifact, local file) stays as it was, and still decides.
+    folder, cfg = project
+    settings = load_settings(cfg)
+    other = folder / "meters.csv"
+    pd.DataFrame({"meter_id": range(600), "energy_kwh": [1000.0 + i for i in range(600)]}).to_csv(other, index=False)
+
+    def gate_tags() -> dict[str, str]:
+        tags = registry.get_version(settings, NAME, "1").tags or {}
+        return {k: v for k, v in tags.items() if k.startswith("gates.")}
+
+    tags = gate_tags()
+    assert tags["gates.staging.status"] == "passed"
+    stored = registry.load_evidence(settings, NAME, "1")
+    local = folder / "reports" / f"evidence-{NAME}-v1-staging.json"
+    local_bytes = local.read_bytes()
+    before = aliases(cfg)
+    r = cli(folder, "validate", f"models:/{NAME}/1", "--data", str(other), "--config", str(cfg))
+    (folder / "transcript-validate-other-columns.txt").write_text(r.stdout + r.stderr)
+    assert r.returncode == 2, r.stdout[-3000:] + r.stderr[-3000:]
+    assert re.fullmatch(rf"error: --data {re.escape(str(other))}: column '\w+' of ames\.csv is missing \(and \d+ more\)",
+                        one_line(r.stderr)), r.stderr
+    assert "passed" not in r.stdout and "failed" not in r.stdout  # no gate table: nothing ran
+    assert gate_tags() == tags
+    assert registry.load_evidence(settings, NAME, "1") == stored
+    assert local.read_bytes() == local_bytes
+    assert aliases(cfg) == before == {"staging": "2", "previous-staging": "1"}
+    # The kept evidence still allows version 1 in; a rollback puts the aliases back.
+    r = cli(folder, "promote", "1", "--config", str(cfg))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().splitlines()[-1] == f"promoted {NAME} version 1 to @staging (previous: version 2, now @previous-staging)"
+    r = cli(folder, "rollback", "--config", str(cfg))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert aliases(cfg) == before
+
+
+def test_run_with_a_threshold_for_no_gate_exits_2_before_training(tmp_path):
+    # A required threshold line names a gate that does not exist (durbin_watson is now
+    # residual_autocorrelation): the suite is checked before training, and nothing is written.
+    folder = tmp_path / "p"
+    cfg = write_project(folder, deep_merge(CHEAP, {"environments": {"staging": {"thresholds": {
+        "durbin_watson": {"min": 1.7, "max": 2.3}}}}}))
+    r = cli(folder, "run", "--config", str(cfg))
+    assert r.returncode == 2, r.stdout[-3000:] + r.stderr[-3000:]
+    assert one_line(r.stderr) == (
+        f"error: {cfg}: environments.staging.thresholds.durbin_watson: required at staging, but no collected test is "
+        "that gate; run the whole suite and select with -k or -m (a deselected required gate refuses promotion), "
+        "or mark the line required: false")
+    assert r.stdout == ""  # not even the training step's progress line
+    assert store_state(folder) == "absent"  # no run, no version: not even a store
+    assert sorted(f.name for f in folder.iterdir()) == ["model_config.yaml", "pipeline_config.yaml"]  # no reports
 
 
 def test_check_prints_the_table_and_fails_on_missing_data(project):

@@ -64,7 +64,7 @@ def test_tracking_uri_from_the_environment_wins(tmp_path: Path, monkeypatch: pyt
 
 def test_thresholds_carry_their_environment(tmp_path: Path):
     s = config.load(write_project(tmp_path / "p"), "production")
-    assert s.thresholds.mae.env == "production"
-    assert s.with_env("dev").thresholds.mae.env == "dev"
-    assert s.with_env("dev").thresholds.mae.max > s.thresholds.mae.max
+    assert s.thresholds["mae"].env == "production"
+    assert s.with_env("dev").thresholds["mae"].env == "dev"
+    assert s.with_env("dev").thresholds["mae"].max > s.thresholds["mae"].max
     assert s.with_data_path(AMES).data.path == AMES

@@ -2,24 +2,21 @@
 
 One store per module: one model is fitted once and logged as ten registered versions, one
 per scenario, so that scenarios never share a version's evidence or aliases. Gates run as
-real pytest subprocesses through the installed plugin. Refusal scenarios use a second
-config on the same store whose environments require only the metric and latency gates
-(`NARROW`), so that each scenario's evidence carries exactly one defect and a gate run costs
-two gate files, not the whole of model_tests; the happy path runs every gate against the real required list.
+real pytest subprocesses through the installed plugin (tests/conftest.py's `run_gates`).
+Refusal scenarios use a second config on the same store in which only the metric and
+latency gates are required (`NARROW`, by `require_only`), so that each scenario's evidence
+carries exactly one defect and a gate run costs two gate files, not the whole of
+model_tests; the happy path runs every gate against the real required list.
 
 Both configs make two changes to the Ames config, neither of which these tests are about:
-the gate workloads are smaller (bootstrap resamples, refit rows, latency rounds), and the
-latency thresholds are loose, because this machine's load is not what promotion is tested on.
+the gate workloads are smaller (`CHEAP`), and the latency bounds are ones a loaded machine
+meets (`SHARED_MACHINE`), because this machine's load is not what promotion is tested on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, deep_merge, run_cli, write_project
+from conftest import CHEAP, ROOT, SHARED_MACHINE, GateRun, deep_merge, require_only, run_cli, run_gates, write_project
 
 from pipeline import config as config_mod
 from pipeline import evidence as evidence_mod
@@ -38,21 +35,10 @@ pytestmark = pytest.mark.slow
 
 NAME = "ames-price"
 MODEL_TESTS = ROOT / "model_tests"
-ENVS = ("dev", "staging", "production")
 NARROW = ["r2", "mae", "rmse", "mape", "single_row_latency", "batch_throughput"]
 NARROW_FILES = ("test_metrics.py", "test_latency.py")
 # Registered in this order: the refusal versions first, the happy path's two last (newest).
 SCENARIOS = ("failed", "errored", "skipped", "xfailed", "deselected", "one_file", "copied", "fresh", "first", "second")
-
-FAST = {
-    "gates": {
-        "champion": {"bootstrap_resamples": 200},
-        "latency": {"single_row_rounds": 20, "batch_rows": 200},
-        "determinism": {"refit_rows": 300},
-    },
-    "environments": {e: {"thresholds": {"single_row_p99_ms": {"max": 30000, "unit": "ms"},
-                                        "batch_throughput": {"min": 1, "unit": "rows/s"}}} for e in ENVS},
-}
 
 
 # tests/conftest.py keeps a user's MLFLOW_TRACKING_URI out of the tests, and registry.connect
@@ -91,45 +77,25 @@ class Store:
     def aliases(self) -> dict[str, str]:
         return {a: str(v) for a, v in (self.client().get_registered_model(NAME).aliases or {}).items()}
 
-
-@dataclass
-class Gated:
-    proc: subprocess.CompletedProcess
-    evidence: dict
-
-    @property
-    def outcomes(self) -> dict[str, str]:
-        return {g["gate"]: g["outcome"] for g in self.evidence["gates"]}
-
-    @property
-    def refusals(self) -> list[str]:
-        return [line for line in self.proc.stdout.splitlines() if line.startswith("promotion refused:")]
+    def evidence_file(self, scenario: str, env: str = "staging") -> Path:
+        return self.folder / "runs" / scenario / "evidence" / f"evidence-{NAME}-v{self.versions[scenario]}-{env}.json"
 
 
-def subprocess_env(store: Store) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PIPELINE_CONFIG", "PYTEST_ADDOPTS")}
-    path = os.pathsep.join(p for p in (str(store.folder / "plugins"), os.environ.get("PYTHONPATH", "")) if p)
-    # One OpenMP thread: on a loaded machine the trees' thread pool waits for CPUs it never gets.
-    env.update(OMP_NUM_THREADS="1", GITHUB_ACTOR="gate-tester", PYTHONPATH=path)
-    return env
+def gate_scenario(store: Store, scenario: str, *extra: str, env: str = "staging", narrow: bool = True,
+                  files: tuple[str, ...] = NARROW_FILES, promote: bool = True, expect_evidence: bool = True) -> GateRun:
+    """conftest's run_gates on a scenario's version: its own folder, the xfail plugin importable."""
+    run = run_gates(store.folder / "runs" / scenario, store.narrow if narrow else store.config, *extra, env=env,
+                    model_uri=f"models:/{NAME}/{store.versions[scenario]}", promote=promote,
+                    paths=tuple(MODEL_TESTS / f for f in files), pythonpath=(store.folder / "plugins",),
+                    environ={"GITHUB_ACTOR": "gate-tester"}, timeout=600, expect_evidence=expect_evidence)
+    if expect_evidence:
+        assert store.evidence_file(scenario, env).is_file(), run.output[-3000:]
+    return run
 
 
-def gate(store: Store, scenario: str, *extra: str, env: str = "staging", narrow: bool = True,
-         files: tuple[str, ...] = NARROW_FILES, promote: bool = True) -> Gated:
-    """Run the gates on a scenario's version in a pytest subprocess; return it and its evidence."""
-    version = store.versions[scenario]
-    out = store.folder / "reports" / scenario
-    paths = [str(MODEL_TESTS / f) for f in files] if files else [str(MODEL_TESTS)]
-    args = [sys.executable, "-m", "pytest", *paths, "-m", "gates", "--model-uri", f"models:/{NAME}/{version}",
-            "--pipeline-config", str(store.narrow if narrow else store.config), "--env", env,
-            "-p", "no:cacheprovider", "--evidence-dir", str(out), "--benchmark-quiet", "-q", "--durations=5", *extra]
-    if promote:
-        args.append("--promote")
-    proc = subprocess.run(args, cwd=store.folder, env=subprocess_env(store), capture_output=True, text=True,
-                          timeout=600, stdin=subprocess.DEVNULL)
-    path = out / f"evidence-{NAME}-v{version}-{env}.json"
-    assert path.is_file(), f"no evidence at {path}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return Gated(proc, json.loads(path.read_text()))
+def summary(run: GateRun) -> str:
+    """pytest's last line: '4 passed, 2 deselected in 3.1s'."""
+    return run.output.strip().splitlines()[-1]
 
 
 def refused(store: Store, scenario: str, env: str, narrow: bool = True) -> str:
@@ -149,15 +115,14 @@ def store(tmp_path_factory) -> Store:
     from pipeline import figures, train
 
     folder = tmp_path_factory.mktemp("promotion")
-    cfg = write_project(folder, deep_merge(FAST, {"mlflow": {"keep_versions": 1}}))
-    raw = yaml.safe_load(cfg.read_text())
-    for env in raw["environments"].values():
-        env["required_gates"] = list(NARROW)
+    cfg = write_project(folder, deep_merge(deep_merge(CHEAP, SHARED_MACHINE), {"mlflow": {"keep_versions": 1}}))
     narrow = folder / "narrow_config.yaml"
-    narrow.write_text(yaml.safe_dump(raw, sort_keys=False))
+    narrow.write_text(yaml.safe_dump(require_only(yaml.safe_load(cfg.read_text()), NARROW), sort_keys=False))
     (folder / "plugins").mkdir()
     (folder / "plugins" / "xfail_rmse.py").write_text(textwrap.dedent(XFAIL_PLUGIN))
     s = Store(folder, cfg, narrow)
+    for env in ("staging", "production"):
+        assert s.settings(env, narrow=True).environment.required_gates == sorted(NARROW)
     settings = s.settings()
     dataset = data_mod.load(settings)
     parts = data_mod.split(settings, dataset)
@@ -174,9 +139,9 @@ def store(tmp_path_factory) -> Store:
 @pytest.fixture(scope="module")
 def promoted(store: Store) -> dict:
     """The happy path: gate and promote `first`, then `second`, with every staging gate."""
-    first = gate(store, "first", narrow=False, files=())
+    first = gate_scenario(store, "first", narrow=False, files=())
     after_first = store.aliases()
-    second = gate(store, "second", narrow=False, files=())
+    second = gate_scenario(store, "second", narrow=False, files=())
     return {"first": first, "after_first": after_first, "second": second, "after_second": store.aliases()}
 
 
@@ -189,22 +154,21 @@ def test_promote_moves_the_alias_and_tags_the_version(store, promoted):
     required = store.settings().environment.required_gates
     assert {"data_contract", "rmse", "champion_mae", "refit_identical", "single_row_latency"} <= set(required)
     for run in (first, second):
-        assert run.proc.returncode == 0, run.proc.stdout[-3000:]
+        assert run.returncode == 0, run.output[-3000:]
         assert run.evidence["status"] == "passed", run.evidence["reasons"]
         assert run.evidence["required_gates"] == required
         assert {g: run.outcomes.get(g) for g in required} == {g: "passed" for g in required}
-    assert f"promoted {NAME} version {v1} to @staging" in first.proc.stdout
+    assert f"promoted {NAME} version {v1} to @staging" in first.output
     assert promoted["after_first"] == {"staging": v1}
-    assert f"promoted {NAME} version {v2} to @staging (previous: version {v1}, now @previous-staging)" in second.proc.stdout
+    assert f"promoted {NAME} version {v2} to @staging (previous: version {v1}, now @previous-staging)" in second.output
     assert promoted["after_second"] == {"staging": v2, "previous-staging": v1}
     # The second candidate was compared with the holder of @staging, the first.
-    (champion,) = [g for g in second.evidence["gates"] if g["gate"] == "champion_mae"]
-    assert champion["figures"][0]["detail"].startswith(f"vs {NAME} v{v1} @staging: MAE change")
+    assert second.figure("champion_mae")["detail"].startswith(f"vs {NAME} v{v1} @staging: MAE change")
     tags = store.tags(v2)
     assert tags["promoted.staging.by"] == "gate-tester"
     at = dt.datetime.fromisoformat(tags["promoted.staging.at"])
     assert store.started - dt.timedelta(seconds=1) <= at <= dt.datetime.now(dt.timezone.utc)
-    local = store.folder / "reports" / "second" / f"evidence-{NAME}-v{v2}-staging.json"
+    local = store.evidence_file("second")
     assert tags["promoted.staging.evidence_sha256"] == tags["gates.staging.evidence_sha256"]
     assert tags["promoted.staging.evidence_sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
     assert tags["promoted.staging.replaced"] == v1
@@ -231,13 +195,13 @@ def test_rollback_swaps_alias_and_previous_in_one_command(store, promoted):
 def test_old_versions_without_an_alias_are_archived_never_deleted(store, promoted):
     # keep_versions is 1: the first promotion archived every older version holding no alias.
     older = [store.versions[s] for s in SCENARIOS[:-2]]
-    assert f"archived versions {', '.join(reversed(older))}" in promoted["first"].proc.stdout
-    assert "archived" not in promoted["second"].proc.stdout
+    assert f"archived versions {', '.join(reversed(older))}" in promoted["first"].output
+    assert "archived" not in promoted["second"].output
     all_versions = registry.versions(store.settings(), NAME)
     assert sorted(int(mv.version) for mv in all_versions) == list(range(1, len(SCENARIOS) + 1))
     archived = {str(mv.version) for mv in all_versions if (mv.tags or {}).get("archived") == "true"}
     assert archived == set(older)
-    assert all(mv._pipeline_aliases for mv in all_versions if str(mv.version) not in archived)
+    assert all(mv.aliases for mv in all_versions if str(mv.version) not in archived)
 
 
 # ---------------------------------------------------------------- refusals, each with its one-line reason
@@ -245,9 +209,9 @@ def test_old_versions_without_an_alias_are_archived_never_deleted(store, promote
 
 def test_refused_when_a_required_gate_failed(store):
     # Production asks RMSE <= 20,000 USD; the Ames model reaches ~23,000: an honest failure.
-    run = gate(store, "failed", env="production")
+    run = gate_scenario(store, "failed", env="production")
     v = store.versions["failed"]
-    assert run.proc.returncode == 1
+    assert run.returncode == 1
     assert run.outcomes == {"r2": "passed", "mae": "passed", "rmse": "failed", "mape": "passed",
                             "single_row_latency": "passed", "batch_throughput": "passed"}
     reason = f"{NAME} version {v}: production gates did not pass: gates failed: rmse"
@@ -262,9 +226,9 @@ def test_refused_when_a_required_gate_errored(store):
     frame.loc[3, "Sale_Price"] = -5
     bad = store.folder / "bad_prices.csv"
     frame.to_csv(bad, index=False)
-    run = gate(store, "errored", "--eval-data", str(bad))
+    run = gate_scenario(store, "errored", "--eval-data", str(bad))
     v = store.versions["errored"]
-    assert run.proc.returncode == 1
+    assert run.returncode == 1
     assert set(run.outcomes.values()) == {"error"}
     assert all("bad_prices.csv" in g["message"] for g in run.evidence["gates"])
     reason = f"{NAME} version {v}: staging gates did not pass: gates error: batch_throughput, mae, mape, r2, rmse, single_row_latency"
@@ -273,11 +237,11 @@ def test_refused_when_a_required_gate_errored(store):
 
 
 def test_refused_when_a_required_gate_skipped(store):
-    run = gate(store, "skipped", "--benchmark-disable")
+    run = gate_scenario(store, "skipped", "--benchmark-disable")
     v = store.versions["skipped"]
     # No test failed: only the plugin's refusal makes the session fail.
-    assert "failed" not in run.proc.stdout.splitlines()[-1]
-    assert run.proc.returncode == 1
+    assert "failed" not in summary(run)
+    assert run.returncode == 1
     assert run.outcomes["single_row_latency"] == run.outcomes["batch_throughput"] == "skipped"
     assert all(run.outcomes[g] == "passed" for g in ("r2", "mae", "rmse", "mape"))
     reason = f"{NAME} version {v}: staging gates did not pass: gates skipped: batch_throughput, single_row_latency"
@@ -288,10 +252,10 @@ def test_refused_when_a_required_gate_skipped(store):
 def test_refused_when_a_required_gate_xfailed(store):
     # A known-failing gate marked xfail (through a plugin, as a team might in a conftest)
     # fails at production and is reported xfailed: that is not a pass.
-    run = gate(store, "xfailed", "-p", "xfail_rmse", env="production")
+    run = gate_scenario(store, "xfailed", "-p", "xfail_rmse", env="production")
     v = store.versions["xfailed"]
-    assert "1 xfailed" in run.proc.stdout.splitlines()[-1]
-    assert run.proc.returncode == 1
+    assert "1 xfailed" in summary(run)
+    assert run.returncode == 1
     assert run.outcomes["rmse"] == "xfailed"
     reason = f"{NAME} version {v}: production gates did not pass: gates xfailed: rmse"
     assert run.refusals == [f"promotion refused: {reason}"]
@@ -299,25 +263,32 @@ def test_refused_when_a_required_gate_xfailed(store):
 
 
 def test_refused_when_required_gates_were_deselected(store):
-    run = gate(store, "deselected", "-k", "not rmse and not mape")
+    run = gate_scenario(store, "deselected", "-k", "not rmse and not mape")
     v = store.versions["deselected"]
-    assert "2 deselected" in run.proc.stdout.splitlines()[-1]
-    assert run.proc.returncode == 1
+    assert "2 deselected" in summary(run)
+    assert run.returncode == 1
     assert run.outcomes["rmse"] == run.outcomes["mape"] == "deselected"
     reason = f"{NAME} version {v}: staging gates did not pass: gates deselected: mape, rmse"
     assert run.refusals == [f"promotion refused: {reason}"]
     assert refused(store, "deselected", "staging") == reason
 
 
-def test_refused_when_required_gates_were_not_collected(store):
-    run = gate(store, "one_file", files=("test_metrics.py",))
+def test_refused_at_collection_when_required_gates_are_not_collected(store):
+    # Only the metric file, where the environment also requires the latency gates: a usage
+    # error before any gate runs (pytest exit 4), not evidence that refuses promotion.
     v = store.versions["one_file"]
-    assert "4 passed" in run.proc.stdout.splitlines()[-1]
-    assert run.proc.returncode == 1
-    assert sorted(run.outcomes) == ["mae", "mape", "r2", "rmse"]
-    reason = f"{NAME} version {v}: staging gates did not pass: required gates not collected: single_row_latency, batch_throughput"
-    assert run.refusals == [f"promotion refused: {reason}"]
-    assert refused(store, "one_file", "staging") == reason
+    aliases = store.aliases()
+    run = gate_scenario(store, "one_file", files=("test_metrics.py",), expect_evidence=False)
+    assert run.returncode == 4, run.output[-3000:]
+    (line,) = [ln for ln in run.output.splitlines() if ln.startswith("ERROR:")]
+    assert line == (f"ERROR: {store.narrow}: environments.staging.thresholds.batch_throughput: required at staging, "
+                    "but no collected test is that gate (nor is single_row_latency); run the whole suite and select with -k or -m "
+                    "(a deselected required gate refuses promotion), or mark the line required: false")
+    assert "no tests ran in " in run.output  # no gate ran
+    assert run.evidence is None and not list((store.folder / "runs" / "one_file").rglob("evidence-*.json"))
+    assert not [k for k in store.tags(v) if k.startswith(("gates.", "promoted."))]
+    assert store.aliases() == aliases
+    assert refused(store, "one_file", "staging").startswith(f"{NAME} version {v}: no evidence; run the gates first")
 
 
 def test_refused_when_evidence_was_recorded_for_another_version(store, promoted):

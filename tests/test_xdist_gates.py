@@ -1,88 +1,111 @@
 """Gates under pytest-xdist (-n 2): evidence collected once by the controller, promotion still correct.
 
-Workers run the gates; each report carries its gate identity and figures
-(user_properties) to the controller, which alone writes the evidence and promotes.
-pytest-benchmark disables itself under xdist, so the latency gates skip there: a run
-whose environment requires them is refused, one whose environment does not is promoted.
+Workers run the gates; each report carries its gate identity and what the gate recorded
+(its figure and its plot data) to the controller, which alone writes the evidence, draws
+the report's plots and promotes. pytest-benchmark disables itself under xdist, so the
+latency gates skip there: a run whose environment requires them is refused, one whose
+environment does not is promoted.
+
+The controller runs in this process (pytester): its workers are processes of their own,
+so a subprocess around it would add nothing.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+import math
 
 import pytest
 import yaml
-from conftest import ROOT, write_project
+from matplotlib import image as mpimg
 
+# pytester restores sys.modules after each in-process run: what the controller imports is
+# imported here first, so that the runs and this module share one copy of each library.
+import pipeline.gating  # noqa: F401
+import pipeline.session  # noqa: F401
+from conftest import CHEAP, ROOT, deep_merge, require_only, run_gates_in_process, write_project
 from pipeline import config as config_mod
 from pipeline import data as data_mod
-from pipeline import figures, registry, train
+from pipeline import figures, registry, report, train
 
 pytestmark = pytest.mark.slow
 
+report._plt()
+
 NAME = "ames-price"
 METRICS = ["r2", "mae", "rmse", "mape"]
+LATENCY = ["single_row_latency", "batch_throughput"]
+# Families whose gates record plot data (residuals, slices, champion), beside the two the
+# promotion turns on: the plots must be drawn from what the workers recorded.
+FILES = ("test_metrics.py", "test_latency.py", "test_residuals.py", "test_slices.py", "test_champion.py")
+GATES = [*METRICS, *LATENCY, "residual_skew", "residual_kurtosis", "residual_spread", "residual_autocorrelation",
+         "slice_error", "champion_mae"]
+BASELINE = "baseline"  # the champion alias both runs compare with
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
+    """Three versions of the configured model: the first holds @baseline, the champion of both runs."""
     folder = tmp_path_factory.mktemp("xdist")
-    cfg = write_project(folder, {"gates": {"latency": {"single_row_rounds": 20, "batch_rows": 200}}})
-    raw = yaml.safe_load(cfg.read_text())
-    raw["environments"]["dev"]["required_gates"] = list(METRICS)
-    raw["environments"]["staging"]["required_gates"] = [*METRICS, "single_row_latency", "batch_throughput"]
+    cfg = write_project(folder, deep_merge(CHEAP, {"gates": {"champion": {"alias": BASELINE}}}))
+    # dev requires the metrics; staging the metrics and the latency gates; nothing else is required.
+    raw = require_only(yaml.safe_load(cfg.read_text()), [*METRICS, *LATENCY])
+    for gate in LATENCY:
+        raw["environments"]["dev"]["thresholds"][gate]["required"] = False
     cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
     settings = config_mod.load(cfg, "staging")
+    assert settings.with_env("dev").environment.required_gates == sorted(METRICS)
+    assert settings.environment.required_gates == sorted([*METRICS, *LATENCY])
     dataset = data_mod.load(settings)
     parts = data_mod.split(settings, dataset)
     model = train.fit(settings, dataset.features, parts.train)
     metrics = figures.regression_metrics(parts.eval[settings.data.target].to_numpy(), model.predict(parts.eval[dataset.features.columns]))
-    versions = [registry.log_candidate(settings, model, dataset, parts.eval, metrics).version for _ in range(2)]
-    return folder, cfg, versions
+    baseline, *versions = [registry.log_candidate(settings, model, dataset, parts.eval, metrics) for _ in range(3)]
+    registry.connect(settings).set_registered_model_alias(NAME, BASELINE, baseline.version)
+    return folder, cfg, baseline.version, [v.version for v in versions]
 
 
-def gates_n2(folder: Path, cfg: Path, version: str, env: str, out: Path) -> subprocess.CompletedProcess:
-    env_vars = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PIPELINE_CONFIG", "PYTEST_ADDOPTS")}
-    env_vars["OMP_NUM_THREADS"] = "1"
-    tests = [str(ROOT / "model_tests" / f) for f in ("test_metrics.py", "test_latency.py")]
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", *tests, "-m", "gates", "-n", "2", "--model-uri", f"models:/{NAME}/{version}",
-         "--pipeline-config", str(cfg), "--env", env, "--evidence-dir", str(out), "--promote", "-p", "no:cacheprovider", "-q"],
-        cwd=folder, env=env_vars, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-    )
+def gates_n2(pytester, cfg, version: str, env: str):
+    return run_gates_in_process(pytester, pytester.path / f"{env}-run", cfg, "-n", "2", env=env, promote=True,
+                                model_uri=f"models:/{NAME}/{version}", paths=tuple(ROOT / "model_tests" / f for f in FILES))
 
 
-def test_xdist_run_writes_one_evidence_with_every_gate_and_promotes_when_nothing_required_is_missing(store):
-    folder, cfg, (v1, _) = store
-    out = folder / "dev-run"
-    proc = gates_n2(folder, cfg, v1, "dev", out)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "bringing up nodes" in proc.stdout  # xdist workers ran the gates
-    files = sorted(out.glob("evidence-*.json"))
-    assert [f.name for f in files] == [f"evidence-{NAME}-v{v1}-dev.json"]
-    doc = json.loads(files[0].read_text())
-    gates = {g["gate"]: g for g in doc["gates"]}
+def test_xdist_run_writes_one_evidence_with_every_gate_and_promotes_when_nothing_required_is_missing(store, pytester):
+    _, cfg, baseline, (v1, _) = store
+    run = gates_n2(pytester, cfg, v1, "dev")
+    assert run.returncode == 0, run.output[-3000:]
+    assert "bringing up nodes" in run.output  # xdist workers ran the gates
+    assert [p.name for p in run.evidence_dir.glob("evidence-*.json")] == [f"evidence-{NAME}-v{v1}-dev.json"]
     # Every gate once, with the figure its worker measured (latency gates skip under xdist).
-    assert sorted(gates) == sorted([*METRICS, "single_row_latency", "batch_throughput"])
-    assert all(gates[g]["outcome"] == "passed" and gates[g]["figures"][0]["value"] > 0 for g in METRICS)
-    assert gates["single_row_latency"]["outcome"] == gates["batch_throughput"]["outcome"] == "skipped"
-    assert doc["status"] == "passed"
-    assert f"promoted {NAME} version {v1} to @dev" in proc.stdout
+    assert sorted(run.gates) == sorted(GATES)
+    for gate in set(GATES) - set(LATENCY):
+        assert run.outcomes[gate] == "passed", (gate, run.gates[gate])
+        fig = run.figure(gate)
+        assert math.isfinite(fig["value"]) and fig["threshold"]["env"] == "dev", fig
+        assert run.junit_properties(gate)[f"{gate}.figure"] == repr(fig["value"])
+    assert all(run.figure(g)["value"] > 0 for g in METRICS)
+    assert f"@{BASELINE}" in run.figure("champion_mae")["detail"] and f"v{baseline}" in run.figure("champion_mae")["detail"]
+    assert run.outcomes["single_row_latency"] == run.outcomes["batch_throughput"] == "skipped"
+    assert run.gates["single_row_latency"]["figure"]["value"] is None
+    assert run.evidence["status"] == "passed"
+    # The plots are drawn by the controller from the data the workers' gates recorded: every
+    # plot whose gate ran (the latency histogram's gate skipped).
+    drawn = set(report.PLOTS) - {"latency_hist"}
+    assert set(run.plots) == drawn, sorted(run.plots)
+    for name, path in run.plots.items():
+        assert mpimg.imread(path).shape[:2] == (500, 800), name
+    md = (run.evidence_dir / "gate-report.md").read_text()
+    assert all(f"(plots/{name}.png)" in md for name in drawn)
+    assert f"promoted {NAME} version {v1} to @dev" in run.output
     client = registry.connect(config_mod.load(cfg, "dev"))
     assert str(client.get_registered_model(NAME).aliases["dev"]) == v1
 
 
-def test_xdist_run_is_refused_where_the_skipped_latency_gates_are_required(store):
-    folder, cfg, (_, v2) = store
-    out = folder / "staging-run"
-    proc = gates_n2(folder, cfg, v2, "staging", out)
-    assert proc.returncode == 1
-    assert len(list(out.glob("evidence-*.json"))) == 1
-    assert (f"promotion refused: {NAME} version {v2}: staging gates did not pass: "
-            "gates skipped: batch_throughput, single_row_latency") in proc.stdout
+def test_xdist_run_is_refused_where_the_skipped_latency_gates_are_required(store, pytester):
+    _, cfg, _, (_, v2) = store
+    run = gates_n2(pytester, cfg, v2, "staging")
+    assert run.returncode == 1, run.output[-3000:]
+    assert run.evidence["status"] == "failed"
+    assert run.refusals == [f"promotion refused: {NAME} version {v2}: staging gates did not pass: "
+                            "gates skipped: batch_throughput, single_row_latency"]
     client = registry.connect(config_mod.load(cfg, "staging"))
     assert "staging" not in (client.get_registered_model(NAME).aliases or {})

@@ -5,6 +5,7 @@
     evidence_store  gate evidence and reports on a version's run
     alias           aliases: champion, move, rollback, listing and archiving versions
     text            JSON text of figures (to_jsonable, dumps)
+    uri             what a --model-uri names, checked before any gate runs (resolve)
 
 MLflow is imported inside the functions that use it, so importing this package stays cheap.
 """
@@ -51,8 +52,10 @@ from pipeline.registry.store import (
     reachable,
     retry,
     setup_count,
+    store_error_line,
 )
 from pipeline.registry.text import dumps, to_jsonable
+from pipeline.registry.uri import resolve
 
 __all__ = [
     "EVIDENCE_DIR", "MODEL_ARTIFACT", "TAG_CONFIG", "TAG_DATA", "TAG_GIT", "TAG_MODEL", "TAG_SPLIT",
@@ -60,7 +63,7 @@ __all__ = [
     "alias_map", "archive_old_versions", "champion_version", "connect", "directory_digest", "dumps",
     "ensure_experiment", "ensure_registered_model", "get_version", "git_commit", "load_evidence",
     "load_model", "load_pyfunc", "log_candidate", "log_files", "model_digest", "move_alias",
-    "parse_model_uri", "ping", "pip_requirements", "reachable", "retry", "rollback_alias",
+    "parse_model_uri", "ping", "pip_requirements", "reachable", "resolve", "retry", "rollback_alias",
     "roundtrip_pyfunc", "save_model", "setup_count", "signature_for", "store_evidence",
-    "to_jsonable", "trusted_types", "versions",
+    "store_error_line", "to_jsonable", "trusted_types", "versions",
 ]

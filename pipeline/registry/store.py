@@ -193,3 +193,12 @@ def ping(settings: Settings) -> None:
     except (urllib.error.URLError, OSError) as e:
         reason = str(getattr(e, "reason", e))
     raise RegistryUnavailable(f"tracking server {uri} unreachable: {reason}")
+
+
+def store_error_line(e: BaseException) -> str | None:
+    """One line for an MLflow error nobody foresaw (the CLI prints it, exit 2); None for any other error."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(e, MlflowException):
+        return None
+    return next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:300]

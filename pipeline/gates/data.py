@@ -1,0 +1,30 @@
+"""Data gates: the evaluation rows meet the contract, are unseen, and have not drifted."""
+
+from pipeline import checks
+from pipeline.errors import InputError
+from pipeline.gates import family
+
+__all__ = ["test_data_contract", "test_train_eval_overlap", "test_feature_drift"]
+
+
+@family("data")
+def test_data_contract(gate_session, gate):
+    # The evaluation source is parsed and checked once per session, for every gate that needs it.
+    try:
+        finding = checks.data_contract(None, len(gate_session.eval_frame), gate_session.eval_source.name)
+    except InputError as e:
+        finding = checks.data_contract(str(e), 0, gate_session.eval_source.name)
+    assert gate.holds(finding), gate.explain(finding)
+
+
+@family("data")
+def test_train_eval_overlap(train_frame, eval_frame, feature_spec, gate):
+    finding = checks.train_eval_overlap(train_frame, eval_frame, feature_spec.columns)
+    assert gate.holds(finding), gate.explain(finding)
+
+
+@family("data")
+def test_feature_drift(train_frame, eval_frame, feature_spec, pipeline_settings, gate):
+    finding = checks.feature_drift(train_frame, eval_frame, list(feature_spec.numeric), list(feature_spec.categorical),
+                                   pipeline_settings.gates.drift.min_rows)
+    assert gate.holds(finding), gate.explain(finding)

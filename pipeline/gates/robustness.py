@@ -1,0 +1,93 @@
+"""Robustness gates (hypothesis): perturbation specs drawn by hypothesis, one batched predict each.
+
+A failure shows hypothesis's shrunk minimal spec in the message. The unperturbed rows'
+predictions are the session's (batch_independent checks that a row's prediction does not
+depend on its batch), so each example costs one predict.
+"""
+
+from hypothesis import given
+
+from pipeline import checks
+from pipeline import robustness as rb
+from pipeline.gates import family
+
+__all__ = ["test_noise_stability", "test_missing_values", "test_unseen_categories", "test_column_order",
+           "test_wider_dtypes", "test_directional"]
+
+
+@family("robustness")
+def test_noise_stability(gate_session, eval_predictions, feature_spec, pipeline_settings, gate):
+    cfg, frame = pipeline_settings.gates.robustness, eval_predictions.frame
+
+    @given(spec=rb.noise_specs(list(feature_spec.numeric), cfg.rows_per_example, cfg.noise_relative_sd))
+    def example(spec):
+        at = spec.sample.positions(len(frame))
+        after = gate_session.predict(spec.apply(frame.iloc[at], gate_session.spread))
+        gate.observe(checks.noise_stability(eval_predictions.p[at], after, percentile=cfg.percentile, spec=spec))
+
+    gate.explore(example)
+
+
+@family("robustness")
+def test_missing_values(gate_session, eval_frame, feature_spec, pipeline_settings, gate):
+    @given(spec=rb.mask_specs(feature_spec.columns, pipeline_settings.gates.robustness.rows_per_example))
+    def example(spec):
+        gate.observe(checks.missing_values(gate_session.predict, spec.apply(spec.sample.take(eval_frame)), spec))
+
+    gate.explore(example)
+
+
+@family("robustness")
+def test_unseen_categories(gate_session, eval_frame, feature_spec, pipeline_settings, gate):
+    assert feature_spec.categorical, "no categorical feature to inject unseen categories into"
+
+    @given(spec=rb.unseen_specs(list(feature_spec.categorical), pipeline_settings.gates.robustness.rows_per_example))
+    def example(spec):
+        gate.observe(checks.unseen_categories(gate_session.predict, spec.apply(spec.sample.take(eval_frame)), spec))
+
+    gate.explore(example)
+
+
+@family("robustness")
+def test_column_order(candidate_model, eval_predictions, feature_spec, pipeline_settings, gate):
+    X = eval_predictions.frame[feature_spec.columns]
+
+    # Each example: a bounded sample of rows with its columns in a drawn order. How the model
+    # finds its columns does not depend on how many rows there are.
+    @given(sample=rb.row_samples(pipeline_settings.gates.robustness.rows_per_example), seed=rb.st.integers(0, 2**31 - 1))
+    def example(sample, seed):
+        at = sample.positions(len(X))
+        gate.observe(checks.column_order(candidate_model, X.iloc[at], eval_predictions.p[at], seed))
+
+    gate.explore(example)
+
+
+@family("robustness")
+def test_wider_dtypes(candidate_model, eval_predictions, feature_spec, pipeline_settings, gate):
+    X = eval_predictions.frame[feature_spec.columns]
+    # One seeded, bounded sample for the six dtype combinations (hypothesis tries each).
+    at = rb.RowSample(pipeline_settings.seed, pipeline_settings.gates.robustness.rows_per_example).positions(len(X))
+
+    @given(spec=rb.dtype_specs())
+    def example(spec):
+        wider = spec.apply(X.iloc[at], list(feature_spec.numeric), list(feature_spec.categorical))
+        gate.observe(checks.wider_dtypes(candidate_model, wider, eval_predictions.p[at], spec))
+
+    gate.explore(example)
+
+
+@family("robustness")
+def test_directional(gate_session, eval_predictions, pipeline_settings, gate):
+    cfg, frame = pipeline_settings.gates.robustness, eval_predictions.frame
+    assert cfg.directional, "no directional expectation configured (gates.robustness.directional)"
+
+    def expectation(exp):
+        @given(spec=rb.shift_specs(exp.feature, cfg.rows_per_example, exp.step_relative))
+        def example(spec):
+            at = spec.sample.positions(len(frame))
+            after = gate_session.predict(spec.apply(frame.iloc[at], float(gate_session.spread[exp.feature]), +1))
+            gate.observe(checks.directional(eval_predictions.p[at], after, direction=exp.direction, feature=exp.feature, spec=spec))
+
+        return example
+
+    gate.explore(*[expectation(exp) for exp in cfg.directional])
