@@ -1,0 +1,303 @@
+"""Unit tests: every standard check, the figure domains, Threshold, environments, evidence judging, gate identity.
+
+Pure functions on small, hand-made inputs: no pytest session, no MLflow, no fit of the
+configured model. The figures are worked out independently here (numpy by hand).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LinearRegression
+
+from pipeline import checks
+from pipeline import config as config_mod
+from pipeline import evidence as evidence_mod
+from pipeline import robustness as rb
+from pipeline.config import Threshold
+from pipeline.errors import InputError
+from tests.conftest import CONFIG, write_project
+
+Y = np.array([100.0, 200.0, 300.0, 400.0])
+P = np.array([110.0, 190.0, 330.0, 400.0])
+
+
+# ---------------------------------------------------------------- every standard gate has a check of its name
+
+
+def test_every_standard_gate_has_a_check_and_a_domain():
+    import importlib
+
+    from pipeline.evidence import FAMILIES
+
+    gates = set()
+    for family in FAMILIES:
+        module = importlib.import_module(f"pipeline.gates.{family}")
+        gates |= {name.removeprefix("test_") for name in module.__all__ if name.startswith("test_")}
+    assert len(gates) == 28
+    assert gates <= set(checks.DOMAINS), gates - set(checks.DOMAINS)
+    for gate in gates:
+        assert callable(getattr(checks, gate)), gate
+    # Every gate id is a threshold key in each of the repository's environments, and nothing else is.
+    for env in ("dev", "staging", "production"):
+        assert set(config_mod.load(CONFIG, env).thresholds) == gates, env
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_metric_checks():
+    err = Y - P
+    assert checks.mae(Y, P).value == pytest.approx(np.mean(np.abs(err)))  # 12.5
+    assert checks.rmse(Y, P).value == pytest.approx(math.sqrt(np.mean(err**2)))
+    assert checks.mape(Y, P).value == pytest.approx(100 * np.mean(np.abs(err) / Y))
+    assert checks.r2(Y, P).value == pytest.approx(1 - np.sum(err**2) / np.sum((Y - Y.mean()) ** 2))
+    assert checks.r2(Y, Y).value == 1.0
+    assert checks.mae(Y, P).label == "MAE" and checks.mae(Y, P).detail == "4 evaluation rows"
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_data_checks():
+    train = pd.DataFrame({"a": [1.0, 2.0, 3.0] * 10, "c": ["x", "y", "z"] * 10})
+    same = train.iloc[:5].copy()
+    other = pd.DataFrame({"a": [10.0, 20.0, 30.0] * 10, "c": ["x"] * 30})
+    assert checks.train_eval_overlap(train, same, ["a", "c"]).value == 5
+    assert checks.train_eval_overlap(train, other, ["a", "c"]).value == 0
+    drift = checks.feature_drift(train, other, ["a"], ["c"], min_rows=20)
+    assert drift.value == pytest.approx(1.0)  # KS of disjoint ranges
+    assert "worst column a" in drift.detail
+    assert math.isnan(checks.feature_drift(train.iloc[:3], other.iloc[:3], ["a"], [], min_rows=20).value)
+    assert checks.data_contract(None, 30, "x.csv").value == 0
+    bad = checks.data_contract("x.csv: column 'a' row 3: text", 0, "x.csv")
+    assert bad.value == 1 and bad.detail.startswith("x.csv: column 'a'")
+
+
+# ---------------------------------------------------------------- champion and slices
+
+
+def test_champion_check_judges_the_lower_bound_of_the_paired_bootstrap():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(100, 200, 2000)
+    champion = y + rng.normal(0, 10, 2000)
+    worse = y + rng.normal(0, 20, 2000)
+    f = checks.champion_mae(y, worse, champion, champion="v1", resamples=300, confidence=0.95, seed=1, max_rows=100_000)
+    change = f.reported["champion_mae_change"]
+    assert change == pytest.approx(np.mean(np.abs(y - worse)) / np.mean(np.abs(y - champion)) - 1)
+    assert 0.5 < f.value < change < f.reported["champion_mae_upper"]  # ~+100 % worse, bounds around it
+    assert len(f.plot["samples"]) == 300
+    same = checks.champion_mae(y, champion, champion, champion="v1", resamples=300, confidence=0.95, seed=1, max_rows=100_000)
+    assert same.value == 0.0
+
+
+def test_slice_check_finds_the_worst_slice():
+    frame = pd.DataFrame({"hood": ["a"] * 40 + ["b"] * 40})
+    y = np.full(80, 100.0)
+    p = np.concatenate([np.full(40, 99.0), np.full(40, 97.0)])  # b's error is 3x a's
+    f = checks.slice_error(frame, y, p, columns=["hood"], target="y", target_bands=[], min_rows=30, metric="mae")
+    assert f.value == pytest.approx(3.0 / 2.0)  # slice MAE 3 over overall MAE 2
+    assert f.detail.startswith("worst slice hood=b (40 rows")
+    none = checks.slice_error(frame, y, p, columns=["hood"], target="y", target_bands=[], min_rows=50, metric="mae")
+    assert math.isnan(none.value)
+
+
+# ---------------------------------------------------------------- residuals
+
+
+def test_residual_checks_share_one_bounded_sample():
+    rng = np.random.default_rng(3)
+    y = rng.uniform(100, 200, 10_000)
+    p = y * np.exp(rng.normal(0, 0.1, 10_000))
+    s = checks.residual_sample(y, p, "log", sample_size=1000, seed=5)
+    assert len(s.resid) == 1000 and np.allclose(s.resid, np.log(s.y) - np.log(s.p))
+    assert np.array_equal(checks.residual_sample(y, p, "log", 1000, 5).y, s.y)  # seeded
+    assert len(checks.residual_sample(y, p, "raw", 20_000, 5).y) == 10_000  # every row when fewer
+    assert checks.residual_skew(s).value < 0.3
+    assert abs(checks.residual_kurtosis(s).value) < 1
+    assert 1 <= checks.residual_spread(s).value < 1.5
+    assert 1.8 < checks.residual_autocorrelation(s).value < 2.2
+    trend = checks.residual_sample(np.arange(1, 1001.0), np.arange(1, 1001.0) + np.sin(np.arange(1000) / 50) * 5, "raw", 5000, 0)
+    assert checks.residual_autocorrelation(trend).value < 0.1  # a slow wave: strongly correlated neighbours
+
+
+# ---------------------------------------------------------------- robustness and determinism
+
+
+@pytest.fixture(scope="module")
+def linear():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200)})
+    y = 3 * X["a"] - 2 * X["b"] + 10
+    return LinearRegression().fit(X, y), X, y
+
+
+def test_robustness_checks(linear):
+    model, X, _ = linear
+    base = model.predict(X)
+    shifted = X.assign(a=X["a"] + 1)
+    up = checks.directional(base, model.predict(shifted), direction="increasing", feature="a", spec="a+1")
+    down = checks.directional(base, model.predict(shifted), direction="decreasing", feature="a", spec="a+1")
+    assert up.value == 0 and down.value > 0
+    change = checks.noise_stability(base, base * 1.02, percentile=95, spec="2 %")
+    assert change.value == pytest.approx(0.02) and change.reported["max_single_row_change"] == pytest.approx(0.02)
+    assert checks.missing_values(model.predict, X, "none").value == 0
+    refused = checks.missing_values(model.predict, X.assign(a=np.nan), "a missing")
+    assert refused.value == len(X) and "predict raised ValueError" in refused.detail
+    assert checks.column_order(model, X, base, seed=1).value == 0
+    wider = rb.DtypeSpec("Float64", "object").apply(X, ["a", "b"], [])
+    assert checks.wider_dtypes(model, wider, base, "Float64").value == 0
+
+
+def test_determinism_checks(linear):
+    model, X, y = linear
+    base = model.predict(X)
+    assert checks.refit_identical(model, X, y, X).value == 0
+    assert checks.predict_twice_identical(model, X, base).value == 0
+    assert checks.predict_twice_identical(model, X, base + 1e-3).value == pytest.approx(1e-3)
+    assert checks.batch_independent(model, X, base, seed=3).value <= 1e-9
+
+    class RowCount:  # a model whose answer depends on its batch: caught
+        def predict(self, rows):
+            return np.full(len(rows), float(len(rows)))
+
+    assert checks.batch_independent(RowCount(), X, np.full(len(X), float(len(X))), seed=3).value > 0
+
+
+def test_latency_and_serving_checks():
+    times = np.arange(1, 101, dtype=float)  # 1..100 ms
+    f = checks.single_row_latency(times)
+    assert f.value == pytest.approx(np.percentile(times, 99)) and f.reported["single_row_p50_ms"] == pytest.approx(50.5)
+    assert checks.batch_throughput(np.array([0.5, 0.4, 0.6]), 1000).value == pytest.approx(2000)
+    assert checks.serving_rejects_malformed({"a": 400, "b": 422, "c": 500, "d": 200}).value == 2
+    assert checks.serving_matches_in_process(np.array([1.0, 2.0]), np.array([1.0, 2.5])).value == 0.5
+    assert checks.serving_matches_in_process(np.array([1.0, 2.0]), np.array([1.0])).value == math.inf
+
+
+# ---------------------------------------------------------------- Threshold
+
+
+def test_threshold_holds_and_explains():
+    th = Threshold(max=15000, unit="USD", env="staging", gate="mae")
+    assert th.holds(15000) and not th.holds(15001) and not th.holds(math.nan)
+    assert th.explain("MAE", 17412) == "MAE 17,412 > 15,000 USD (staging)"
+    band = Threshold(min=1.7, max=2.3)
+    assert band.describe() == "in [1.7, 2.3]" and band.direction == "between"
+    assert not band.holds(1.6) and band.holds(2.0) and not band.holds(2.4)
+    assert Threshold(min=0.88).explain("R2", 0.8) == "R2 0.8 < 0.88"
+
+
+@pytest.mark.parametrize("bounds, message", [
+    ({}, "a threshold needs min, max or both"),
+    ({"min": 3, "max": 2.5}, "min 3 > max 2.5"),
+    ({"max": math.nan}, "finite number"),
+    ({"min": -math.inf}, "finite number"),
+])
+def test_threshold_refuses_bad_bounds(bounds, message):
+    with pytest.raises(ValueError, match=message):
+        Threshold(**bounds)
+
+
+def test_impossible_bounds_against_a_figures_domain():
+    assert Threshold(min=5).impossible(*checks.DOMAINS["r2"]) == "min 5 is above the highest possible figure 1"
+    assert Threshold(max=-5).impossible(*checks.DOMAINS["mae"]) == "max -5 is below the lowest possible figure 0"
+    assert Threshold(max=0.5).impossible(*checks.DOMAINS["residual_spread"]) is not None  # a max/min ratio is >= 1
+    assert Threshold(min=1.7, max=2.3).impossible(*checks.DOMAINS["residual_autocorrelation"]) is None
+    assert Threshold(max=0).impossible(*checks.DOMAINS["refit_identical"]) is None  # exactly 0 is possible
+
+
+# ---------------------------------------------------------------- environments
+
+
+def test_extends_inherits_lines_and_strictness_is_declared(tmp_path):
+    s = config_mod.load(CONFIG, "production")
+    staging = s.with_env("staging")
+    assert s.thresholds["mae"].max == 15000 and staging.thresholds["mae"].max == 17500
+    assert s.thresholds["residual_kurtosis"].max == staging.thresholds["residual_kurtosis"].max  # inherited
+    assert s.thresholds["residual_kurtosis"].env == "production"
+    assert [s.strictness(e) for e in ("dev", "staging", "production")] == [0, 1, 2]
+    assert set(staging.environment.required_gates) == set(s.environment.required_gates) - {
+        "serving_matches_in_process", "serving_rejects_malformed", "serving_latency"}
+    assert s.with_env("dev").environment.required_gates == ["data_contract", "mae", "mape", "r2", "rmse", "train_eval_overlap"]
+
+
+@pytest.mark.parametrize("envs, message", [
+    ({"a": {"strictness": 0, "thresholds": {"mae": {"max": 1}}}, "b": {"strictness": 0, "extends": "a", "thresholds": {}}},
+     "'a' and 'b' both have strictness 0"),
+    ({"a": {"extends": "nope", "thresholds": {"mae": {"max": 1}}}}, "environments.a.extends: unknown environment 'nope'"),
+    ({"a": {"extends": "b", "strictness": 0, "thresholds": {"mae": {"max": 1}}},
+      "b": {"extends": "a", "strictness": 1, "thresholds": {"mae": {"max": 1}}}}, "a cycle"),
+    ({"a": {"required_gates": ["mae"], "thresholds": {"mae": {"max": 1}}}}, "environments.a.required_gates: unknown key"),
+])
+def test_bad_environments_are_one_line(tmp_path, envs, message):
+    cfg = write_project(tmp_path / "p", {"default_env": "a"})
+    import yaml
+
+    raw = yaml.safe_load(cfg.read_text())
+    raw["environments"] = envs
+    cfg.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
+        config_mod.load(cfg)
+    assert str(e.value).startswith(str(cfg))
+
+
+def test_a_child_drops_an_inherited_line_with_null(tmp_path):
+    cfg = write_project(tmp_path / "p", {"environments": {"production": {"thresholds": {"serving_latency": None}}}})
+    assert "serving_latency" not in config_mod.load(cfg, "production").thresholds
+    assert "serving_latency" in config_mod.load(cfg, "staging").thresholds
+
+
+# ---------------------------------------------------------------- evidence judging and gate identity
+
+
+def _report(outcomes: dict[str, str]) -> evidence_mod.GateReport:
+    r = evidence_mod.GateReport()
+    for gate, outcome in outcomes.items():
+        r.gate(gate, "metrics").merge_outcome(outcome)
+    return r
+
+
+@pytest.mark.parametrize("outcomes, required, status, reason", [
+    ({"r2": "passed", "mae": "passed"}, ["r2", "mae"], "passed", None),
+    ({"r2": "passed"}, ["r2", "mae"], "failed", "required gates not collected: mae"),
+    ({"r2": "passed", "mae": "skipped"}, ["r2", "mae"], "failed", "gates skipped: mae"),
+    ({"r2": "passed", "mae": "deselected"}, ["r2", "mae"], "failed", "gates deselected: mae"),
+    ({"r2": "passed", "mae": "failed"}, ["r2"], "failed", "gates failed: mae"),  # a failing gate fails the run even if not required
+    ({"r2": "passed", "mae": "skipped"}, ["r2"], "passed", None),  # a skipped gate that is not required is no reason
+])
+def test_judging_evidence(outcomes, required, status, reason):
+    got, reasons = evidence_mod.judge_gates(_report(outcomes), required)
+    assert got == status
+    assert (reasons == []) if reason is None else (reason in reasons), reasons
+
+
+def test_a_gate_is_as_good_as_its_worst_case():
+    g = evidence_mod.GateResult("r2", "metrics")
+    for outcome in ("passed", "failed", "passed"):
+        g.merge_outcome(outcome)
+    assert g.outcome == "failed"
+
+
+def test_gate_identity_is_the_test_name_and_one_family(pytester):
+    items = pytester.getitems("""
+        import pytest
+        from pipeline.gates import family
+
+        @family("metrics")
+        @pytest.mark.parametrize("k", [1, 2])
+        def test_median_error(k):
+            pass
+
+        def test_not_a_gate():
+            pass
+    """)
+    from pipeline.plugin import gate_identity
+
+    assert [gate_identity(i) for i in items] == [("median_error", "metrics"), ("median_error", "metrics"), None]
+    with pytest.raises(ValueError, match="unknown gate family 'metric'"):
+        from pipeline.gates import family
+
+        family("metric")
