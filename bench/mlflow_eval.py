@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         timings["evaluate"] = time.perf_counter() - t
         t = time.perf_counter()
         thresholds = {
-            "r2_score": MetricThreshold(threshold=float(th.r2.min), greater_is_better=True),
-            "mean_absolute_error": MetricThreshold(threshold=float(th.mae.max), greater_is_better=False),
-            "root_mean_squared_error": MetricThreshold(threshold=float(th.rmse.max), greater_is_better=False),
-            "mean_absolute_percentage_error": MetricThreshold(threshold=float(th.mape.max) / 100, greater_is_better=False),
+            "r2_score": MetricThreshold(threshold=float(th["r2"].min), greater_is_better=True),
+            "mean_absolute_error": MetricThreshold(threshold=float(th["mae"].max), greater_is_better=False),
+            "root_mean_squared_error": MetricThreshold(threshold=float(th["rmse"].max), greater_is_better=False),
+            "mean_absolute_percentage_error": MetricThreshold(threshold=float(th["mape"].max) / 100, greater_is_better=False),
         }
         passed = True
         try:
