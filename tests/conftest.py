@@ -38,10 +38,14 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_project(folder: Path, overrides: dict[str, Any] | None = None, model: dict[str, Any] | None = None) -> Path:
+def write_project(folder: Path, overrides: dict[str, Any] | None = None, model: dict[str, Any] | None = None,
+                  families: tuple[str, ...] | None = None) -> Path:
     """A copy of the Ames config in `folder`, its MLflow store inside `folder`; returns the config path.
 
     `overrides` are merged into the pipeline config, `model` into the model config's `model`.
+    `families`: the project's gate suite (what `run-pipeline run` gates) is only the standard
+    gates of these families, imported into the project's own test file as another repository
+    does, and only their gates are required; None: this repository's model_tests, as configured.
     """
     folder.mkdir(parents=True, exist_ok=True)
     cfg = yaml.safe_load(CONFIG.read_text())
@@ -50,6 +54,12 @@ def write_project(folder: Path, overrides: dict[str, Any] | None = None, model: 
     cfg["mlflow"]["tracking_uri"] = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
     cfg["mlflow"]["artifact_location"] = str(folder / "mlruns" / "artifacts")
     cfg = deep_merge(cfg, overrides or {})
+    if families is not None:
+        suite = folder / "gates"
+        suite.mkdir(exist_ok=True)
+        (suite / "test_gates.py").write_text("".join(f"from pipeline.gates.{f} import *  # noqa: F401,F403\n" for f in families))
+        cfg["gate_tests"] = str(suite)
+        cfg = require_only(cfg, family_gates(families))
     model_cfg = yaml.safe_load(MODEL_CONFIG.read_text())
     if model:
         model_cfg["model"] = deep_merge(model_cfg["model"], model)
@@ -111,6 +121,20 @@ SHARED_MACHINE = {
     "environments": {e: {"thresholds": {"single_row_latency": {"max": 30000, "unit": "ms"},
                                         "batch_throughput": {"min": 1, "unit": "rows/s"}}} for e in ENVS},
 }
+
+
+# A lighter model than the configured one (a quarter of its boosting rounds; it still meets
+# staging's metric bounds on Ames), for tests about the CLI, the registry and the servers rather
+# than about the model: every predict and refit in their gate runs costs a quarter.
+LIGHT_MODEL = {"params": {"max_iter": 150}}
+
+
+def family_gates(families: tuple[str, ...]) -> set[str]:
+    """The gate ids of the standard suite's `families`, read from the installed package's gate modules."""
+    import importlib
+
+    return {name.removeprefix("test_") for fam in families
+            for name in vars(importlib.import_module(f"pipeline.gates.{fam}")) if name.startswith("test_")}
 
 
 def require_only(raw: dict[str, Any], gates: list[str] | set[str]) -> dict[str, Any]:
@@ -239,19 +263,43 @@ def run_gates(folder: Path, config: Path, *extra: str, timeout: float = 900, exp
     return PendingGates(folder, config, *extra, **kw).result(timeout, expect_evidence)
 
 
-def run_gates_in_process(pytester: pytest.Pytester, folder: Path, config: Path, *extra: str, expect_evidence: bool = True,
-                         **kw) -> GateRun:
-    """The same gate run in this process (pytester), for a test where a subprocess adds nothing
-    (e.g. under pytest-xdist, whose workers are processes of their own). `kw` as gate_args.
+def run_gates_in_process(folder: Path, config: Path, *extra: str, expect_evidence: bool = True,
+                         pythonpath: tuple[Path, ...] = (), environ: dict[str, str] | None = None, **kw) -> GateRun:
+    """The same gate run in this process, through `pytest.main` as the CLI runs it, for a test
+    where a subprocess adds only an interpreter start and the imports (~6 s here). `kw` as
+    gate_args; `pythonpath` and `environ` as PendingGates'; the run's working folder is `folder`.
 
-    The environment is gate_env's for the run's duration (OpenMP threads, hypothesis profile:
-    what this process already set up keeps its settings; what the run starts inherits them).
+    The environment is gate_env's for the run's duration (hypothesis profile, OpenMP: this
+    process's thread pools are held to one thread, as a subprocess's would be by the variable).
+    Nothing is unloaded afterwards (pytester would unload what the run imported, and a
+    half-unloaded MLflow breaks the next run's imports); the test modules' `conftest` is put back.
     """
+    import contextlib
+    import io
+
+    from hypothesis import settings as hypothesis_settings
+    from threadpoolctl import threadpool_limits
+
     folder.mkdir(parents=True, exist_ok=True)
-    with pytest.MonkeyPatch.context() as mp:
+    profile = hypothesis_settings.get_current_profile_name()
+    ours = sys.modules.get("conftest")
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, threadpool_limits(1):
         for var in ("MLFLOW_TRACKING_URI", "PIPELINE_CONFIG", "PYTEST_ADDOPTS"):
             mp.delenv(var, raising=False)
         mp.setenv("HYPOTHESIS_PROFILE", "ci")
         mp.setenv("OMP_NUM_THREADS", "1")
-        r = pytester.runpytest(*gate_args(folder, config, *extra, **kw))
-    return read_gate_run(folder, int(r.ret), "\n".join([*r.outlines, *r.errlines]), expect_evidence)
+        for var, value in (environ or {}).items():
+            mp.setenv(var, value)
+        for path in pythonpath:
+            mp.syspath_prepend(str(path))
+        mp.chdir(folder)
+        hypothesis_settings.load_profile("ci")  # the root conftest's, registered before any test runs
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = pytest.main(gate_args(folder, config, *extra, **kw))
+        finally:
+            hypothesis_settings.load_profile(profile)
+            if ours is not None:
+                sys.modules["conftest"] = ours
+    return read_gate_run(folder, int(code), out.getvalue() + err.getvalue(), expect_evidence)

@@ -1,8 +1,8 @@
 """run-pipeline end to end: real subprocesses on a throwaway project with its own embedded store.
 
-The project is the Ames config with two changes these tests are not about: smaller gate
-workloads (`CHEAP`), and latency bounds a loaded machine meets (`SHARED_MACHINE`): this
-machine's load is not what is tested here.
+The project is the Ames config with three changes these tests are not about: smaller gate
+workloads (`CHEAP`), a lighter model (`LIGHT_MODEL`), and latency bounds a loaded machine
+meets (`SHARED_MACHINE`): this machine's load is not what is tested here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import AMES, CHEAP, SHARED_MACHINE, deep_merge, run_cli, store_state, write_project
+from conftest import AMES, CHEAP, LIGHT_MODEL, SHARED_MACHINE, deep_merge, run_cli, store_state, write_project
 
 from pipeline import config as config_mod
 from pipeline import data as data_mod
@@ -47,7 +47,7 @@ def one_line(text: str) -> str:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("cli")
-    return folder, write_project(folder, deep_merge(CHEAP, SHARED_MACHINE))
+    return folder, write_project(folder, deep_merge(CHEAP, SHARED_MACHINE), model=LIGHT_MODEL)
 
 
 @pytest.fixture(scope="module")

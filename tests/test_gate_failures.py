@@ -1,30 +1,27 @@
 """Every gate family can fail: a deliberately bad model (or drifted data) per family, gated for real.
 
-Each scenario saves a model in MLflow's format and runs the gates on it in a pytest
-subprocess (conftest's PendingGates: `pytest model_tests -m gates --model-uri DIR --env
-staging ...`), then reads the evidence JSON and the JUnit XML: exactly the expected gates
-of the expected family failed, every other required gate passed, pytest exited 1, and
-each failure message carries the figure, the threshold and the environment. A subprocess
-for a reason: the gates load the bad models back from skops, which rebuilds their classes
-from the module `bad_models`, so the run has this folder on PYTHONPATH.
+Each scenario saves a model in MLflow's format and runs the gates on it (`pytest model_tests
+-m gates --model-uri DIR --env staging ...` in this process through `pytest.main`, as the CLI
+runs them: conftest's run_gates_in_process), then reads the evidence JSON and the JUnit XML: exactly the expected gates of
+the expected family failed, every other required gate passed, pytest exited 1, and each
+failure message carries the figure, the threshold and the environment. The gates load the
+bad models back from skops, which rebuilds their classes from the module `bad_models`, so
+the run has this folder on sys.path.
 
 The good parts of every bad model are the configured model itself (the wrappers in
 bad_models.py delegate to it), so staging's thresholds stay as they are, with two
 exceptions, each explained where it is made: Durbin-Watson for the constant model, and
 the latency bounds in every scenario but the latency one (conftest's `SHARED_MACHINE`).
 
-Cost: the scenarios' subprocesses run two at a time (`WORKERS`), the slow model's beside
-them (it sleeps), and every run uses conftest's cheap gate settings (`CHEAP`: the fewest
-latency rounds the config allows, fewer bootstrap resamples and refit rows).
+Cost: the configured model is fitted once for the module, and every run uses conftest's
+cheap gate settings (`CHEAP`: the fewest latency rounds the config allows, fewer bootstrap
+resamples and refit rows).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import re
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -33,7 +30,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import bad_models as bm
-from conftest import CHEAP, SHARED_MACHINE, GateRun, PendingGates, deep_merge, write_project
+from conftest import CHEAP, SHARED_MACHINE, GateRun, deep_merge, run_gates_in_process, write_project
 from pipeline import config as config_mod
 from pipeline import data as data_mod
 from pipeline import figures, registry, train
@@ -43,7 +40,6 @@ pytestmark = pytest.mark.slow
 
 TESTS_DIR = Path(__file__).resolve().parent
 ENV = "staging"
-WORKERS = max(1, min(2, os.cpu_count() or 1))
 FAMILIES = {
     "data": {"data_contract", "train_eval_overlap", "feature_drift"},
     "metrics": {"r2", "mae", "rmse", "mape"},
@@ -127,97 +123,35 @@ class Scenario:
     staging_latency: bool = False  # True: judge latency at staging's bounds (SHARED_MACHINE not applied)
     facts: dict[str, Any] = field(default_factory=dict)  # what the test checks the run against
 
-    def start(self, folder: Path) -> PendingGates:
+    def run(self, folder: Path) -> GateRun:
         """Its gate run in `folder`: its own project config (same store as any made there before)."""
         overrides = deep_merge(CHEAP, self.overrides)
         if not self.staging_latency:
             overrides = deep_merge(overrides, SHARED_MACHINE)
         cfg = write_project(folder / "project", overrides)
         extra = ("--eval-data", str(self.eval_data)) if self.eval_data is not None else ()
-        return PendingGates(folder, cfg, *extra, env=ENV, model_uri=str(self.model_dir), pythonpath=(TESTS_DIR,))
+        return run_gates_in_process(folder / "gates", cfg, *extra, env=ENV, model_uri=str(self.model_dir),
+                                    pythonpath=(TESTS_DIR,))
 
 
 Prepare = Callable[[Ames, Path], Scenario]
-Result = tuple[GateRun, dict[str, Any]]  # the run and its scenario's facts
 
 
-def scenario(prepare: Prepare, *, background: bool = False, first: bool = False):
-    """Mark a test as the checks of the gate run that `prepare` sets up.
-
-    background: start it at once, beside the worker pool (for a run that mostly sleeps);
-    first: give it the pool's first slot (for the longest run).
-    """
+def scenario(prepare: Prepare):
+    """Mark a test as the checks of the gate run that `prepare` sets up (see `gate_run`)."""
 
     def mark(test):
-        test.prepare, test.background, test.first = prepare, background, first
+        test.prepare = prepare
         return test
 
     return mark
 
 
-class GateRuns:
-    """Prepares the selected scenarios one by one, runs their gates WORKERS at a time, hands out results."""
-
-    def __init__(self) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=WORKERS)
-        self.lock = threading.Lock()
-        self.closed = False
-        self.pending: list[PendingGates] = []
-        self.results: dict[str, Callable[[], Result]] = {}
-
-    def start(self, ames: Ames, tests: list[Any], tmp_path_factory) -> None:
-        for test in sorted(tests, key=lambda t: (not t.background, not t.first)):  # stable: file order otherwise
-            folder = tmp_path_factory.mktemp(test.__name__.removeprefix("test_")[:40])
-            try:
-                sc = test.prepare(ames, folder)
-            except Exception as e:  # reported by its own test, not by all of them
-                self.results[test.__name__] = functools.partial(_raise, e)
-                continue
-            if test.background:
-                self.results[test.__name__] = functools.cache(functools.partial(self._wait, self._start(folder, sc), sc))
-            else:
-                self.results[test.__name__] = self.pool.submit(lambda f=folder, s=sc: self._wait(self._start(f, s), s)).result
-
-    def _start(self, folder: Path, sc: Scenario) -> PendingGates:
-        with self.lock:
-            if self.closed:
-                raise RuntimeError("gate runs closed")
-            run = sc.start(folder)
-            self.pending.append(run)
-            return run
-
-    @staticmethod
-    def _wait(run: PendingGates, sc: Scenario) -> Result:
-        return run.result(), sc.facts
-
-    def close(self) -> None:
-        with self.lock:
-            self.closed = True
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        for run in self.pending:  # only ours, by their own process handles
-            run.stop()
-        self.pool.shutdown(wait=True)
-
-
-def _raise(e: Exception):
-    raise e
-
-
-@pytest.fixture(scope="module")
-def gate_runs(request, ames, tmp_path_factory):
-    tests = [item.function for item in request.session.items if item.module is request.module and hasattr(item.function, "prepare")]
-    runs = GateRuns()
-    try:
-        runs.start(ames, list(dict.fromkeys(tests)), tmp_path_factory)
-        yield runs
-    finally:
-        runs.close()
-
-
 @pytest.fixture
-def gate_run(request, gate_runs) -> Callable[[], Result]:
-    """Waits for this test's gate run (in the test's call, so its time and failures count there)."""
-    return gate_runs.results[request.node.originalname]
+def gate_run(request, ames, tmp_path) -> tuple[GateRun, dict[str, Any]]:
+    """This test's scenario, prepared and gated: the run and the scenario's facts."""
+    sc = request.function.prepare(ames, tmp_path)
+    return sc.run(tmp_path), sc.facts
 
 
 def assert_only(run: GateRun, family: str, failed: set[str]) -> dict[str, str]:
@@ -277,7 +211,7 @@ def constant_model(ames: Ames, folder: Path) -> Scenario:
 
 @scenario(constant_model)
 def test_constant_model_fails_the_metric_gates_only(gate_run):
-    run, facts = gate_run()
+    run, facts = gate_run
     messages = assert_only(run, "metrics", {"r2", "mae", "rmse", "mape"})
 
     rows = f"{facts['rows']} evaluation rows"
@@ -308,7 +242,7 @@ def unseeded_fit(ames: Ames, folder: Path) -> Scenario:
 
 @scenario(unseeded_fit)
 def test_unseeded_fit_fails_refit_identical_only(gate_run):
-    run, facts = gate_run()
+    run, facts = gate_run
     messages = assert_only(run, "determinism", {"refit_identical"})
 
     diff = run.figure("refit_identical")["value"]
@@ -332,9 +266,9 @@ def slow_model(ames: Ames, folder: Path) -> Scenario:
                     facts={"rounds": CHEAP["gates"]["latency"]["single_row_rounds"]})
 
 
-@scenario(slow_model, background=True)  # it sleeps: it neither slows the other runs nor is slowed by them
+@scenario(slow_model)
 def test_slow_model_fails_the_latency_gates_only(gate_run):
-    run, facts = gate_run()
+    run, facts = gate_run
     messages = assert_only(run, "latency", {"single_row_latency", "batch_throughput"})
 
     p99 = run.figure("single_row_latency")["value"]
@@ -367,7 +301,7 @@ def refuses_missing(ames: Ames, folder: Path) -> Scenario:
 
 @scenario(refuses_missing)
 def test_model_refusing_missing_values_fails_missing_values_only(gate_run):
-    run, facts = gate_run()
+    run, facts = gate_run
     messages = assert_only(run, "robustness", {"missing_values"})
 
     first, rows = facts["first"], facts["rows"]
@@ -394,9 +328,9 @@ def marks_down_large_houses(ames: Ames, folder: Path) -> Scenario:
     return Scenario(ames.save(model, folder))
 
 
-@scenario(marks_down_large_houses, first=True)  # hypothesis shrinks its failure over ~110 examples of 2 predicts
+@scenario(marks_down_large_houses)  # hypothesis shrinks its failure over ~110 examples of 2 predicts
 def test_model_marking_down_large_houses_fails_directional_only(gate_run):
-    run, _ = gate_run()
+    run, _ = gate_run
     messages = assert_only(run, "robustness", {"directional"})
 
     # The message is hypothesis's shrunk minimal example, and the evidence keeps that example's figure.
@@ -431,7 +365,7 @@ def sold_in_2010(ames: Ames, folder: Path) -> Scenario:
 
 @scenario(sold_in_2010)
 def test_drifted_evaluation_data_fails_feature_drift_only(gate_run):
-    run, facts = gate_run()
+    run, facts = gate_run
     messages = assert_only(run, "data", {"feature_drift"})
 
     drift = run.figure("feature_drift")
@@ -467,7 +401,7 @@ def champion_saw_the_evaluation_rows(ames: Ames, folder: Path) -> Scenario:
 
 @scenario(champion_saw_the_evaluation_rows)
 def test_candidate_far_worse_than_the_champion_fails_champion_only(gate_run):
-    run, facts = gate_run()
+    run, facts = gate_run
     messages = assert_only(run, "champion", {"champion_mae"})
 
     gate = run.gates["champion_mae"]
@@ -491,7 +425,7 @@ def wrong_in_sawyer(ames: Ames, folder: Path) -> Scenario:
 
 @scenario(wrong_in_sawyer)
 def test_model_wrong_in_one_neighborhood_fails_slices_only(gate_run):
-    run, _ = gate_run()
+    run, _ = gate_run
     messages = assert_only(run, "slices", {"slice_error"})
 
     ratio = run.figure("slice_error")
@@ -517,7 +451,7 @@ def rare_blunders(ames: Ames, folder: Path) -> Scenario:
 
 @scenario(rare_blunders)
 def test_model_with_rare_blunders_fails_residual_shape_only(gate_run):
-    run, _ = gate_run()
+    run, _ = gate_run
     messages = assert_only(run, "residuals", {"residual_skew", "residual_kurtosis"})
 
     skew = run.figure("residual_skew")["value"]

@@ -1,12 +1,13 @@
 """Promotion against a real embedded MLflow store in tmp_path: every refusal and the happy path.
 
 One store per module: one model is fitted once and logged as ten registered versions, one
-per scenario, so that scenarios never share a version's evidence or aliases. Gates run as
-real pytest subprocesses through the installed plugin (tests/conftest.py's `run_gates`).
-Refusal scenarios use a second config on the same store in which only the metric and
+per scenario, so that scenarios never share a version's evidence or aliases. Gates run through
+the installed plugin. Refusal scenarios use a second config on the same store in which only the metric and
 latency gates are required (`NARROW`, by `require_only`), so that each scenario's evidence
 carries exactly one defect and a gate run costs two gate files, not the whole of
-model_tests; the happy path runs every gate against the real required list.
+model_tests; the happy path runs every gate against the real required list. Gate runs are
+in this process, through `pytest.main` as the CLI runs them (conftest's
+run_gates_in_process): a subprocess would add only an interpreter start.
 
 Both configs make two changes to the Ames config, neither of which these tests are about:
 the gate workloads are smaller (`CHEAP`), and the latency bounds are ones a loaded machine
@@ -24,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import CHEAP, ROOT, SHARED_MACHINE, GateRun, deep_merge, require_only, run_cli, run_gates, write_project
+from conftest import CHEAP, ROOT, SHARED_MACHINE, GateRun, deep_merge, require_only, run_cli, run_gates_in_process, write_project
 
 from pipeline import config as config_mod
 from pipeline import evidence as evidence_mod
@@ -83,11 +84,11 @@ class Store:
 
 def gate_scenario(store: Store, scenario: str, *extra: str, env: str = "staging", narrow: bool = True,
                   files: tuple[str, ...] = NARROW_FILES, promote: bool = True, expect_evidence: bool = True) -> GateRun:
-    """conftest's run_gates on a scenario's version: its own folder, the xfail plugin importable."""
-    run = run_gates(store.folder / "runs" / scenario, store.narrow if narrow else store.config, *extra, env=env,
+    """conftest's in-process gate run on a scenario's version: its own folder, the xfail plugin importable."""
+    run = run_gates_in_process(store.folder / "runs" / scenario, store.narrow if narrow else store.config, *extra, env=env,
                     model_uri=f"models:/{NAME}/{store.versions[scenario]}", promote=promote,
                     paths=tuple(MODEL_TESTS / f for f in files), pythonpath=(store.folder / "plugins",),
-                    environ={"GITHUB_ACTOR": "gate-tester"}, timeout=600, expect_evidence=expect_evidence)
+                    environ={"GITHUB_ACTOR": "gate-tester"}, expect_evidence=expect_evidence)
     if expect_evidence:
         assert store.evidence_file(scenario, env).is_file(), run.output[-3000:]
     return run

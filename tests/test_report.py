@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from conftest import CHEAP, SHARED_MACHINE, GateRun, deep_merge, run_gates, write_project
+from conftest import CHEAP, LIGHT_MODEL, SHARED_MACHINE, GateRun, deep_merge, run_gates, write_project
 from pipeline import config, data, figures, jobs, registry, report, train
 from pipeline.config import fmt_number
 
@@ -78,7 +78,7 @@ def gate_run(tmp_path_factory):
     """
     folder = tmp_path_factory.mktemp("report")
     # This test is about the reports, not speed: cheap gate settings, latency bounds a busy machine meets.
-    cfg = write_project(folder / "project", deep_merge(CHEAP, SHARED_MACHINE))
+    cfg = write_project(folder / "project", deep_merge(CHEAP, SHARED_MACHINE), model=LIGHT_MODEL)
     settings = config.load(cfg, ENV)
     dataset = data.load(settings)
     parts = data.split(settings, dataset)

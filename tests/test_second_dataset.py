@@ -17,7 +17,7 @@ import yaml
 from threadpoolctl import threadpool_limits
 
 from pipeline import config, data
-from tests.conftest import ROOT, run_gates, store_state
+from tests.conftest import ROOT, run_gates_in_process, store_state
 
 TARGET = "energy_kwh"
 NUMERIC = ["floor_area_m2", "outdoor_temp_c", "occupants", "insulation_age_years"]
@@ -229,7 +229,7 @@ def test_trains_and_registers_by_config_alone(energy_project: Path, capsys: pyte
 
 
 def test_real_gates_pass_at_dev(energy_project: Path, tmp_path: Path):
-    run = run_gates(tmp_path / "gates", energy_project, "--tb=line", env="dev", timeout=600)
+    run = run_gates_in_process(tmp_path / "gates", energy_project, "--tb=line", env="dev")
     assert run.returncode == 0, run.output[-4000:]
     doc = run.evidence
     assert doc["status"] == "passed", doc["reasons"]

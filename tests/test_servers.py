@@ -22,9 +22,18 @@ import pytest
 import yaml
 
 from pipeline import servers
-from tests.conftest import CHEAP, ROOT, SHARED_MACHINE, deep_merge, write_project
+from tests.conftest import CHEAP, LIGHT_MODEL, ROOT, deep_merge, write_project
 
 pytestmark = [pytest.mark.slow, pytest.mark.solo]
+
+# These tests are about the registry behind a server, not about the gates or the model: each
+# project gates only the metric and champion families (the champion gate reads the registry),
+# with cheap gate settings and conftest's lighter model. Every other step of `run` is the real one.
+REGISTRY_ONLY = {"families": ("metrics", "champion"), "model": LIGHT_MODEL}
+
+
+def registry_project(folder: Path, mlflow: dict, **overrides) -> Path:
+    return write_project(folder, deep_merge(CHEAP, {"mlflow": mlflow, **overrides}), **REGISTRY_ONLY)
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 
@@ -89,7 +98,7 @@ def _client(uri: str):
 
 def _pipeline_round_trip(server: servers.Server, folder: Path) -> dict[str, float]:
     """run, run, list, rollback, list against `server`; returns wall times."""
-    cfg = write_project(folder, {"mlflow": {"experiment": "server-test", "registered_model": "ames-server"}})
+    cfg = registry_project(folder, {"experiment": "server-test", "registered_model": "ames-server"})
     times = {}
     t0 = time.perf_counter()
     first = cli("run", "--config", str(cfg), "--json", cwd=folder, uri=server.url)
@@ -132,12 +141,7 @@ def _concurrent_runs(server: servers.Server, folder: Path, n: int = 8) -> list[s
     model_name = f"concurrent-{uuid.uuid4().hex[:6]}"
     cfgs = []
     for i in range(n):
-        # A lighter model, cheap gates and latency bounds a loaded machine meets: this test is
-        # about the registry under concurrent writers, on 2 cores shared by 8 pipelines, not about speed.
-        cfgs.append(write_project(folder / f"p{i}", deep_merge(deep_merge(CHEAP, SHARED_MACHINE), {
-            "seed": 100 + i,
-            "mlflow": {"experiment": model_name, "registered_model": model_name},
-        }), model={"params": {"max_iter": 150}}))
+        cfgs.append(registry_project(folder / f"p{i}", {"experiment": model_name, "registered_model": model_name}, seed=100 + i))
     env = {"OMP_NUM_THREADS": "1"}
     with ThreadPoolExecutor(max_workers=n) as pool:
         futures = [pool.submit(cli, "run", "--config", str(c), "--json", cwd=c.parent, uri=server.url, extra_env=env) for c in cfgs]
@@ -193,8 +197,9 @@ def test_server_stopped_mid_run_then_rerun(tmp_path):
     backend = f"sqlite:///{folder / 'mlflow.db'}"
     port = servers.free_port()
     server = servers.tracking_server(backend, folder / "artifacts", folder / "server.log", port=port).start()
-    # Cheap gate workloads: this test is about the registry, not about the gates' power.
-    cfg = write_project(tmp_path / "p", deep_merge(CHEAP, {"mlflow": {"experiment": "fault", "registered_model": "fault-model"}}))
+    # One retry with a short timeout: the run is to give up on the stopped server, not to wait it out.
+    cfg = registry_project(tmp_path / "p", {"experiment": "fault", "registered_model": "fault-model", "http_timeout_s": 5,
+                                            "http_max_retries": 1})
     env = {**os.environ, "MLFLOW_TRACKING_URI": server.url}
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg)], cwd=cfg.parent, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)

@@ -6,8 +6,8 @@ the report's plots and promotes. pytest-benchmark disables itself under xdist, s
 latency gates skip there: a run whose environment requires them is refused, one whose
 environment does not is promoted.
 
-The controller runs in this process (pytester): its workers are processes of their own,
-so a subprocess around it would add nothing.
+The controller runs in this process (conftest's run_gates_in_process): its workers are
+processes of their own, so a subprocess around it would add nothing.
 """
 
 from __future__ import annotations
@@ -18,11 +18,7 @@ import pytest
 import yaml
 from matplotlib import image as mpimg
 
-# pytester restores sys.modules after each in-process run: what the controller imports is
-# imported here first, so that the runs and this module share one copy of each library.
-import pipeline.gating  # noqa: F401
-import pipeline.session  # noqa: F401
-from conftest import CHEAP, ROOT, deep_merge, require_only, run_gates_in_process, write_project
+from conftest import CHEAP, LIGHT_MODEL, ROOT, deep_merge, require_only, run_gates_in_process, write_project
 from pipeline import config as config_mod
 from pipeline import data as data_mod
 from pipeline import figures, registry, report, train
@@ -46,7 +42,7 @@ BASELINE = "baseline"  # the champion alias both runs compare with
 def store(tmp_path_factory):
     """Three versions of the configured model: the first holds @baseline, the champion of both runs."""
     folder = tmp_path_factory.mktemp("xdist")
-    cfg = write_project(folder, deep_merge(CHEAP, {"gates": {"champion": {"alias": BASELINE}}}))
+    cfg = write_project(folder, deep_merge(CHEAP, {"gates": {"champion": {"alias": BASELINE}}}), model=LIGHT_MODEL)
     # dev requires the metrics; staging the metrics and the latency gates; nothing else is required.
     raw = require_only(yaml.safe_load(cfg.read_text()), [*METRICS, *LATENCY])
     for gate in LATENCY:
@@ -64,14 +60,14 @@ def store(tmp_path_factory):
     return folder, cfg, baseline.version, [v.version for v in versions]
 
 
-def gates_n2(pytester, cfg, version: str, env: str):
-    return run_gates_in_process(pytester, pytester.path / f"{env}-run", cfg, "-n", "2", env=env, promote=True,
+def gates_n2(tmp_path, cfg, version: str, env: str):
+    return run_gates_in_process(tmp_path / f"{env}-run", cfg, "-n", "2", env=env, promote=True,
                                 model_uri=f"models:/{NAME}/{version}", paths=tuple(ROOT / "model_tests" / f for f in FILES))
 
 
-def test_xdist_run_writes_one_evidence_with_every_gate_and_promotes_when_nothing_required_is_missing(store, pytester):
+def test_xdist_run_writes_one_evidence_with_every_gate_and_promotes_when_nothing_required_is_missing(store, tmp_path):
     _, cfg, baseline, (v1, _) = store
-    run = gates_n2(pytester, cfg, v1, "dev")
+    run = gates_n2(tmp_path, cfg, v1, "dev")
     assert run.returncode == 0, run.output[-3000:]
     assert "bringing up nodes" in run.output  # xdist workers ran the gates
     assert [p.name for p in run.evidence_dir.glob("evidence-*.json")] == [f"evidence-{NAME}-v{v1}-dev.json"]
@@ -100,9 +96,9 @@ def test_xdist_run_writes_one_evidence_with_every_gate_and_promotes_when_nothing
     assert str(client.get_registered_model(NAME).aliases["dev"]) == v1
 
 
-def test_xdist_run_is_refused_where_the_skipped_latency_gates_are_required(store, pytester):
+def test_xdist_run_is_refused_where_the_skipped_latency_gates_are_required(store, tmp_path):
     _, cfg, _, (_, v2) = store
-    run = gates_n2(pytester, cfg, v2, "staging")
+    run = gates_n2(tmp_path, cfg, v2, "staging")
     assert run.returncode == 1, run.output[-3000:]
     assert run.evidence["status"] == "failed"
     assert run.refusals == [f"promotion refused: {NAME} version {v2}: staging gates did not pass: "
