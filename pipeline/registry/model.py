@@ -7,14 +7,16 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
-from pipeline.data import Dataset, FeatureSpec
 from pipeline.errors import InputError
 from pipeline.registry import store
+
+if TYPE_CHECKING:  # annotations only: `list`, `promote` and `rollback` need neither pandas nor pandera
+    import pandas as pd
+
+    from pipeline.data import Dataset, FeatureSpec
 
 TAG_DATA = "data_sha256"
 TAG_CONFIG = "config_sha256"
