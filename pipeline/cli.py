@@ -297,7 +297,23 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("v1", type=_version, help="baseline version")
     s.add_argument("v2", type=_version, help="challenger version")
     s.set_defaults(fn=cmd_compare)
+    s = sub.add_parser("keygen", help="write a new Ed25519 key pair for signing evidence (NAME.pem, NAME.pub)")
+    s.add_argument("--out", default="keys", help="folder for the key files (default: keys)")
+    s.add_argument("--name", default="signing", help="file name of the pair, without suffix (default: signing)")
+    s.add_argument("--json", action="store_true", help="print one JSON document")
+    s.set_defaults(fn=cmd_keygen)
     return p
+
+
+def cmd_keygen(args, settings, out: Out) -> int:
+    from pipeline import signing
+
+    private, public, key_id = signing.generate(Path(args.out), args.name)
+    out.line(f"private key {private} (mode 0600: give it to the gate runner only, e.g. as ${signing.KEY_ENV})")
+    out.line(f"public key  {public} (list it under signing.public_keys)")
+    out.line(f"key id      {key_id}")
+    out.emit({"private_key": str(private), "public_key": str(public), "key_id": key_id})
+    return EXIT_OK
 
 
 def _version(text: str) -> str:
@@ -310,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     out = Out(args.json)
     try:
+        if args.command == "keygen":  # needs no config and no store
+            return args.fn(args, None, out)
         settings = config_mod.load(args.config, args.env)
         if args.command != "check":  # check reports an unreachable server as a row
             from pipeline.registry import ping

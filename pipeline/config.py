@@ -250,6 +250,16 @@ class GateSettings(_Strict):
     serving: ServingSettings = ServingSettings()
 
 
+class SigningSettings(_Strict):
+    # Evidence is signed at the end of each gate run with this Ed25519 private key (PEM);
+    # $PIPELINE_SIGNING_KEY, the key's PEM text (a CI secret), takes its place. Neither is
+    # ever logged. None and no variable: evidence is written unsigned, and says so.
+    private_key: Path | None = None
+    # Promotion accepts only evidence signed by one of these public keys (PEM files);
+    # empty: unsigned evidence is accepted, as before signing existed.
+    public_keys: list[Path] = []
+
+
 class Settings(_Strict):
     """The whole resolved config, with the active environment chosen."""
 
@@ -262,6 +272,7 @@ class Settings(_Strict):
     model: ModelSettings
     mlflow: MlflowSettings
     gates: GateSettings = GateSettings()
+    signing: SigningSettings = SigningSettings()
     environments: dict[str, Environment]
 
     @model_validator(mode="after")
@@ -443,6 +454,12 @@ def load(path: str | Path | None = None, env: str | None = None) -> Settings:
     data = raw.get("data")
     if isinstance(data, dict) and isinstance(data.get("path"), str):
         data["path"] = str(_resolve_path(base, data["path"]))
+    signing = raw.get("signing")
+    if isinstance(signing, dict):
+        if isinstance(signing.get("private_key"), str):
+            signing["private_key"] = str(_resolve_path(base, signing["private_key"]))
+        if isinstance(signing.get("public_keys"), list):
+            signing["public_keys"] = [str(_resolve_path(base, k)) if isinstance(k, str) else k for k in signing["public_keys"]]
     ml = raw.get("mlflow")
     if isinstance(ml, dict):
         if os.environ.get("MLFLOW_TRACKING_URI"):

@@ -98,7 +98,10 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def build(report: GateReport, settings: Settings, *, model: dict[str, Any], data_sha256: str | None, eval_data_sha256: str | None, git_commit: str | None, started: str, ended: str, node: dict[str, Any] | None = None) -> dict[str, Any]:
+def build(report: GateReport, settings: Settings, *, model: dict[str, Any], data_sha256: str | None, eval_data_sha256: str | None, git_commit: str | None, started: str, ended: str, node: dict[str, Any] | None = None,
+          signer: str | None = None) -> dict[str, Any]:
+    """The evidence document. `signer`: the id of the key that signs it (None: unsigned, said in
+    the document; the signature itself is stored beside it, since it covers the document)."""
     required = settings.environment.required_gates
     order = list(FAMILIES)
     gates = [asdict(g) for g in sorted(report.gates.values(), key=lambda g: (order.index(g.family) if g.family in order else len(order), g.gate))]
@@ -118,6 +121,7 @@ def build(report: GateReport, settings: Settings, *, model: dict[str, Any], data
         "git_commit": git_commit,
         "started": started,
         "ended": ended,
+        "signer": signer,
         **({"node": node} if node else {}),
     }
 

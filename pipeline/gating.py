@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipeline import evidence, registry
+from pipeline import evidence, registry, signing
 from pipeline.config import Settings
 from pipeline.errors import InputError, PipelineError, PromotionRefused
 from pipeline.files import write_atomic
@@ -38,18 +38,23 @@ def finish(plugin, result) -> None:
     for g in plugin.report.gates.values():  # a gate that recorded nothing (skipped, errored) still shows its threshold
         if g.figure is None and g.gate in settings.thresholds:
             g.figure = evidence.figure_dict(g.gate, None, settings.thresholds[g.gate])
+    key = plugin.signing_key
     doc = evidence.build(
         plugin.report, settings, model=model, data_sha256=data_sha, eval_data_sha256=eval_sha,
         git_commit=registry.git_commit(settings.config_path.parent), started=plugin.started, ended=_now(),
+        signer=signing.key_id(key.public_key()) if key is not None else None,
     )
     doc["timings_s"] = {k: round(v, 3) for k, v in gs.timings.items()}
+    signature = signing.sign(key, evidence.digest(doc)) if key is not None else None
     name = f"evidence-{settings.env}.json" if source.version is None else f"evidence-{source.name}-v{source.version}-{settings.env}.json"
     result.evidence_path = plugin.evidence_dir / name
     write_atomic(result.evidence_path, evidence.canonical(doc))
+    if signature is not None:  # beside the evidence: key id and signature of its digest
+        write_atomic(result.evidence_path.with_suffix(".sig"), f"{signature.key_id} {signature.value}\n".encode())
     result.evidence = doc
     result.report_files = report_mod.write(doc, plugin.report.plots, plugin.evidence_dir, target=settings.data.target)
     if source.version is not None:
-        registry.store_evidence(settings, source.name, source.version, source.run_id, doc)
+        registry.store_evidence(settings, source.name, source.version, source.run_id, doc, signature)
         registry.log_files(settings, source.run_id, list(result.report_files.values()), f"reports/{settings.env}")
     if plugin.promote:
         result.promotion = promote(settings, source.name, source.version, settings.env)
@@ -69,7 +74,8 @@ def check_evidence(settings: Settings, name: str, version: str, env: str) -> tup
     """The passing evidence that allows `version` into `env`, or PromotionRefused saying why.
 
     Checked in this order: evidence exists; it was recorded for this version; it is
-    unchanged since it was recorded; the model's files are unchanged since it was written;
+    unchanged since it was recorded; it is signed by a trusted key (when signing.public_keys
+    names any); the model's files are unchanged since it was written;
     it is from `env` or a stricter environment; every gate `env` requires ran and passed.
     """
     found = registry.load_evidence(settings, name, version)
@@ -82,6 +88,11 @@ def check_evidence(settings: Settings, name: str, version: str, env: str) -> tup
             raise PromotionRefused(f"{name} version {version}: the {ev_env} evidence was recorded for {recorded.get('name')} version {recorded.get('version')}")
         if evidence.digest(doc) != tag_digest:
             raise PromotionRefused(f"{name} version {version}: the {ev_env} evidence changed since it was recorded (sha256 {evidence.digest(doc)[:12]} != tag {tag_digest[:12]})")
+        if settings.signing.public_keys:
+            why = signing.verify(signing.load_public_keys(settings.signing.public_keys), evidence.digest(doc),
+                                 registry.evidence_signature(settings, name, version, ev_env))
+            if why:
+                raise PromotionRefused(f"{name} version {version}: the {ev_env} evidence is {why}")
         now = now or registry.model_digest(settings, f"models:/{name}/{version}")
         if now != recorded.get("sha256"):
             raise PromotionRefused(f"{name} version {version}: model artifact digest changed since the {ev_env} evidence was written (now {now[:12]}, evidence {str(recorded.get('sha256'))[:12]})")

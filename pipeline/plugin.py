@@ -165,6 +165,7 @@ class GatePlugin:
         self.result = request.result if request is not None else GateRunResult()
         self._settings: Settings | None = request.settings if request is not None else None
         self._session = None
+        self.signing_key = None  # the Ed25519 key that signs this run's evidence, read at collection
 
     # ------------------------------------------------------------ settings and session
 
@@ -255,6 +256,14 @@ class GatePlugin:
 
             try:
                 data_mod.check_header(Path(self.eval_data), s.data, "--eval-data")
+            except InputError as e:
+                raise pytest.UsageError(str(e)) from None
+        if not self.worker and not self.config.option.collectonly:
+            from pipeline import signing
+
+            try:  # a missing or broken key stops the run here, not after every gate ran
+                self.signing_key = signing.load_private(s.signing.private_key)
+                signing.load_public_keys(s.signing.public_keys)
             except InputError as e:
                 raise pytest.UsageError(str(e)) from None
         if self.promote and not str(self.model_uri).startswith("models:/"):

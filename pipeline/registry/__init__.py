@@ -21,7 +21,7 @@ from pipeline.registry.alias import (
     rollback_alias,
     versions,
 )
-from pipeline.registry.evidence_store import EVIDENCE_DIR, load_evidence, log_files, store_evidence
+from pipeline.registry.evidence_store import EVIDENCE_DIR, evidence_signature, load_evidence, log_files, store_evidence
 from pipeline.registry.model import (
     MODEL_ARTIFACT,
     TAG_CONFIG,
@@ -61,7 +61,7 @@ __all__ = [
     "EVIDENCE_DIR", "MODEL_ARTIFACT", "TAG_CONFIG", "TAG_DATA", "TAG_GIT", "TAG_MODEL", "TAG_SPLIT",
     "Candidate", "VersionInfo",
     "alias_map", "archive_old_versions", "champion_version", "connect", "directory_digest", "dumps",
-    "ensure_experiment", "ensure_registered_model", "get_version", "git_commit", "load_evidence",
+    "ensure_experiment", "ensure_registered_model", "evidence_signature", "get_version", "git_commit", "load_evidence",
     "load_model", "load_pyfunc", "log_candidate", "log_files", "model_digest", "move_alias",
     "parse_model_uri", "ping", "pip_requirements", "reachable", "resolve", "retry", "rollback_alias",
     "roundtrip_pyfunc", "save_model", "setup_count", "signature_for", "store_evidence",

@@ -17,8 +17,9 @@ from pipeline.registry import model, store
 EVIDENCE_DIR = "evidence"
 
 
-def store_evidence(settings: Settings, name: str, version: str, run_id: str, doc: dict[str, Any]) -> str:
-    """Log the evidence as an artifact of the version's run and summarise it in version tags."""
+def store_evidence(settings: Settings, name: str, version: str, run_id: str, doc: dict[str, Any], signature=None) -> str:
+    """Log the evidence as an artifact of the version's run and summarise it in version tags
+    (with its signature, a signing.Signature, when the run signed it)."""
     from pipeline import evidence as ev
 
     client = store.connect(settings)
@@ -35,6 +36,8 @@ def store_evidence(settings: Settings, name: str, version: str, run_id: str, doc
             f"gates.{env}.evidence": path,
             f"gates.{env}.evidence_sha256": digest,
             f"gates.{env}.ended": doc["ended"],
+            # Re-gating unsigned replaces an earlier signature with nothing, never keeps it.
+            f"gates.{env}.signature": f"{signature.key_id} {signature.value}" if signature is not None else "",
         }.items():
             store.retry(client.set_model_version_tag, name, version, key, value)
     return path
@@ -58,6 +61,15 @@ def load_evidence(settings: Settings, name: str, version: str) -> dict[str, tupl
             doc = json.loads(Path(local).read_text())
         out[env] = (doc, tags.get(f"gates.{env}.evidence_sha256", ""))
     return out
+
+
+def evidence_signature(settings: Settings, name: str, version: str, env: str):
+    """The signature stored beside a version's `env` evidence (a signing.Signature), or None."""
+    from pipeline.signing import Signature
+
+    tag = (model.get_version(settings, name, version).tags or {}).get(f"gates.{env}.signature", "")
+    key_id, _, value = tag.partition(" ")
+    return Signature(key_id, value) if key_id and value else None
 
 
 def log_files(settings: Settings, run_id: str, files: list[Path], artifact_path: str) -> None:
