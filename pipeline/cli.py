@@ -251,6 +251,34 @@ def cmd_compare(args, settings, out: Out) -> int:
     return EXIT_OK
 
 
+def cmd_audit(args, settings, out: Out) -> int:
+    from pipeline import gating
+
+    envs = [settings.env] if args.env else list(settings.environments)
+    out.progress(f"auditing {', '.join('@' + settings.environments[e].alias for e in envs)} of {settings.mlflow.registered_model}")
+    violations, rows = gating.audit(settings, envs)
+    out.table(rows, ["env", "alias", "version", "status", "detail"])
+    for line in violations:
+        out.line(line)
+    if not violations:
+        out.line(f"audit: {len(rows)} aliases checked, every holder got there through the gates")
+    out.emit({"ok": not violations, "violations": violations, "aliases": rows})
+    return EXIT_GATES_FAILED if violations else EXIT_OK
+
+
+def cmd_history(args, settings, out: Out) -> int:
+    from pipeline import registry
+
+    moves = registry.history(settings, settings.mlflow.registered_model)
+    if args.env:
+        moves = [m for m in moves if m.alias == settings.environment.alias]
+    rows = [{"at": m.at, "alias": m.alias, "action": m.action, "version": m.version, "replaced": m.replaced, "by": m.by,
+             "evidence": (m.evidence_sha256 or "")[:12] or None} for m in moves]
+    out.table(rows, ["at", "alias", "action", "version", "replaced", "by", "evidence"])
+    out.emit({"model": settings.mlflow.registered_model, "moves": [{**r, "evidence": m.evidence_sha256} for r, m in zip(rows, moves)]})
+    return EXIT_OK
+
+
 def cmd_check(args, settings, out: Out) -> int:
     from pipeline import readiness
 
@@ -297,6 +325,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("v1", type=_version, help="baseline version")
     s.add_argument("v2", type=_version, help="challenger version")
     s.set_defaults(fn=cmd_compare)
+    s = sub.add_parser("audit", parents=[common], help="every alias holder got there through the gates (exit 1 naming each violation)")
+    s.set_defaults(fn=cmd_audit)
+    s = sub.add_parser("history", parents=[common], help="every alias move (promote, rollback): version, time, actor, evidence")
+    s.set_defaults(fn=cmd_history)
     s = sub.add_parser("keygen", help="write a new Ed25519 key pair for signing evidence (NAME.pem, NAME.pub)")
     s.add_argument("--out", default="keys", help="folder for the key files (default: keys)")
     s.add_argument("--name", default="signing", help="file name of the pair, without suffix (default: signing)")

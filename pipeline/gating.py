@@ -134,3 +134,41 @@ def rollback(settings: Settings, name: str, env: str) -> str:
     alias = settings.environments[env].alias
     restored, demoted = registry.rollback_alias(settings, name, alias, who=_who())
     return f"rolled back @{alias} of {name} to version {restored} (version {demoted} now @previous-{alias})"
+
+
+def audit(settings: Settings, envs: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Check every alias of `envs`: its holder got there by a recorded harness move, and its
+    evidence still allows it there (check_evidence). Returns (violations, one row per alias)."""
+    name = settings.mlflow.registered_model
+    holders = registry.alias_map(settings, name)
+    moves = registry.history(settings, name)
+    violations: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for env in envs:
+        alias = settings.environments[env].alias
+        holder = holders.get(alias)
+        row = {"env": env, "alias": alias, "version": holder, "status": "ok", "detail": ""}
+        rows.append(row)
+        if holder is None:
+            row["status"], row["detail"] = "empty", "no version holds it"
+            continue
+        recorded = [m for m in moves if m.alias == alias]
+        problem = None
+        if not recorded:
+            problem = "moved without a promotion record (no recorded move of this alias)"
+        elif recorded[-1].version != holder:
+            last = recorded[-1]
+            problem = (f"moved without a promotion record (the last recorded move, {last.action} by {last.by} at {last.at}, "
+                       f"put v{last.version} there)")
+        else:
+            try:
+                check_evidence(settings, name, holder, env)
+            except PromotionRefused as e:
+                problem = str(e).removeprefix(f"{name} version {holder}: ")
+        if problem:
+            row["status"], row["detail"] = "violation", problem
+            violations.append(f"@{alias} -> v{holder}: {problem}")
+        else:
+            last = recorded[-1]
+            row["detail"] = f"{last.action} by {last.by} at {last.at}"
+    return violations, rows

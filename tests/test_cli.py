@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 NAME = "ames-price"
 ENV = {"OMP_NUM_THREADS": "1"}  # one OpenMP thread: a loaded machine starves the trees' thread pool
-SUBCOMMANDS = ("check", "run", "validate", "promote", "rollback", "list", "compare", "keygen")
+SUBCOMMANDS = ("check", "run", "validate", "promote", "rollback", "list", "compare", "audit", "history", "keygen")
 
 
 # tests/conftest.py keeps a user's MLFLOW_TRACKING_URI out of the tests, and registry.connect

@@ -3,7 +3,7 @@
     store           the client, one per store (connect), reachability, retries, ping
     model           logging a candidate, saving, loading, looking up versions, digests
     evidence_store  gate evidence and reports on a version's run
-    alias           aliases: champion, move, rollback, listing and archiving versions
+    alias           aliases: champion, move, rollback, their history, listing and archiving versions
     text            JSON text of figures (to_jsonable, dumps)
     uri             what a --model-uri names, checked before any gate runs (resolve)
 
@@ -13,11 +13,14 @@ MLflow is imported inside the functions that use it, so importing this package s
 from __future__ import annotations
 
 from pipeline.registry.alias import (
+    Move,
     VersionInfo,
     alias_map,
     archive_old_versions,
     champion_version,
+    history,
     move_alias,
+    record_move,
     rollback_alias,
     versions,
 )
@@ -59,11 +62,11 @@ from pipeline.registry.uri import resolve
 
 __all__ = [
     "EVIDENCE_DIR", "MODEL_ARTIFACT", "TAG_CONFIG", "TAG_DATA", "TAG_GIT", "TAG_MODEL", "TAG_SPLIT",
-    "Candidate", "VersionInfo",
+    "Candidate", "Move", "VersionInfo",
     "alias_map", "archive_old_versions", "champion_version", "connect", "directory_digest", "dumps",
-    "ensure_experiment", "ensure_registered_model", "evidence_signature", "get_version", "git_commit", "load_evidence",
+    "ensure_experiment", "ensure_registered_model", "evidence_signature", "get_version", "git_commit", "history", "load_evidence",
     "load_model", "load_pyfunc", "log_candidate", "log_files", "model_digest", "move_alias",
-    "parse_model_uri", "ping", "pip_requirements", "reachable", "resolve", "retry", "rollback_alias",
+    "parse_model_uri", "ping", "pip_requirements", "reachable", "record_move", "resolve", "retry", "rollback_alias",
     "roundtrip_pyfunc", "save_model", "setup_count", "signature_for", "store_evidence",
     "store_error_line", "to_jsonable", "trusted_types", "versions",
 ]

@@ -1,4 +1,5 @@
-"""Aliases on the registered model: who holds one, moving and rolling back, listing versions."""
+"""Aliases on the registered model: who holds one, moving and rolling back (each move recorded in
+its history), listing versions."""
 
 from __future__ import annotations
 
@@ -66,7 +67,12 @@ def move_alias(settings: Settings, name: str, alias: str, version: str, *, evide
             store.retry(client.set_model_version_tag, name, version, key, value)
         if (client.get_model_version(name, version).tags or {}).get("archived") == "true":
             client.delete_model_version_tag(name, version, "archived")  # holding an alias again
+    record_move(settings, name, Move(alias, "promote", version, who, _now_us(), evidence_sha256, previous))
     return previous
+
+
+def _now_us() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 def rollback_alias(settings: Settings, name: str, alias: str, who: str) -> tuple[str, str]:
@@ -86,6 +92,7 @@ def rollback_alias(settings: Settings, name: str, alias: str, who: str) -> tuple
         client.set_model_version_tag(name, previous, f"rolled_back.{alias}.at", now)
         client.set_model_version_tag(name, previous, f"rolled_back.{alias}.by", who)
         client.set_model_version_tag(name, previous, "stage", alias)
+    record_move(settings, name, Move(alias, "rollback", previous, who, _now_us(), None, current))
     return previous, current
 
 
@@ -150,3 +157,59 @@ def archive_old_versions(settings: Settings, name: str) -> list[str]:
         client.set_model_version_tag(name, mv.version, "archived", "true")
         archived.append(str(mv.version))
     return archived
+
+
+# ---------------------------------------------------------------- history: every alias move, in the registry
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One alias move the harness made, as recorded on the registered model."""
+
+    alias: str
+    action: str  # promote | rollback
+    version: str
+    by: str
+    at: str  # ISO 8601, UTC, microseconds
+    evidence_sha256: str | None = None
+    replaced: str | None = None  # the version that held the alias before
+
+
+HISTORY = "history."  # registered-model tag prefix: history.<alias>.<UTC stamp>, one per move
+
+
+def record_move(settings: Settings, name: str, move: Move) -> None:
+    """Append `move` to the registered model's history (a tag of its own, never overwritten)."""
+    import json
+
+    client = store.connect(settings)
+    stamp = move.at.replace("-", "").replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
+    with store.reachable(settings):
+        store.retry(client.set_registered_model_tag, name, f"{HISTORY}{move.alias}.{stamp}",
+                    json.dumps({k: getattr(move, k) for k in Move.__slots__}, sort_keys=True))
+
+
+def history(settings: Settings, name: str) -> list[Move]:
+    """Every recorded alias move of `name`, oldest first ([] when there is no such model)."""
+    import json
+
+    from mlflow.exceptions import MlflowException
+
+    client = store.connect(settings)
+    with store.reachable(settings):
+        try:
+            tags = dict(client.get_registered_model(name).tags or {})
+        except MlflowException as e:
+            if "RESOURCE_DOES_NOT_EXIST" in str(e.error_code):
+                return []
+            raise
+    moves = []
+    for key, value in tags.items():
+        if not key.startswith(HISTORY):
+            continue
+        try:
+            raw = json.loads(value)
+            moves.append(Move(**{k: (None if raw.get(k) is None else str(raw[k])) for k in Move.__slots__ if k in raw}))
+        except (ValueError, TypeError) as e:
+            raise InputError(f"model registry: {name} tag {key}: not a history record ({type(e).__name__})") from None
+    return sorted(moves, key=lambda m: m.at)
