@@ -271,8 +271,9 @@ def run_gates_in_process(folder: Path, config: Path, *extra: str, expect_evidenc
 
     The environment is gate_env's for the run's duration (hypothesis profile, OpenMP: this
     process's thread pools are held to one thread, as a subprocess's would be by the variable).
-    Nothing is unloaded afterwards (pytester would unload what the run imported, and a
-    half-unloaded MLflow breaks the next run's imports); the test modules' `conftest` is put back.
+    Only the run's own test modules are unloaded afterwards (pytester would unload everything
+    the run imported, and a half-unloaded MLflow breaks the next run's imports); the test
+    modules' `conftest` is put back.
     """
     import contextlib
     import io
@@ -283,6 +284,7 @@ def run_gates_in_process(folder: Path, config: Path, *extra: str, expect_evidenc
     folder.mkdir(parents=True, exist_ok=True)
     profile = hypothesis_settings.get_current_profile_name()
     ours = sys.modules.get("conftest")
+    before = set(sys.modules)
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp, threadpool_limits(1):
         for var in ("MLFLOW_TRACKING_URI", "PIPELINE_CONFIG", "PYTEST_ADDOPTS"):
@@ -300,6 +302,10 @@ def run_gates_in_process(folder: Path, config: Path, *extra: str, expect_evidenc
                 code = pytest.main(gate_args(folder, config, *extra, **kw))
         finally:
             hypothesis_settings.load_profile(profile)
+            # The run's test modules go (another project's gates/test_gates.py is another
+            # module of the same name); the libraries and the pipeline package stay loaded.
+            for name in [n for n in sys.modules if n.startswith("test_") and n not in before]:
+                del sys.modules[name]
             if ours is not None:
                 sys.modules["conftest"] = ours
     return read_gate_run(folder, int(code), out.getvalue() + err.getvalue(), expect_evidence)
