@@ -70,6 +70,24 @@ def write_project(folder: Path, overrides: dict[str, Any] | None = None, model: 
     return path
 
 
+def registered_versions(settings, count: int) -> list[str]:
+    """The settings' model fitted once on the training split (one OpenMP thread, as gate runs
+    use) and logged as `count` registered versions, for tests whose scenarios each need a
+    version of their own; returns their version numbers."""
+    from threadpoolctl import threadpool_limits
+
+    from pipeline import data as data_mod
+    from pipeline import figures, registry, train
+
+    dataset = data_mod.load(settings)
+    parts = data_mod.split(settings, dataset)
+    with threadpool_limits(1):
+        model = train.fit(settings, dataset.features, parts.train)
+    X = parts.eval[dataset.features.columns]
+    metrics = figures.regression_metrics(parts.eval[settings.data.target].to_numpy(), model.predict(X))
+    return [registry.log_candidate(settings, model, dataset, parts.eval, metrics).version for _ in range(count)]
+
+
 def store_state(folder: Path) -> str | tuple[int, int]:
     """'absent' when no store file exists, else (runs, model versions) in it."""
     import sqlite3

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import CHEAP, LIGHT_MODEL, deep_merge, run_cli, run_gates_in_process, write_project
+from conftest import CHEAP, LIGHT_MODEL, registered_versions, run_cli, run_gates_in_process, write_project
 
 from pipeline import cli
 from pipeline import config as config_mod
@@ -21,20 +21,10 @@ NAME = "ames-price"
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from threadpoolctl import threadpool_limits
-
-    from pipeline import data as data_mod
-    from pipeline import figures, train
-
     folder = tmp_path_factory.mktemp("audit")
     cfg = write_project(folder, CHEAP, model=LIGHT_MODEL, families=("metrics",))
     settings = config_mod.load(cfg, "staging")
-    dataset = data_mod.load(settings)
-    parts = data_mod.split(settings, dataset)
-    with threadpool_limits(1):
-        model = train.fit(settings, dataset.features, parts.train)
-    metrics = figures.regression_metrics(parts.eval[settings.data.target].to_numpy(), model.predict(parts.eval[dataset.features.columns]))
-    versions = [registry.log_candidate(settings, model, dataset, parts.eval, metrics).version for _ in range(3)]
+    versions = registered_versions(settings, 3)
     return {"folder": folder, "config": cfg, "settings": settings, "versions": versions, "suite": settings.gate_tests}
 
 
