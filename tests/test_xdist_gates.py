@@ -18,10 +18,9 @@ import pytest
 import yaml
 from matplotlib import image as mpimg
 
-from conftest import CHEAP, LIGHT_MODEL, ROOT, deep_merge, require_only, run_gates_in_process, write_project
+from conftest import CHEAP, LIGHT_MODEL, ROOT, deep_merge, registered_versions, require_only, run_gates_in_process, write_project
 from pipeline import config as config_mod
-from pipeline import data as data_mod
-from pipeline import figures, registry, report, train
+from pipeline import registry, report
 
 pytestmark = pytest.mark.slow
 
@@ -51,13 +50,9 @@ def store(tmp_path_factory):
     settings = config_mod.load(cfg, "staging")
     assert settings.with_env("dev").environment.required_gates == sorted(METRICS)
     assert settings.environment.required_gates == sorted([*METRICS, *LATENCY])
-    dataset = data_mod.load(settings)
-    parts = data_mod.split(settings, dataset)
-    model = train.fit(settings, dataset.features, parts.train)
-    metrics = figures.regression_metrics(parts.eval[settings.data.target].to_numpy(), model.predict(parts.eval[dataset.features.columns]))
-    baseline, *versions = [registry.log_candidate(settings, model, dataset, parts.eval, metrics) for _ in range(3)]
-    registry.connect(settings).set_registered_model_alias(NAME, BASELINE, baseline.version)
-    return folder, cfg, baseline.version, [v.version for v in versions]
+    baseline, *versions = registered_versions(settings, 3)
+    registry.connect(settings).set_registered_model_alias(NAME, BASELINE, baseline)
+    return folder, cfg, baseline, versions
 
 
 def gates_n2(tmp_path, cfg, version: str, env: str):
