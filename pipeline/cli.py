@@ -185,6 +185,17 @@ def cmd_promote(args, settings, out: Out) -> int:
     return EXIT_OK
 
 
+def cmd_approve(args, settings, out: Out) -> int:
+    from pipeline import gating
+
+    name = settings.mlflow.registered_model
+    out.progress(f"checking evidence of {name} version {args.version} for {settings.env}")
+    approval, message = gating.approve(settings, name, str(args.version), settings.env, args.note or "")
+    out.line(message)
+    out.emit({"approved": True, "message": message, "approval": {k: getattr(approval, k) for k in approval.__slots__}})
+    return EXIT_OK
+
+
 def cmd_rollback(args, settings, out: Out) -> int:
     from pipeline import gating
 
@@ -317,6 +328,10 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("promote", parents=[common], help="move the environment's alias to VERSION if its evidence allows")
     s.add_argument("version", type=_version, help="model version number")
     s.set_defaults(fn=cmd_promote)
+    s = sub.add_parser("approve", parents=[common], help="approve VERSION's current evidence for the environment (where approval: required)")
+    s.add_argument("version", type=_version, help="model version number")
+    s.add_argument("--note", help="why, for the record (one line)")
+    s.set_defaults(fn=cmd_approve)
     s = sub.add_parser("rollback", parents=[common], help="swap the environment's alias with its previous holder")
     s.set_defaults(fn=cmd_rollback)
     s = sub.add_parser("list", parents=[common], help="versions with aliases, gate status and key metrics")
@@ -357,6 +372,7 @@ def _version(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     out = Out(args.json)
+    settings = None
     try:
         if args.command == "keygen":  # needs no config and no store
             return args.fn(args, None, out)
@@ -380,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         line = store_error_line(e)
         if line is None:
             raise
-        print(f"error: tracking store {os.environ.get('MLFLOW_TRACKING_URI') or 'from config'}: {line}", file=sys.stderr)
+        where = settings.mlflow.tracking_uri if settings is not None else os.environ.get("MLFLOW_TRACKING_URI") or "from config"
+        print(f"error: tracking store {where}: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

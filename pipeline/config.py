@@ -127,6 +127,9 @@ class Environment(_Strict):
     alias: str
     # Evidence from an environment serves every environment of lower or equal strictness.
     strictness: int = 0
+    # required: promotion also needs a person's approval of the very evidence that allows it
+    # (`run-pipeline approve VERSION --env ENV`). Inherited through `extends` unless restated.
+    approval: Literal["none", "required"] = "none"
     thresholds: dict[str, Threshold] = Field(min_length=1)
 
     @property
@@ -357,7 +360,7 @@ def _resolve_tracking_uri(base: Path, uri: str) -> str:
 
 def _resolve_environments(config_path: Path, envs: Any) -> Any:
     """Apply `extends` (a child lists only the threshold lines that differ; `KEY: null` drops
-    one), default each alias to the environment's name, and give every threshold its gate
+    one; `approval` is inherited unless restated), default each alias to the environment's name, and give every threshold its gate
     id and environment for its messages."""
     if not isinstance(envs, dict):
         return envs
@@ -382,6 +385,8 @@ def _resolve_environments(config_path: Path, envs: Any) -> Any:
                 raise InputError(f"{config_path}: environments.{name}.extends: '{parent}' extends '{name}' in turn (a cycle)")
             base = resolve(parent, (*chain, name))
             thresholds = {k: dict(v) if isinstance(v, dict) else v for k, v in (base.get("thresholds") or {}).items()}
+            if isinstance(base, dict) and "approval" in base:  # a stricter child never silently drops it
+                env.setdefault("approval", base["approval"])
         for key, th in (own or {}).items():
             if th is None:
                 thresholds.pop(key, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import getpass
 import os
@@ -61,7 +62,8 @@ def finish(plugin, result) -> None:
 
 
 def _who() -> str:
-    for var in ("GITHUB_ACTOR", "USER", "USERNAME"):
+    # The tracking server's authenticated user first: that is the identity its permissions judged.
+    for var in ("MLFLOW_TRACKING_USERNAME", "GITHUB_ACTOR", "USER", "USERNAME"):
         if os.environ.get(var):
             return os.environ[var]
     try:
@@ -117,13 +119,70 @@ def check_evidence(settings: Settings, name: str, version: str, env: str) -> tup
     return doc, tag_digest
 
 
+def check_approval(settings: Settings, name: str, version: str, env: str, ev_digest: str) -> registry.Approval | None:
+    """The approval of exactly this evidence (digest `ev_digest`) when `env` requires one, or
+    PromotionRefused saying why none counts; None when `env` requires no approval."""
+    if settings.environments[env].approval != "required":
+        return None
+    found = registry.approvals(settings, name, version, env)
+    again = f"run-pipeline approve {version} --env {env}"
+    if not found:
+        raise PromotionRefused(f"{name} version {version}: {env} requires approval (environments.{env}.approval), and none is recorded; {again}")
+    keys = signing.load_public_keys(settings.signing.public_keys) if settings.signing.public_keys else None
+    why = ""
+    for a in reversed(found):  # the newest approval that holds decides
+        if a.evidence_sha256 != ev_digest:
+            why = why or (f"the approval by {a.by} at {a.at} is of other evidence (sha256 {a.evidence_sha256[:12]}, "
+                          f"now {ev_digest[:12]}): the version was gated again since; {again}")
+            continue
+        if keys is not None:
+            sig = signing.Signature(a.key_id, a.signature) if a.key_id and a.signature else None
+            bad = signing.verify(keys, a.digest, sig, kind="approval")
+            if bad:
+                why = why or f"the approval by {a.by} at {a.at} is {bad}"
+                continue
+        return a
+    raise PromotionRefused(f"{name} version {version}: {env} requires approval: {why}")
+
+
+def approve(settings: Settings, name: str, version: str, env: str, note: str = "") -> tuple[registry.Approval, str]:
+    """Record who approves `version`'s current evidence for `env` (signed when a signing key is
+    configured). Only evidence that would promote can be approved. Returns (approval, summary)."""
+    if env not in settings.environments:
+        raise InputError(f"--env {env}: unknown environment (known: {', '.join(settings.environments)})")
+    key = signing.load_private(settings.signing.private_key)  # a bad key fails before anything is written
+    try:
+        doc, ev_digest = check_evidence(settings, name, version, env)
+    except PromotionRefused as e:
+        raise PromotionRefused(f"nothing to approve: {e}") from None
+    approval = registry.Approval(env=env, version=str(version), by=_who(), at=_now_us(), evidence_sha256=ev_digest,
+                                 evidence_env=doc["environment"], note=" ".join(note.split()))
+    if key is not None:
+        sig = signing.sign(key, approval.digest, kind="approval")
+        approval = dataclasses.replace(approval, key_id=sig.key_id, signature=sig.value)
+    registry.record_approval(settings, name, approval)
+    needed = "" if settings.environments[env].approval == "required" else f" ({env} does not require approval)"
+    signed = f", signed by key {approval.key_id}" if approval.key_id else ", unsigned"
+    return approval, (f"approved {name} version {version} for {env}: its {approval.evidence_env} evidence "
+                      f"sha256 {ev_digest[:12]}, by {approval.by}{signed}{needed}")
+
+
+def _now_us() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
 def promote(settings: Settings, name: str, version: str, env: str) -> str:
-    """Move `env`'s alias to `version` if its evidence allows it; return a one-line summary."""
+    """Move `env`'s alias to `version` if its evidence (and, where required, an approval of that
+    evidence) allows it; return a one-line summary."""
     if env not in settings.environments:
         raise InputError(f"--env {env}: unknown environment (known: {', '.join(settings.environments)})")
     doc, ev_digest = check_evidence(settings, name, version, env)
+    approval = check_approval(settings, name, version, env, ev_digest)
     alias = settings.environments[env].alias
-    previous = registry.move_alias(settings, name, alias, version, evidence_sha256=ev_digest, who=_who(), evidence_env=doc["environment"])
+    # move_alias checks once more, around the move itself, that this evidence is still the
+    # version's (a re-gate of the same version may have replaced it since it was read above).
+    previous = registry.move_alias(settings, name, alias, version, evidence_sha256=ev_digest, who=_who(), evidence_env=doc["environment"],
+                                   approved_by=approval.by if approval else None)
     archived = registry.archive_old_versions(settings, name)
     prev = f" (previous: version {previous}, now @previous-{alias})" if previous and previous != version else ""
     arch = f"; archived versions {', '.join(archived)}" if archived else ""
@@ -138,7 +197,7 @@ def rollback(settings: Settings, name: str, env: str) -> str:
 
 def audit(settings: Settings, envs: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
     """Check every alias of `envs`: its holder got there by a recorded harness move, and its
-    evidence still allows it there (check_evidence). Returns (violations, one row per alias)."""
+    evidence (and approval, where required) still allows it there. Returns (violations, one row per alias)."""
     name = settings.mlflow.registered_model
     holders = registry.alias_map(settings, name)
     moves = registry.history(settings, name)
@@ -162,8 +221,9 @@ def audit(settings: Settings, envs: list[str]) -> tuple[list[str], list[dict[str
                        f"put v{last.version} there)")
         else:
             try:
-                check_evidence(settings, name, holder, env)
-            except PromotionRefused as e:
+                _, ev_digest = check_evidence(settings, name, holder, env)
+                check_approval(settings, name, holder, env, ev_digest)
+            except PipelineError as e:  # a refusal, or evidence that cannot even be read
                 problem = str(e).removeprefix(f"{name} version {holder}: ")
         if problem:
             row["status"], row["detail"] = "violation", problem

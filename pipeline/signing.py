@@ -22,7 +22,9 @@ from pathlib import Path
 from pipeline.errors import InputError
 
 KEY_ENV = "PIPELINE_SIGNING_KEY"
-_CONTEXT = b"pipeline.evidence.sha256:"  # what is signed: this prefix and the hex digest
+# What is signed: a prefix naming the kind of document, then its hex digest, so that a
+# signature of one kind (evidence) can never be replayed as another (an approval).
+_CONTEXTS = {"evidence": b"pipeline.evidence.sha256:", "approval": b"pipeline.approval.sha256:"}
 
 
 @dataclass(frozen=True)
@@ -108,23 +110,24 @@ def load_public_keys(paths: list[Path]) -> dict[str, object]:
     return out
 
 
-def sign(private_key, digest: str) -> Signature:
-    value = private_key.sign(_CONTEXT + digest.encode())
+def sign(private_key, digest: str, kind: str = "evidence") -> Signature:
+    """Sign the digest of a document of `kind` (evidence, approval)."""
+    value = private_key.sign(_CONTEXTS[kind] + digest.encode())
     return Signature(key_id(private_key.public_key()), base64.b64encode(value).decode())
 
 
-def verify(public_keys: dict[str, object], digest: str, signature: Signature | None) -> str | None:
-    """None when `signature` is a valid signature of `digest` by a trusted key; else why not,
-    worded to follow "the evidence is"."""
+def verify(public_keys: dict[str, object], digest: str, signature: Signature | None, kind: str = "evidence") -> str | None:
+    """None when `signature` is a valid signature of `digest` (a document of `kind`) by a
+    trusted key; else why not, worded to follow "the evidence is" ("the approval is")."""
     from cryptography.exceptions import InvalidSignature
 
     if signature is None or not signature.value:
-        return "unsigned, and signed evidence is required (signing.public_keys)"
+        return f"unsigned, and signed {kind} is required (signing.public_keys)"
     key = public_keys.get(signature.key_id)
     if key is None:
         return f"signed by unknown key {signature.key_id} (trusted: {', '.join(sorted(public_keys)) or 'none'})"
     try:
-        key.verify(base64.b64decode(signature.value, validate=True), _CONTEXT + digest.encode())
+        key.verify(base64.b64decode(signature.value, validate=True), _CONTEXTS[kind] + digest.encode())
     except (InvalidSignature, ValueError):
-        return f"signed by key {signature.key_id}, but the signature does not match the evidence (sha256 {digest[:12]})"
+        return f"signed by key {signature.key_id}, but the signature does not match the {kind} (sha256 {digest[:12]})"
     return None

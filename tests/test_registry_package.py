@@ -123,6 +123,9 @@ def test_evidence_promotion_and_listing_on_one_settings_set_up_the_connection_on
 def test_versions_are_plain_frozen_data_with_aliases_and_run_metrics(settings_in, tmp_path: Path):
     settings = settings_in(tmp_path / "p")
     run_ids = seed_versions(settings, 3)
+    client = registry.connect(settings)
+    for v, env in (("1", "staging"), ("2", "staging"), ("2", "production")):  # move_alias checks the evidence tag it is given
+        client.set_model_version_tag(NAME, v, f"gates.{env}.evidence_sha256", "x")
     registry.move_alias(settings, NAME, "staging", "1", evidence_sha256="x", who="t", evidence_env="staging")
     registry.move_alias(settings, NAME, "staging", "2", evidence_sha256="x", who="t", evidence_env="staging")
     registry.move_alias(settings, NAME, "production", "2", evidence_sha256="x", who="t", evidence_env="production")

@@ -2,7 +2,7 @@
 
     store           the client, one per store (connect), reachability, retries, ping
     model           logging a candidate, saving, loading, looking up versions, digests
-    evidence_store  gate evidence and reports on a version's run
+    evidence_store  gate evidence and reports on a version's run, approvals of that evidence
     alias           aliases: champion, move, rollback, their history, listing and archiving versions
     text            JSON text of figures (to_jsonable, dumps)
     uri             what a --model-uri names, checked before any gate runs (resolve)
@@ -24,7 +24,16 @@ from pipeline.registry.alias import (
     rollback_alias,
     versions,
 )
-from pipeline.registry.evidence_store import EVIDENCE_DIR, evidence_signature, load_evidence, log_files, store_evidence
+from pipeline.registry.evidence_store import (
+    EVIDENCE_DIR,
+    Approval,
+    approvals,
+    evidence_signature,
+    load_evidence,
+    log_files,
+    record_approval,
+    store_evidence,
+)
 from pipeline.registry.model import (
     MODEL_ARTIFACT,
     TAG_CONFIG,
@@ -62,11 +71,11 @@ from pipeline.registry.uri import resolve
 
 __all__ = [
     "EVIDENCE_DIR", "MODEL_ARTIFACT", "TAG_CONFIG", "TAG_DATA", "TAG_GIT", "TAG_MODEL", "TAG_SPLIT",
-    "Candidate", "Move", "VersionInfo",
-    "alias_map", "archive_old_versions", "champion_version", "connect", "directory_digest", "dumps",
+    "Approval", "Candidate", "Move", "VersionInfo",
+    "alias_map", "approvals", "archive_old_versions", "champion_version", "connect", "directory_digest", "dumps",
     "ensure_experiment", "ensure_registered_model", "evidence_signature", "get_version", "git_commit", "history", "load_evidence",
     "load_model", "load_pyfunc", "log_candidate", "log_files", "model_digest", "move_alias",
-    "parse_model_uri", "ping", "pip_requirements", "reachable", "record_move", "resolve", "retry", "rollback_alias",
+    "parse_model_uri", "ping", "pip_requirements", "reachable", "record_approval", "record_move", "resolve", "retry", "rollback_alias",
     "roundtrip_pyfunc", "save_model", "setup_count", "signature_for", "store_evidence",
     "store_error_line", "to_jsonable", "trusted_types", "versions",
 ]

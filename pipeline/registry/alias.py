@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from pipeline.config import Settings
-from pipeline.errors import InputError
+from pipeline.errors import InputError, PromotionRefused
 from pipeline.registry import store
 
 
@@ -40,34 +40,66 @@ def champion_version(settings: Settings, alias: str) -> tuple[str, str] | None:
     return name, str(mv.version)
 
 
-def move_alias(settings: Settings, name: str, alias: str, version: str, *, evidence_sha256: str, who: str, evidence_env: str) -> str | None:
-    """Point `alias` at `version`; the previous holder keeps `previous-<alias>`. Returns it."""
+def _holder(client, name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def _evidence_is_still(client, name: str, version: str, env: str, digest: str) -> str | None:
+    """None when the version's `env` evidence tag still names `digest`; else the refusal's text."""
+    now = (client.get_model_version(name, version).tags or {}).get(f"gates.{env}.evidence_sha256", "")
+    if now == digest:
+        return None
+    return (f"{name} version {version}: its {env} evidence changed while the promotion was checking it "
+            f"(sha256 {digest[:12]}, now {now[:12] or 'none'}): the version was gated again meanwhile; promote again")
+
+
+def move_alias(settings: Settings, name: str, alias: str, version: str, *, evidence_sha256: str, who: str, evidence_env: str,
+               approved_by: str | None = None) -> str | None:
+    """Point `alias` at `version`; the previous holder keeps `previous-<alias>`. Returns it.
+
+    The evidence that allowed the move (`evidence_sha256`, from `evidence_env`) must still be
+    the version's just before and just after the alias moves; when a re-gate replaced it in
+    between, the aliases are put back as they were and the move is refused.
+    """
     client = store.connect(settings)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     with store.reachable(settings):
-        try:
-            previous = str(client.get_model_version_by_alias(name, alias).version)
-        except MlflowException:
-            previous = None
+        previous = _holder(client, name, alias)
+        why = _evidence_is_still(client, name, version, evidence_env, evidence_sha256)
+        if why:
+            raise PromotionRefused(why)
         if previous != version:
+            before_previous = _holder(client, name, f"previous-{alias}")
             if previous is not None:
                 store.retry(client.set_registered_model_alias, name, f"previous-{alias}", previous)
             store.retry(client.set_registered_model_alias, name, alias, version)
+            why = _evidence_is_still(client, name, version, evidence_env, evidence_sha256)
+            if why:  # lost the race: undo, then refuse
+                for a, holder in ((alias, previous), (f"previous-{alias}", before_previous)):
+                    if holder is None:
+                        store.retry(client.delete_registered_model_alias, name, a)
+                    else:
+                        store.retry(client.set_registered_model_alias, name, a, holder)
+                raise PromotionRefused(why)
         for key, value in {
             f"promoted.{alias}.by": who,
             f"promoted.{alias}.at": now,
             f"promoted.{alias}.evidence_sha256": evidence_sha256,
             f"promoted.{alias}.evidence_env": evidence_env,
             f"promoted.{alias}.replaced": previous or "none",
+            f"promoted.{alias}.approved_by": approved_by or "",
             # Stages are deprecated in MLflow 3; the name stays visible as a tag.
             "stage": alias,
         }.items():
             store.retry(client.set_model_version_tag, name, version, key, value)
         if (client.get_model_version(name, version).tags or {}).get("archived") == "true":
             client.delete_model_version_tag(name, version, "archived")  # holding an alias again
-    record_move(settings, name, Move(alias, "promote", version, who, _now_us(), evidence_sha256, previous))
+    record_move(settings, name, Move(alias, "promote", version, who, _now_us(), evidence_sha256, previous, approved_by))
     return previous
 
 
@@ -173,6 +205,7 @@ class Move:
     at: str  # ISO 8601, UTC, microseconds
     evidence_sha256: str | None = None
     replaced: str | None = None  # the version that held the alias before
+    approved_by: str | None = None  # who approved the evidence, where the environment requires approval
 
 
 HISTORY = "history."  # registered-model tag prefix: history.<alias>.<UTC stamp>, one per move

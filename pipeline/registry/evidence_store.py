@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,13 @@ def load_evidence(settings: Settings, name: str, version: str) -> dict[str, tupl
                 local = client.download_artifacts(mv.run_id, path, tmp)
             except Exception as e:  # a missing artifact is a refusal, not a crash
                 raise InputError(f"{name} version {version}: evidence artifact {path} unreadable: {str(e).splitlines()[0][:120]}") from None
-            doc = json.loads(Path(local).read_text())
+            try:
+                doc = json.loads(Path(local).read_bytes())
+            except ValueError as e:  # truncated, replaced or not text at all
+                raise InputError(f"{name} version {version}: evidence artifact {path} is not a JSON document "
+                                 f"({type(e).__name__} at character {getattr(e, 'pos', '?')}); re-run the gates") from None
+            if not isinstance(doc, dict):
+                raise InputError(f"{name} version {version}: evidence artifact {path} is not an evidence document (a JSON {type(doc).__name__})")
         out[env] = (doc, tags.get(f"gates.{env}.evidence_sha256", ""))
     return out
 
@@ -79,3 +86,62 @@ def log_files(settings: Settings, run_id: str, files: list[Path], artifact_path:
         for f in files:
             sub = artifact_path if f.parent.name != "plots" else f"{artifact_path}/plots"
             client.log_artifact(run_id, str(f), artifact_path=sub)
+
+
+# ---------------------------------------------------------------- approvals of evidence
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """A person's approval of one version's evidence for one environment, as recorded on the version.
+
+    It names the evidence by its digest, so it approves that evidence only: a version gated
+    again since has other evidence, which this approval does not cover.
+    """
+
+    env: str
+    version: str
+    by: str
+    at: str  # ISO 8601, UTC, microseconds
+    evidence_sha256: str
+    evidence_env: str  # the environment whose gate run wrote the approved evidence
+    note: str = ""
+    key_id: str | None = None  # the signature over `digest`, when the approver had a key
+    signature: str | None = None
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 over everything but the signature: what a signature covers."""
+        import hashlib
+
+        body = {k: getattr(self, k) for k in Approval.__slots__ if k not in ("key_id", "signature")}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+APPROVAL = "approval."  # version tag prefix: approval.<env>.<UTC stamp>, one per approval, never overwritten
+
+
+def record_approval(settings: Settings, name: str, approval: Approval) -> str:
+    """Write `approval` as a tag of its own on the version; returns the tag key."""
+    client = store.connect(settings)
+    stamp = approval.at.replace("-", "").replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
+    key = f"{APPROVAL}{approval.env}.{stamp}"
+    with store.reachable(settings):
+        store.retry(client.set_model_version_tag, name, approval.version, key,
+                    json.dumps({k: getattr(approval, k) for k in Approval.__slots__}, sort_keys=True))
+    return key
+
+
+def approvals(settings: Settings, name: str, version: str, env: str) -> list[Approval]:
+    """Every approval of `version` for `env`, oldest first."""
+    tags = model.get_version(settings, name, version).tags or {}
+    out = []
+    for key, value in tags.items():
+        if not key.startswith(f"{APPROVAL}{env}."):
+            continue
+        try:
+            raw = json.loads(value)
+            out.append(Approval(**{k: (None if raw.get(k) is None else str(raw[k])) for k in Approval.__slots__ if k in raw}))
+        except (ValueError, TypeError) as e:
+            raise InputError(f"model registry: {name} version {version} tag {key}: not an approval record ({type(e).__name__})") from None
+    return sorted(out, key=lambda a: a.at)

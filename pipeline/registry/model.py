@@ -78,11 +78,18 @@ def signature_for(features: FeatureSpec):
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double")]))
 
 
+# MLflow writes this file (the version's name and number) into a model's folder whenever a
+# models:/ URI is downloaded or loaded; from a local store, into the store's own folder. It is
+# the registry's bookkeeping, not the model, so the digest leaves it out.
+_REGISTRY_META = "registered_model_meta"  # mlflow.store.artifact.models_artifact_repo.REGISTERED_MODEL_META_FILE_NAME
+
+
 def directory_digest(root: Path) -> str:
-    """SHA-256 over every file under `root`: relative path and content, in path order."""
+    """SHA-256 over every file under `root` but MLflow's registry note: relative path and
+    content, in path order."""
     root = Path(root)
     h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() != _REGISTRY_META):
         h.update(f.relative_to(root).as_posix().encode() + b"\0")
         h.update(hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()
@@ -92,10 +99,31 @@ def model_digest(settings: Settings, model_uri: str) -> str:
     """SHA-256 of a model's artifact files as the store holds them now."""
     import mlflow.artifacts
 
+    from mlflow.exceptions import MlflowException
+
     store.connect(settings)
     with tempfile.TemporaryDirectory() as tmp, store.reachable(settings):
-        local = mlflow.artifacts.download_artifacts(artifact_uri=_artifact_uri(settings, model_uri), dst_path=tmp)
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=_artifact_uri(settings, model_uri), dst_path=tmp)
+        except (MlflowException, OSError) as e:  # a deleted or unreadable model folder
+            # MLflow's message is a header, a "#####" line, then the reason ("No such artifact: ...").
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("#")]
+            why = lines[-1] if lines else type(e).__name__
+            raise InputError(f"{model_uri}: model files missing or unreadable in the store ({why[:160]}; "
+                             f"at {_artifact_uri(settings, model_uri)})") from None
         return directory_digest(Path(local))
+
+
+def check_model_files(settings: Settings, mv) -> str:
+    """A registered version's model digest now, or InputError when its files are gone or differ
+    from the digest recorded when it was logged (a corrupted or replaced artifact)."""
+    model_uri = f"models:/{mv.name}/{mv.version}"
+    digest = model_digest(settings, model_uri)
+    logged = (mv.tags or {}).get(TAG_MODEL)
+    if logged and logged != digest:
+        raise InputError(f"{model_uri}: model files changed since version {mv.version} was logged "
+                         f"(sha256 now {digest[:12]}, logged {logged[:12]}); gate a freshly logged version")
+    return digest
 
 
 def _artifact_uri(settings: Settings, model_uri: str) -> str:
@@ -165,6 +193,8 @@ def _load(settings: Settings, uri: str, loader):
             raise InputError(f"--model-uri {uri}: {str(e).splitlines()[0][:200]}") from None
         except OSError as e:
             raise InputError(f"--model-uri {uri}: {e}") from None
+        except Exception as e:  # a damaged artifact: skops' BadZipFile, a pickle error, ...
+            raise InputError(f"--model-uri {uri}: the model could not be loaded ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from None
 
 
 def log_candidate(settings: Settings, model: Any, data: Dataset, eval_frame: pd.DataFrame, metrics: dict[str, float]) -> Candidate:

@@ -67,7 +67,7 @@ def connect(settings: Settings):
     key: _Key = (ml.tracking_uri, ml.http_timeout_s, ml.http_max_retries)
     uri = ml.tracking_uri
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        _check_sqlite_file(Path(uri.removeprefix("sqlite:///")))
     # Every call: pytest restores the warning filters after each test.
     quiet_mlflow()
     with _lock:
@@ -81,6 +81,36 @@ def connect(settings: Settings):
     return client
 
 
+def _check_sqlite_file(path: Path) -> None:
+    """An embedded store's file is an SQLite database (or not there yet), else one line naming it.
+
+    SQLAlchemy would otherwise fail somewhere inside MLflow's migrations with a traceback.
+    """
+    import sqlite3
+
+    from pipeline.errors import InputError
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        return  # MLflow creates it
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+        if head and head != b"SQLite format 3\x00":
+            raise InputError(f"tracking store {path}: not an SQLite database (it starts {head[:8]!r}); restore it from a backup")
+        con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        try:  # reads the header and the schema page only: cheap enough for every connect()
+            con.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        finally:
+            con.close()
+    except IsADirectoryError:
+        raise InputError(f"tracking store {path}: a folder, not an SQLite database file") from None
+    except OSError as e:
+        raise InputError(f"tracking store {path}: unreadable ({e.strerror or e})") from None
+    except sqlite3.DatabaseError as e:
+        raise InputError(f"tracking store {path}: damaged SQLite database ({e}); restore it from a backup") from None
+
+
 def setup_count() -> int:
     """How many times connect() has pointed MLflow at a store in this process (for tests)."""
     return _setups
@@ -89,7 +119,7 @@ def setup_count() -> int:
 def store_exists(settings: Settings) -> bool:
     uri = settings.mlflow.tracking_uri
     if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///")).is_file()
+        return Path(uri.removeprefix("sqlite:///")).exists()  # a folder there is an error connect() names
     return True
 
 
@@ -199,6 +229,12 @@ def store_error_line(e: BaseException) -> str | None:
     """One line for an MLflow error nobody foresaw (the CLI prints it, exit 2); None for any other error."""
     from mlflow.exceptions import MlflowException
 
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # pragma: no cover - MLflow depends on it
+        SQLAlchemyError = ()  # noqa: N806
+    if isinstance(e, SQLAlchemyError):  # the database behind the store: its first line, not the SQL
+        return f"database error: {str(getattr(e, 'orig', None) or e).splitlines()[0][:200]}"
     if not isinstance(e, MlflowException):
         return None
     return next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:300]

@@ -14,7 +14,7 @@ def resolve(settings: Settings, uri: str) -> str | None:
     A registry URI needs an existing store and an existing version or alias; a plain path
     must be an MLflow model folder. An embedded store that does not exist is not created.
     """
-    from pipeline.registry.model import get_version, parse_model_uri
+    from pipeline.registry.model import check_model_files, get_version, parse_model_uri
     from pipeline.registry.store import store_exists
 
     parsed = parse_model_uri(uri)
@@ -27,6 +27,12 @@ def resolve(settings: Settings, uri: str) -> str | None:
             mv = get_version(settings, *parsed)
         except InputError as e:
             raise InputError(f"--model-uri {uri}: {e}") from None
+        # Missing or altered model files stop the run here: no gate runs, no evidence is written.
+        exact = f"models:/{mv.name}/{mv.version}"
+        try:
+            check_model_files(settings, mv)
+        except InputError as e:
+            raise InputError(f"--model-uri {uri}: {e}" if uri != exact else str(e)) from None
         return str(mv.version)
     if "://" in uri or uri.startswith(("runs:/", "mlflow-artifacts:/")):
         return None  # a run's or a server's artifact: loading it says whether it exists
