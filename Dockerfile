@@ -12,8 +12,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY pipeline ./pipeline
-# psycopg2 and boto3 reach the PostgreSQL registry and the S3-compatible artifact store.
-RUN pip install --no-cache-dir -c constraints.txt . "psycopg2-binary>=2.9" "boto3>=1.34" \
+# psycopg2 and boto3 reach the PostgreSQL registry and the S3-compatible artifact store;
+# Flask-WTF is MLflow's auth extra, for the compose file's `mlflow server --app-name basic-auth`.
+RUN pip install --no-cache-dir -c constraints.txt . "psycopg2-binary>=2.9" "boto3>=1.34" "Flask-WTF>=1.2,<2" \
     && useradd --create-home --uid 10001 serve
 USER serve
 

@@ -392,7 +392,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except Exception as e:  # an MLflow or store failure we did not foresee: still one line
         from pipeline.registry import store_error_line
+        from pipeline.registry.store import access_error
 
+        refused = access_error(settings, e) if settings is not None else None
+        if refused is not None:
+            print(f"error: {refused}", file=sys.stderr)
+            return refused.exit_code
         line = store_error_line(e)
         if line is None:
             raise

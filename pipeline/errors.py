@@ -29,6 +29,12 @@ class RegistryUnavailable(PipelineError):
     exit_code = EXIT_BAD_INPUT
 
 
+class PermissionDenied(PipelineError):
+    """The tracking server refused the user (401) or the call (403): nothing was changed by it."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
 class PromotionRefused(PipelineError):
     """Promotion was asked for and refused; the reason names what was missing or wrong."""
 

@@ -99,14 +99,21 @@ class Server:
         self.stop()
 
 
-def tracking_server(backend_uri: str, artifacts: Path, log: Path, port: int | None = None, workers: int = 2) -> Server:
-    """`mlflow server` with its artifacts served through it (--serve-artifacts)."""
+def tracking_server(backend_uri: str, artifacts: Path, log: Path, port: int | None = None, workers: int = 2,
+                    auth_config: Path | None = None, env: dict[str, str] | None = None) -> Server:
+    """`mlflow server` with its artifacts served through it (--serve-artifacts); with
+    `auth_config` (a basic_auth.ini), MLflow's basic-auth app: users, passwords, permissions.
+    Its secrets (MLFLOW_AUTH_ADMIN_PASSWORD, MLFLOW_FLASK_SERVER_SECRET_KEY) come in `env`."""
     port = port or free_port()
     args = [_mlflow_bin(), "server", "--host", "127.0.0.1", "--port", str(port),
             "--backend-store-uri", backend_uri, "--serve-artifacts",
             "--artifacts-destination", Path(artifacts).resolve().as_uri(),
             "--default-artifact-root", "mlflow-artifacts:/", "--workers", str(workers)]
-    return Server(args, port, "/health", log, name="mlflow tracking server")
+    env = dict(env or {})
+    if auth_config is not None:
+        args += ["--app-name", "basic-auth"]
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(Path(auth_config).resolve())
+    return Server(args, port, "/health", log, env=env, name="mlflow tracking server")
 
 
 def model_server(model_uri: str, log: Path, port: int | None = None, env: dict[str, str] | None = None) -> Server:

@@ -8,8 +8,10 @@ they skip with the reason when none answers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -49,6 +51,12 @@ def _pg_answers() -> bool:
 @pytest.fixture(scope="module")
 def postgres_db():
     """A fresh PostgreSQL database for one server, dropped afterwards."""
+    with fresh_pg_database() as uri:
+        yield uri
+
+
+@contextlib.contextmanager
+def fresh_pg_database():
     if not _pg_answers():
         reason = f"no PostgreSQL answers on {PG_HOST}:{PG_PORT}"
         if os.environ.get("CI", "").lower() not in ("", "0", "false"):
@@ -79,6 +87,7 @@ def sqlite_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def postgres_server(tmp_path_factory, postgres_db):
+    """mlflow server on a fresh PostgreSQL database."""
     folder = tmp_path_factory.mktemp("pg-server")
     with servers.tracking_server(postgres_db, folder / "artifacts", folder / "server.log") as srv:
         yield srv
@@ -236,6 +245,85 @@ def test_server_stopped_mid_run_then_rerun(tmp_path):
         server.stop()
 
 
+AUTH_INI = ROOT / "deploy" / "mlflow_basic_auth.ini"  # what docker-compose's server reads
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    """`mlflow server --app-name basic-auth` on a fresh PostgreSQL database (runs and users both),
+    with deploy/mlflow_basic_auth.ini pointed at it and secrets made up for this module."""
+    import configparser
+
+    folder = tmp_path_factory.mktemp("auth-server")
+    with fresh_pg_database() as uri:
+        ini = configparser.ConfigParser()
+        ini.read(AUTH_INI)
+        ini["mlflow"]["database_uri"] = uri
+        with open(folder / "basic_auth.ini", "w") as f:
+            ini.write(f)
+        admin = secrets.token_urlsafe(18)
+        env = {"MLFLOW_AUTH_ADMIN_PASSWORD": admin, "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+        with servers.tracking_server(uri, folder / "artifacts", folder / "server.log", auth_config=folder / "basic_auth.ini", env=env) as srv:
+            yield srv, admin
+
+
+@pytest.mark.postgres
+def test_only_the_promoter_moves_an_alias_on_a_basic_auth_server(auth_server, tmp_path, monkeypatch):
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.client import AuthServiceClient
+
+    server, admin_password = auth_server
+    name = "ames-auth"
+    users = {"ci": secrets.token_urlsafe(16), "reader": secrets.token_urlsafe(16)}
+    # The admin sets it up: two users, the registered model, EDIT on it for the promoter only.
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", admin_password)
+    auth = AuthServiceClient(server.url)
+    for user, password in users.items():
+        auth.create_user(user, password)
+    _client(server.url).create_registered_model(name)
+    auth.grant_user_permission("ci", "registered_model", name, "EDIT")
+
+    cfg = registry_project(tmp_path / "p", {"experiment": "auth-test", "registered_model": name})
+    as_user = {u: {"MLFLOW_TRACKING_USERNAME": u, "MLFLOW_TRACKING_PASSWORD": p} for u, p in users.items()}
+    run = cli("run", "--config", str(cfg), "--no-promote", "--json", cwd=cfg.parent, uri=server.url, extra_env=as_user["ci"])
+    assert run.returncode == 0, run.stderr[-2000:]
+    version = json.loads(run.stdout)["model"]["version"]
+    client = _client(server.url)
+
+    def state():
+        mv = client.get_model_version(name, version)
+        return dict(client.get_registered_model(name).aliases), {k: v for k, v in mv.tags.items() if k.startswith(("approval.", "promoted."))}
+
+    before = state()
+    assert before == ({}, {})
+    needs = f"which needs EDIT permission on registered model '{name}'; nothing was changed by this call"
+    # The reader can read (list, audit) but not promote, approve or move an alias by hand.
+    for args, endpoint in ((("promote", version), "registered-models/alias"), (("approve", version), "model-versions/set-tag")):
+        r = cli(*args, "--config", str(cfg), cwd=cfg.parent, uri=server.url, extra_env=as_user["reader"])
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert r.stderr.strip().splitlines() == [
+            f"error: tracking server {server.url}: permission denied to user 'reader' for /api/2.0/mlflow/{endpoint}, {needs}"]
+        assert state() == before
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "reader")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", users["reader"])
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED|403") as e:
+        client.set_registered_model_alias(name, "staging", version)
+    assert e.value.error_code == "PERMISSION_DENIED" and state() == before
+    wrong = cli("list", "--config", str(cfg), cwd=cfg.parent, uri=server.url,
+                extra_env={"MLFLOW_TRACKING_USERNAME": "reader", "MLFLOW_TRACKING_PASSWORD": "not-the-password"})
+    assert wrong.returncode == 2 and "user 'reader' not authenticated (401 on " in wrong.stderr
+
+    # The promoter's gated promotion moves it, on record; the reader's audit agrees.
+    promoted = cli("promote", version, "--config", str(cfg), cwd=cfg.parent, uri=server.url, extra_env=as_user["ci"])
+    assert promoted.returncode == 0, promoted.stderr
+    assert {a: str(v) for a, v in client.get_registered_model(name).aliases.items()} == {"staging": version}
+    audit = cli("audit", "--config", str(cfg), "--json", cwd=cfg.parent, uri=server.url, extra_env=as_user["reader"])
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    staging = next(r for r in json.loads(audit.stdout)["aliases"] if r["alias"] == "staging")
+    assert staging["status"] == "ok" and staging["detail"].startswith("promote by ci at ")
+
+
 def test_unreachable_server_fails_fast_in_one_line(tmp_path):
     cfg = write_project(tmp_path / "p")
     port = servers.free_port()  # nothing listens there
@@ -254,7 +342,7 @@ def test_compose_and_dockerfile_match_what_the_tests_run():
     services = compose["services"]
     assert {"postgres", "minio", "mlflow", "serving"} <= set(services)
     mlflow_cmd = services["mlflow"]["command"]
-    ours = servers.tracking_server("postgresql://x", Path("/tmp/a"), Path("/tmp/log")).args
+    ours = servers.tracking_server("postgresql://x", Path("/tmp/a"), Path("/tmp/log"), auth_config=AUTH_INI).args
     flags = {a for a in ours if a.startswith("--")}
     assert flags <= set(mlflow_cmd), f"compose's mlflow server lacks {flags - set(mlflow_cmd)}"
     assert mlflow_cmd[:2] == ["mlflow", "server"]
@@ -264,6 +352,16 @@ def test_compose_and_dockerfile_match_what_the_tests_run():
     assert value["--artifacts-destination"].startswith("s3://")
     assert "5000:5000" in services["mlflow"]["ports"]
     assert services["mlflow"]["environment"]["MLFLOW_S3_ENDPOINT_URL"].startswith("http://minio:9000")
+    # The basic-auth app as the permission test runs it: the same ini, its secrets from files.
+    assert value["--app-name"] == "basic-auth"
+    mount = next(v for v in services["mlflow"]["volumes"] if v.endswith(":ro"))
+    src, dst, _ = mount.split(":")
+    assert (ROOT / src).resolve() == AUTH_INI and services["mlflow"]["environment"]["MLFLOW_AUTH_CONFIG_PATH"] == dst
+    assert set(services["mlflow"]["secrets"]) == {"mlflow_admin_password", "mlflow_flask_secret_key"}
+    assert all("file" in spec and spec["file"].startswith("./secrets/") for spec in compose["secrets"].values())
+    assert "secrets/" in (ROOT / ".gitignore").read_text().split()
+    text = (ROOT / "docker-compose.yaml").read_text() + AUTH_INI.read_text()
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD:" not in text and "admin_password =" not in text  # no password in either file
     serving = services["serving"]
     served = servers.model_server("m", Path("/tmp/log")).args
     assert "models serve" in " ".join(served) and "models serve" in serving["command"][-1]

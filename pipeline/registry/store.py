@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 from pipeline.config import Settings
-from pipeline.errors import RegistryUnavailable
+from pipeline.errors import PermissionDenied, PipelineError, RegistryUnavailable
 
 # A store as connect() tells one from another: the settings that shape its client.
 _Key = tuple[str, int, int]
@@ -123,15 +123,45 @@ def store_exists(settings: Settings) -> bool:
     return True
 
 
+# What a server's 403 means, by the REST endpoint refused: the permission the call needs.
+_NEEDS = (("/registered-models/", "registered model", "EDIT"), ("/model-versions/", "registered model", "EDIT"),
+          ("/runs/", "experiment", "EDIT"), ("/experiments/", "experiment", "EDIT"),
+          ("/logged-models", "experiment", "EDIT"), ("mlflow-artifacts", "experiment", "EDIT"))
+
+
+def access_error(settings: Settings, e: BaseException) -> PipelineError | None:
+    """One line for a server that refused who we are (401) or what we asked (403), naming the
+    user, the call and the permission it needs; None for any other error."""
+    import re
+
+    text = str(e)
+    code = str(getattr(e, "error_code", ""))
+    uri = settings.mlflow.tracking_uri
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    endpoint = (re.search(r"endpoint (\S+)", text) or [None, "?"])[1]
+    if "UNAUTHENTICATED" in code or "error code 401" in text:
+        return PermissionDenied(f"tracking server {uri}: {'user ' + repr(user) if user else 'no user'} not authenticated "
+                                f"(401 on {endpoint}); set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+    if "PERMISSION_DENIED" in code or "error code 403" in text:
+        kind, perm = next(((k, p) for part, k, p in _NEEDS if part in endpoint), ("resource", "EDIT"))
+        name = settings.mlflow.registered_model if kind == "registered model" else settings.mlflow.experiment
+        return PermissionDenied(f"tracking server {uri}: permission denied to user {user!r} for {endpoint}, which needs "
+                                f"{perm} permission on {kind} '{name}'; nothing was changed by this call")
+    return None
+
+
 @contextlib.contextmanager
 def reachable(settings: Settings) -> Iterator[None]:
-    """Turn a store that cannot be reached into one line naming it."""
+    """Turn a store that cannot be reached, or refuses us, into one line naming it."""
     from mlflow.exceptions import MlflowException
 
     try:
         yield
     except MlflowException as e:
         text = str(e)
+        refused = access_error(settings, e)
+        if refused is not None:
+            raise refused from None
         if any(k in text for k in ("Connection refused", "Max retries", "ConnectionError", "timed out", "API request to")):
             raise RegistryUnavailable(
                 f"tracking server {settings.mlflow.tracking_uri} unreachable: {text.splitlines()[0][:200]}"
