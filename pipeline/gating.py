@@ -195,9 +195,23 @@ def rollback(settings: Settings, name: str, env: str) -> str:
     return f"rolled back @{alias} of {name} to version {restored} (version {demoted} now @previous-{alias})"
 
 
+FOUND = "found"  # a history record the audit writes for an alias move nobody recorded
+
+
+def _record_found(settings: Settings, name: str, alias: str, holder: str, expected: str | None) -> str:
+    """Put a move the audit found into the history (who made it is unknown: the audit's runner
+    is named). An auditor who may only read gets the violation all the same, and is told so."""
+    try:
+        registry.record_move(settings, name, registry.Move(alias, FOUND, holder, f"audit ({_who()})", _now_us(), None, expected))
+    except PipelineError as e:
+        return f"; not added to the history ({e})"
+    return ""
+
+
 def audit(settings: Settings, envs: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
     """Check every alias of `envs`: its holder got there by a recorded harness move, and its
-    evidence (and approval, where required) still allows it there. Returns (violations, one row per alias)."""
+    evidence (and approval, where required) still allows it there. A holder no recorded move
+    put there is added to the history as found (once). Returns (violations, one row per alias)."""
     name = settings.mlflow.registered_model
     holders = registry.alias_map(settings, name)
     moves = registry.history(settings, name)
@@ -211,14 +225,19 @@ def audit(settings: Settings, envs: list[str]) -> tuple[list[str], list[dict[str
         if holder is None:
             row["status"], row["detail"] = "empty", "no version holds it"
             continue
-        recorded = [m for m in moves if m.alias == alias]
+        # Only the harness's own moves count; a move an earlier audit found is on record, not allowed.
+        mine = [m for m in moves if m.alias == alias]
+        recorded = [m for m in mine if m.action != FOUND]
         problem = None
-        if not recorded:
-            problem = "moved without a promotion record (no recorded move of this alias)"
-        elif recorded[-1].version != holder:
-            last = recorded[-1]
-            problem = (f"moved without a promotion record (the last recorded move, {last.action} by {last.by} at {last.at}, "
-                       f"put v{last.version} there)")
+        if not recorded or recorded[-1].version != holder:
+            if not recorded:
+                problem = "moved without a promotion record (no recorded move of this alias)"
+            else:
+                last = recorded[-1]
+                problem = (f"moved without a promotion record (the last recorded move, {last.action} by {last.by} at {last.at}, "
+                           f"put v{last.version} there)")
+            if not (mine and mine[-1].action == FOUND and mine[-1].version == holder):  # once per hand move
+                problem += _record_found(settings, name, alias, holder, recorded[-1].version if recorded else None)
         else:
             try:
                 _, ev_digest = check_evidence(settings, name, holder, env)

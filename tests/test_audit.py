@@ -72,6 +72,11 @@ def test_audit_and_history_follow_promotions_hand_moves_and_rollback(store, caps
     assert code == 1
     assert doc["violations"] == [f"@staging -> v{v1}: moved without a promotion record (the last recorded move, promote by "
                                  f"ci-bot at {moves[1]['at']}, put v{v2} there)"]
+    # The audit put the move it found into the history, once; the found record allows nothing.
+    found = history(store, capsys)[-1]
+    assert (found["action"], found["version"], found["replaced"], found["by"]) == ("found", v1, v2, "audit (ci-bot)")
+    code, again = audit(store, capsys)
+    assert code == 1 and again["violations"] == doc["violations"] and history(store, capsys)[-1] == found
     # ... or to v3, which was never gated.
     client.set_registered_model_alias(NAME, "staging", v3)
     code, doc = audit(store, capsys)

@@ -199,7 +199,7 @@ class Move:
     """One alias move the harness made, as recorded on the registered model."""
 
     alias: str
-    action: str  # promote | rollback
+    action: str  # promote | rollback | found (by an audit: a move nobody recorded)
     version: str
     by: str
     at: str  # ISO 8601, UTC, microseconds
