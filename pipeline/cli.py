@@ -284,8 +284,8 @@ def cmd_history(args, settings, out: Out) -> int:
     if args.env:
         moves = [m for m in moves if m.alias == settings.environment.alias]
     rows = [{"at": m.at, "alias": m.alias, "action": m.action, "version": m.version, "replaced": m.replaced, "by": m.by,
-             "evidence": (m.evidence_sha256 or "")[:12] or None} for m in moves]
-    out.table(rows, ["at", "alias", "action", "version", "replaced", "by", "evidence"])
+             "approved_by": m.approved_by or None, "evidence": (m.evidence_sha256 or "")[:12] or None} for m in moves]
+    out.table(rows, ["at", "alias", "action", "version", "replaced", "by", "approved_by", "evidence"])
     out.emit({"model": settings.mlflow.registered_model, "moves": [{**r, "evidence": m.evidence_sha256} for r, m in zip(rows, moves)]})
     return EXIT_OK
 
