@@ -110,22 +110,36 @@ def mape(y: np.ndarray, p: np.ndarray) -> Finding:
 # ---------------------------------------------------------------- champion
 
 
+# How the champion gate judges the paired bootstrap of the relative MAE change, candidate vs
+# champion: the bound it reads, and how its message names it.
+CHAMPION_TESTS = {
+    # At most `margin` worse, shown with confidence: the upper bound must be within the margin.
+    "non_inferiority": ("upper", "MAE change vs champion, upper bound"),
+    # Fails only when confidently worse than the margin: a noisy, probably worse model passes.
+    "not_confidently_worse": ("lower", "MAE worse than champion by at least"),
+}
+
+
 @check(-1)
 def champion_mae(y: np.ndarray, p: np.ndarray, champion_p: np.ndarray, *, champion: str, resamples: int, confidence: float,
-                 seed: int, max_rows: int) -> Finding:
-    """Lower bound of the paired-bootstrap relative MAE change, candidate vs champion."""
+                 seed: int, max_rows: int, test: str = "non_inferiority") -> Finding:
+    """The paired-bootstrap relative MAE change, candidate vs champion, judged by `test`
+    (CHAMPION_TESTS): its upper confidence bound (non-inferiority) or its lower bound."""
+    bound, label = CHAMPION_TESTS[test]
     boot = figures.paired_bootstrap_mae(y, p, champion_p, resamples=resamples, confidence=confidence, seed=seed, max_rows=max_rows)
-    detail = (f"vs {champion}: MAE change {boot.delta:+.2%}, {confidence:.0%} lower bound {boot.lower:+.2%} on {len(y)} rows"
+    judged = boot.upper if bound == "upper" else boot.lower
+    detail = (f"{test.replace('_', '-')} vs {champion}: MAE change {boot.delta:+.2%}, {confidence:.0%} one-sided bounds "
+              f"[{boot.lower:+.2%}, {boot.upper:+.2%}] on {len(y)} rows"
               + (f", {max_rows} rows per resample" if len(y) > max_rows else ""))
-    return Finding(boot.lower, "MAE worse than champion by at least", detail,
-                   reported={"champion_mae_change": boot.delta, "champion_mae_upper": boot.upper},
-                   plot={"samples": boot.samples.tolist(), "delta": boot.delta, "lower": boot.lower,
-                         "confidence": confidence, "champion": champion})
+    return Finding(judged, label, detail,
+                   reported={"champion_mae_change": boot.delta, "champion_mae_lower": boot.lower, "champion_mae_upper": boot.upper},
+                   plot={"samples": boot.samples.tolist(), "delta": boot.delta, "lower": boot.lower, "upper": boot.upper,
+                         "bound": bound, "test": test, "confidence": confidence, "champion": champion})
 
 
-def champion_absent(alias: str) -> Finding:
+def champion_absent(alias: str, test: str = "non_inferiority") -> Finding:
     """The champion gate's finding when no model holds the alias: nothing to compare with."""
-    return Finding(float("nan"), "MAE worse than champion by at least", f"no model holds @{alias}: nothing to compare with")
+    return Finding(float("nan"), CHAMPION_TESTS[test][1], f"no model holds @{alias}: nothing to compare with")
 
 
 # ---------------------------------------------------------------- slices

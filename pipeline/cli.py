@@ -243,17 +243,18 @@ def cmd_compare(args, settings, out: Out) -> int:
     cfg = settings.gates.champion
     # The champion gate's own check, with v1 in the champion's place.
     found = checks.champion_mae(y, preds[args.v2], preds[args.v1], champion=f"{name} v{args.v1}", resamples=cfg.bootstrap_resamples,
-                                confidence=cfg.confidence, seed=settings.seed, max_rows=cfg.bootstrap_rows)
-    delta, lower, upper = found.reported["champion_mae_change"], found.value, found.reported["champion_mae_upper"]
+                                confidence=cfg.confidence, seed=settings.seed, max_rows=cfg.bootstrap_rows, test=cfg.test)
+    delta, lower, upper = (found.reported[f"champion_mae_{k}"] for k in ("change", "lower", "upper"))
     tol = settings.thresholds.get("champion_mae")
     if upper < 0:
         verdict = f"version {args.v2} is better: MAE {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}]"
     elif tol is None:
         verdict = f"version {args.v2} is not confidently better: MAE {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}] (no champion_mae threshold at {settings.env})"
-    elif tol.holds(lower):
-        verdict = f"version {args.v2} passes the champion gate against {args.v1} ({settings.env}): MAE {delta:+.2%}, lower bound {lower:+.2%} {tol.describe()}"
+    elif tol.holds(found.value):
+        verdict = (f"version {args.v2} passes the champion gate against {args.v1} ({settings.env}, {cfg.test.replace('_', '-')}): "
+                   f"MAE {delta:+.2%}, {checks.CHAMPION_TESTS[cfg.test][0]} bound {found.value:+.2%} {tol.describe()}")
     else:
-        verdict = f"version {args.v2} is worse: {tol.explain(found.label, lower)}"
+        verdict = f"version {args.v2} is worse: {tol.explain(found.label, found.value)}"
     rows = [{"metric": k, f"v{args.v1}": m1[k], f"v{args.v2}": m2[k], "change": m2[k] - m1[k]} for k in m1]
     out.table(rows, ["metric", f"v{args.v1}", f"v{args.v2}", "change"])
     out.line(f"recommendation: {verdict}")

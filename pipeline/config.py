@@ -202,6 +202,11 @@ class ChampionSettings(_Strict):
     # is then that of a 100k-row evaluation, while the work stops growing with the row count.
     bootstrap_rows: int = Field(default=100_000, ge=1000)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    # non_inferiority: the upper confidence bound of the relative MAE change must stay within
+    # the margin (champion_mae's max): the candidate is shown to be at most that much worse.
+    # not_confidently_worse: only the lower bound is judged, so a noisy candidate that is
+    # probably worse still passes; say so explicitly if that is what is wanted.
+    test: Literal["non_inferiority", "not_confidently_worse"] = "non_inferiority"
 
 
 class SliceSettings(_Strict):

@@ -181,10 +181,12 @@ def render(doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path,
         samples = np.asarray(boot["samples"], float)
         fig, ax = plt.subplots(figsize=SIZE_IN)
         ax.hist(100 * samples, bins=50, color="tab:blue")
-        ax.axvline(100 * boot["lower"], color="black", lw=1, label=f"{boot['confidence']:.0%} lower bound {boot['lower']:+.2%}")
+        bound = boot.get("bound", "lower")  # the bound the gate judged (checks.CHAMPION_TESTS)
+        ax.axvline(100 * boot[bound], color="black", lw=1,
+                   label=f"{boot['confidence']:.0%} {bound} bound {boot[bound]:+.2%} (judged: {boot.get('test', 'not_confidently_worse').replace('_', '-')})")
         limit = d.threshold("champion_mae").get("max")
         if limit is not None:
-            ax.axvline(100 * limit, color="tab:red", ls="--", label=f"tolerance {limit:+.0%}")
+            ax.axvline(100 * limit, color="tab:red", ls="--", label=f"margin {limit:+.0%}")
         ax.set(title=f"Candidate vs champion {boot.get('champion', '')}: MAE change {boot['delta']:+.2%} ({d.env})",
                xlabel="relative MAE difference, candidate - champion (%)", ylabel="bootstrap resamples")
         ax.legend()

@@ -80,18 +80,39 @@ def test_data_checks():
 # ---------------------------------------------------------------- champion and slices
 
 
-def test_champion_check_judges_the_lower_bound_of_the_paired_bootstrap():
+def test_champion_check_judges_the_upper_bound_for_non_inferiority_and_the_lower_one_when_told():
     rng = np.random.default_rng(0)
     y = rng.uniform(100, 200, 2000)
     champion = y + rng.normal(0, 10, 2000)
     worse = y + rng.normal(0, 20, 2000)
-    f = checks.champion_mae(y, worse, champion, champion="v1", resamples=300, confidence=0.95, seed=1, max_rows=100_000)
-    change = f.reported["champion_mae_change"]
+    kw = {"champion": "v1", "resamples": 300, "confidence": 0.95, "seed": 1, "max_rows": 100_000}
+    f = checks.champion_mae(y, worse, champion, **kw)
+    change, lower, upper = (f.reported[f"champion_mae_{k}"] for k in ("change", "lower", "upper"))
     assert change == pytest.approx(np.mean(np.abs(y - worse)) / np.mean(np.abs(y - champion)) - 1)
-    assert 0.5 < f.value < change < f.reported["champion_mae_upper"]  # ~+100 % worse, bounds around it
-    assert len(f.plot["samples"]) == 300
-    same = checks.champion_mae(y, champion, champion, champion="v1", resamples=300, confidence=0.95, seed=1, max_rows=100_000)
+    assert 0.5 < lower < change < upper == f.value  # ~+100 % worse, bounds around it; the upper one judged
+    assert f.label == "MAE change vs champion, upper bound" and f.detail.startswith("non-inferiority vs v1: ")
+    told = checks.champion_mae(y, worse, champion, **kw, test="not_confidently_worse")
+    assert told.value == lower and told.label == "MAE worse than champion by at least"
+    assert len(f.plot["samples"]) == 300 and f.plot["bound"] == "upper"
+    same = checks.champion_mae(y, champion, champion, **kw)
     assert same.value == 0.0
+
+
+def test_a_noisy_probably_worse_candidate_fails_non_inferiority_but_passes_not_confidently_worse():
+    # 150 rows, a candidate ~2.7 % worse than the champion, margin 2 % (production's): the
+    # interval [+0.2 %, +5.3 %] straddles the margin, so the candidate is not shown to be at
+    # most 2 % worse, though it is not confidently more than 2 % worse either.
+    rng = np.random.default_rng(3)
+    y = rng.uniform(100, 200, 150)
+    champion = y + rng.normal(0, 10, 150)
+    candidate = champion + rng.normal(0, 1.5, 150)
+    kw = {"champion": "v1", "resamples": 2000, "confidence": 0.95, "seed": 1, "max_rows": 100_000}
+    margin = Threshold(gate="champion_mae", max=0.02, env="production")
+    ni = checks.champion_mae(y, candidate, champion, **kw)
+    old = checks.champion_mae(y, candidate, champion, **kw, test="not_confidently_worse")
+    assert ni.reported["champion_mae_change"] > 0.02
+    assert not margin.holds(ni.value) and margin.holds(old.value)
+    assert margin.explain(ni.label, ni.value).startswith("MAE change vs champion, upper bound 0.")
 
 
 def test_slice_check_finds_the_worst_slice():

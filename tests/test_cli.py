@@ -86,7 +86,7 @@ def test_run_twice_gates_the_second_against_the_first(project, runs):
     assert f"model {NAME} version 2; eval R2 " in r2.stdout
     assert ev1["status"] == ev2["status"] == "passed"
     assert champion_detail(ev1) == "no model holds @staging: nothing to compare with"
-    assert champion_detail(ev2).startswith(f"vs {NAME} v1 @staging: MAE change ")
+    assert champion_detail(ev2).startswith(f"non-inferiority vs {NAME} v1 @staging: MAE change ")
     # The gate table: a header and one row per gate.
     table = [line.split() for line in r2.stdout.splitlines()]
     assert ["gate", "figure", "threshold", "status"] in table
@@ -135,7 +135,7 @@ def test_compare_prints_metrics_side_by_side_and_a_recommendation(project, runs)
     assert rec == f"recommendation: {doc['recommendation']}"
     # The same config and seed trained twice give the same model: no change, and v2 may replace v1.
     assert doc["metrics"]["1"] == doc["metrics"]["2"]
-    assert doc["recommendation"].startswith("version 2 passes the champion gate against 1 (staging): MAE +0.00%")
+    assert doc["recommendation"].startswith("version 2 passes the champion gate against 1 (staging, non-inferiority): MAE +0.00%, upper bound +0.00% <= 0.05")
 
 
 def test_validate_regates_on_another_csv_without_moving_aliases(project, runs):
@@ -156,7 +156,7 @@ def test_validate_regates_on_another_csv_without_moving_aliases(project, runs):
     assert contract["figure"]["name"] == "data_contract" and contract["figure"]["value"] == 0
     assert contract["figure"]["detail"] == "560 rows of new_sales.csv"
     assert evidence["eval_data_sha256"] != runs["1"][1]["eval_data_sha256"]
-    assert champion_detail(evidence).startswith(f"vs {NAME} v2 @staging")
+    assert champion_detail(evidence).startswith(f"non-inferiority vs {NAME} v2 @staging")
 
 
 def test_validate_on_a_csv_of_other_columns_exits_2_and_keeps_the_evidence(project, runs):

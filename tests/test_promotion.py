@@ -151,7 +151,7 @@ def test_promote_moves_the_alias_and_tags_the_version(store, promoted):
     assert f"promoted {NAME} version {v2} to @staging (previous: version {v1}, now @previous-staging)" in second.output
     assert promoted["after_second"] == {"staging": v2, "previous-staging": v1}
     # The second candidate was compared with the holder of @staging, the first.
-    assert second.figure("champion_mae")["detail"].startswith(f"vs {NAME} v{v1} @staging: MAE change")
+    assert second.figure("champion_mae")["detail"].startswith(f"non-inferiority vs {NAME} v{v1} @staging: MAE change")
     tags = store.tags(v2)
     assert tags["promoted.staging.by"] == "gate-tester"
     at = dt.datetime.fromisoformat(tags["promoted.staging.at"])

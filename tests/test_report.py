@@ -184,7 +184,7 @@ def test_latency_plot_shows_the_gates_calls_and_threshold(gate_run):
     assert sorted(x0 for x0, x1, *_ in plot["lines"] if x0 == x1) == pytest.approx(sorted([fig["value"], fig["threshold"]["max"]]))
 
 
-def test_bootstrap_plot_shows_the_champion_gates_resamples_and_tolerance(gate_run):
+def test_bootstrap_plot_shows_the_champion_gates_resamples_judged_bound_and_margin(gate_run):
     _, first, _, run, said = gate_run
     gate = run.gates["champion_mae"]
     fig = gate["figure"]
@@ -192,7 +192,7 @@ def test_bootstrap_plot_shows_the_champion_gates_resamples_and_tolerance(gate_ru
     assert plot["title"] == (f"Candidate vs champion {first.name} v{first.version} @{ENV}: "
                              f"MAE change {gate['reported']['champion_mae_change']:+.2%} ({ENV})")
     assert fig["value"] < 0  # the champion saw half the rows: the candidate is better
-    assert plot["legend"] == [f"95% lower bound {fig['value']:+.2%}", f"tolerance {fig['threshold']['max']:+.0%}"]
+    assert plot["legend"] == [f"95% upper bound {fig['value']:+.2%} (judged: non-inferiority)", f"margin {fig['threshold']['max']:+.0%}"]
     assert sorted(x0 for x0, x1, *_ in plot["lines"] if x0 == x1) == pytest.approx(sorted([100 * fig["value"], 100 * fig["threshold"]["max"]]))
     assert len(plot["bars"]) == 50 and sum(1 for _, h in plot["bars"] if h) > 1  # a distribution, not one value
     assert sum(h for _, h in plot["bars"]) == CHEAP["gates"]["champion"]["bootstrap_resamples"]
