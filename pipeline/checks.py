@@ -204,9 +204,10 @@ def residual_spread(sample: ResidualSample) -> Finding:
 
 
 @check(0, 4)
-def residual_autocorrelation(sample: ResidualSample) -> Finding:
+def residual_autocorrelation(sample: ResidualSample, order: str = "the data's order") -> Finding:
     a = figures.autocorrelation(sample.resid)
-    return Finding(a.durbin_watson, "Durbin-Watson", f"Ljung-Box p={a.ljung_box_p_value:.3g} at lag {a.lags}, in the data's order")
+    return Finding(a.durbin_watson, "Durbin-Watson", f"Ljung-Box p={a.ljung_box_p_value:.3g} at lag {a.lags}, "
+                   f"{len(sample.resid)} rows ordered by {order}")
 
 
 # ---------------------------------------------------------------- robustness (one hypothesis example each)

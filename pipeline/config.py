@@ -6,6 +6,7 @@ that holds the file, so a config means the same thing from any working directory
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -220,6 +221,11 @@ class SliceSettings(_Strict):
 class ResidualSettings(_Strict):
     scale: Literal["raw", "log"] = "raw"
     sample_size: int = Field(default=5000, ge=100)
+    # The rows' real order (time), for the autocorrelation gate: Durbin-Watson means something
+    # only along one. Features or data.id_columns, sorted on in this order. Unset: the gate
+    # cannot apply and says so (a failure where it is required); null: there is no such
+    # order, stated, so "not applicable" is accepted.
+    order_by: list[str] | None = None
 
 
 class RobustnessSettings(_Strict):
@@ -258,6 +264,19 @@ class GateSettings(_Strict):
     serving: ServingSettings = ServingSettings()
 
 
+# A waiver never applies to these gates: the data contract is the contract everywhere.
+UNWAIVABLE = ("data_contract",)
+
+
+class Waiver(_Strict):
+    """One required gate's failure accepted, visibly, at one environment, until a date."""
+
+    gate: str
+    env: str
+    reason: str = Field(min_length=1)
+    expires: dt.date  # the last day it applies (UTC); afterwards the gate fails as before
+
+
 class SigningSettings(_Strict):
     # Evidence is signed at the end of each gate run with this Ed25519 private key (PEM);
     # $PIPELINE_SIGNING_KEY, the key's PEM text (a CI secret), takes its place. Neither is
@@ -281,23 +300,42 @@ class Settings(_Strict):
     mlflow: MlflowSettings
     gates: GateSettings = GateSettings()
     signing: SigningSettings = SigningSettings()
+    waivers: list[Waiver] = []
     environments: dict[str, Environment]
 
     @model_validator(mode="after")
     def _env_known(self) -> "Settings":
         if self.env not in self.environments:
             raise ValueError(
-                f"unknown environment '{self.env}' (known: {', '.join(self.environments)})"
+                f"environments: unknown environment '{self.env}' (known: {', '.join(self.environments)})"
             )
         seen: dict[int, str] = {}
         for name, env in self.environments.items():
             if env.strictness in seen:
                 raise ValueError(
-                    f"'{seen[env.strictness]}' and '{name}' both have strictness {env.strictness}: "
+                    f"environments: '{seen[env.strictness]}' and '{name}' both have strictness {env.strictness}: "
                     "give each environment its own (higher is stricter)"
                 )
             seen[env.strictness] = name
+        for i, w in enumerate(self.waivers):
+            where = f"waivers.{i}"
+            if w.env not in self.environments:
+                raise ValueError(f"{where}.env: unknown environment '{w.env}' (known: {', '.join(self.environments)})")
+            if w.gate in UNWAIVABLE:
+                raise ValueError(f"{where}.gate: {w.gate} can never be waived")
+            if w.gate not in self.environments[w.env].thresholds:
+                raise ValueError(f"{where}.gate: '{w.gate}' has no threshold at {w.env}, so there is nothing to waive")
         return self
+
+    def waiver(self, gate: str) -> Waiver | None:
+        """The active environment's waiver of `gate` (expired or not), the last one listed."""
+        found = [w for w in self.waivers if w.gate == gate and w.env == self.env]
+        return found[-1] if found else None
+
+    def stated(self, section: Any, key: str) -> bool:
+        """Whether the config file set `key` of `section` (a settings block) itself, rather
+        than leaving it to its default: an absence the config states is an expected one."""
+        return key in section.model_fields_set
 
     @property
     def environment(self) -> Environment:
@@ -425,6 +463,8 @@ def _build(config_path: Path, raw: dict[str, Any], model_path: Path | None = Non
             msg = "missing key"
         # model.* keys live in the model config file when the pipeline config names one.
         where = model_path if model_path is not None and err["loc"][:1] == ("model",) else config_path
+        if not err["loc"]:  # a whole-config check names its own key (waivers.0.gate, environments...)
+            raise InputError(f"{where}: {msg}{more}") from None
         raise InputError(f"{where}: {key}: {msg}{more}") from None
 
 

@@ -316,7 +316,10 @@ def check_contract(frame: pd.DataFrame, cfg: DataSettings, path: Path) -> tuple[
             i = dup.idxmax()
             first = hashes.index[hashes == hashes.loc[i]][0]
             raise InputError(f"{path}: row {_row(i)} duplicates row {_row(first)}")
-    typed = typed[[*needed]].copy(deep=False)  # columns are replaced below, never written into
+    # Id columns stay beside the features, never among them: the gates may read them (the
+    # rows' declared order, gates.residuals.order_by, may be one).
+    ids = [col for col in cfg.id_columns if col in typed.columns and col not in needed]
+    typed = typed[[*needed, *ids]].copy(deep=False)  # columns are replaced below, never written into
     for col in features.numeric:
         typed[col] = typed[col].astype("float64")
     typed[cfg.target] = typed[cfg.target].astype("float64")

@@ -28,7 +28,11 @@ FAMILIES: dict[str, str] = {
     "serving": "the model served over HTTP answers as it does in process",
 }
 
-OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "deselected")
+OUTCOMES = ("passed", "not_applicable", "waived", "advisory", "failed", "error", "skipped", "xfailed", "xpassed", "deselected")
+# What a required gate may end in and still allow promotion: it passed; its precondition is
+# absent and the config says so; or it failed under a waiver, recorded beside it.
+# ("advisory": a gate the environment does not require failed; it is reported, never judged.)
+ACCEPTED = ("passed", "not_applicable", "waived")
 
 
 @dataclass
@@ -44,10 +48,12 @@ class GateResult:
     figure: dict[str, Any] | None = None
     reported: dict[str, float] = field(default_factory=dict)  # shown beside it, never judged
     duration_s: float = 0.0
+    waiver: dict[str, str] | None = None  # the waiver that turned a failure into "waived": reason, expires
 
     def merge_outcome(self, outcome: str) -> None:
         # A gate with several cases is as good as its worst case.
-        rank = {"passed": 0, "not run": 1, "xpassed": 2, "xfailed": 3, "skipped": 4, "deselected": 5, "failed": 6, "error": 7}
+        rank = {"passed": 0, "not_applicable": 1, "not run": 2, "waived": 3, "advisory": 4, "xpassed": 5, "xfailed": 6,
+                "skipped": 7, "deselected": 8, "failed": 9, "error": 10}
         if self.outcome == "not run" or rank.get(outcome, 7) > rank.get(self.outcome, 0):
             self.outcome = outcome
 
@@ -127,14 +133,15 @@ def build(report: GateReport, settings: Settings, *, model: dict[str, Any], data
 
 
 def judge_gates(report: GateReport, required: list[str]) -> tuple[str, list[str]]:
-    """'passed' only when every required gate ran and passed, and no gate failed."""
+    """'passed' only when every required gate ran and ended in an ACCEPTED outcome, and no gate
+    failed (an advisory gate's failure is its own outcome, not "failed")."""
     reasons: list[str] = []
     missing = [g for g in required if g not in report.gates]
     if missing:
         reasons.append(f"required gates not collected: {', '.join(missing)}")
     by_outcome: dict[str, list[str]] = {}
     for name, g in report.gates.items():
-        if g.outcome != "passed" and (name in required or g.outcome in ("failed", "error")):
+        if g.outcome not in ACCEPTED and (name in required or g.outcome in ("failed", "error")):
             by_outcome.setdefault(g.outcome, []).append(name)
     for outcome, names in sorted(by_outcome.items()):
         reasons.append(f"gates {outcome}: {', '.join(sorted(names))}")

@@ -113,7 +113,7 @@ def check_evidence(settings: Settings, name: str, version: str, env: str) -> tup
     missing = [g for g in required if g not in outcomes]
     if missing:
         raise PromotionRefused(f"{name} version {version}: required gates not collected in the {ev_env} run: {', '.join(missing)}")
-    bad = [f"{g} ({outcomes[g]})" for g in required if outcomes[g] != "passed"]
+    bad = [f"{g} ({outcomes[g]})" for g in required if outcomes[g] not in evidence.ACCEPTED]
     if bad:
         raise PromotionRefused(f"{name} version {version}: required gates not passed in the {ev_env} run: {', '.join(bad)}")
     return doc, tag_digest

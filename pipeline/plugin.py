@@ -26,6 +26,7 @@ from pipeline.report import figure_text
 
 PLUGIN = pytest.StashKey["GatePlugin"]()
 RECORDED = pytest.StashKey[dict]()  # what a gate recorded, on its item
+NOT_APPLICABLE = pytest.StashKey[str]()  # why a gate's precondition is absent, on its item
 
 
 @dataclass
@@ -130,7 +131,13 @@ def _message(report: pytest.TestReport) -> str:
     text = crash.message if crash is not None else str(lr)
     first = text.strip().splitlines()[0] if text.strip() else ""
     # A gate's assertion message is the sentence; the exception's class name is noise.
-    return first.removeprefix("AssertionError: ")
+    return first.removeprefix("AssertionError: ").removeprefix("Failed: ")
+
+
+def _today():
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).date()
 
 
 def _outcome(report: pytest.TestReport) -> str | None:
@@ -286,7 +293,39 @@ class GatePlugin:
         ident = self.items.get(item.nodeid)
         if ident is not None:
             report.model_gate = {"gate": ident[0], "family": ident[1], "recorded": item.stash.get(RECORDED, None)}
+            if report.when == "call":
+                self._verdict(item, report, ident[0])
         return report
+
+    def _verdict(self, item: pytest.Item, report: pytest.TestReport, gate: str) -> None:
+        """The outcomes pytest has no word for, on a gate's call report.
+
+        not_applicable: it passed without a figure, its precondition absent. advisory: a gate
+        the environment does not require failed: reported, and pytest counts it xfailed (the
+        run does not fail on it). waived: a required gate failed under a valid waiver: the
+        same, with the waiver recorded. An expired waiver leaves the failure as it is.
+        """
+        info, s = report.model_gate, self.settings
+        if report.passed and NOT_APPLICABLE in item.stash:
+            info["verdict"], info["message"] = "not_applicable", item.stash[NOT_APPLICABLE]
+            return
+        if not report.failed:
+            return
+        message = _message(report)
+        th = s.thresholds.get(gate)
+        waiver = s.waiver(gate)
+        if th is not None and not th.required:
+            info["verdict"], info["message"] = "advisory", f"advisory at {s.env} (not required): {message}"
+        elif waiver is not None and waiver.expires >= _today():
+            info["verdict"] = "waived"
+            info["message"] = f"waived at {s.env} until {waiver.expires} ({waiver.reason}): {message}"
+            info["waiver"] = {"reason": waiver.reason, "expires": waiver.expires.isoformat()}
+        else:
+            if waiver is not None:
+                info["message"] = f"{message}; the waiver of {gate} at {s.env} expired on {waiver.expires} ({waiver.reason})"
+            return
+        report.outcome = "skipped"  # with wasxfail: pytest's xfailed, in the terminal and in JUnit
+        report.wasxfail = info["message"]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Fold one report into the gate report (in a plain session, or in xdist's controller)."""
@@ -300,11 +339,13 @@ class GatePlugin:
         g.duration_s += report.duration
         if info.get("recorded"):
             self.report.record(gate, family, info["recorded"])
-        outcome = _outcome(report)
+        outcome = info.get("verdict") or _outcome(report)
         if outcome:
             g.merge_outcome(outcome)
+            if info.get("waiver"):
+                g.waiver = info["waiver"]
             if outcome != "passed":
-                g.message = g.message or _message(report)
+                g.message = g.message or info.get("message") or _message(report)
 
     # ------------------------------------------------------------ session end
 
@@ -394,9 +435,16 @@ class Gate:
         """One line: figure, threshold, detail and environment."""
         return self.threshold.explain(finding.label, finding.value, finding.detail)
 
-    def not_applicable(self, reason: str) -> None:
-        """The gate's precondition is absent here: no figure, and the reason in its place."""
+    def not_applicable(self, reason: str, *, stated: bool = True, how: str = "") -> None:
+        """The gate's precondition is absent here: no figure, the reason in its place, and the
+        outcome "not_applicable", never "passed". `stated`: the config (or the registry) says
+        the absence is expected; a required gate whose absence nobody stated fails, saying
+        `how` to state it."""
         self.record(None, reason)
+        if not stated and self.threshold.required:
+            pytest.fail(f"not applicable: {reason}; {self.id} is required at {self.threshold.env} and the config does not "
+                        f"say the absence is expected ({how})", pytrace=False)
+        self.item.stash[NOT_APPLICABLE] = reason
 
     # hypothesis gates: each example is observed; the recorded figure is the minimal failing
     # example's when one fails (hypothesis replays it last), else the worst example's.

@@ -162,6 +162,20 @@ class GateSession:
         return checks.residual_sample(pr.y, pr.p, cfg.scale, cfg.sample_size, self.settings.seed)
 
     @functools.cached_property
+    def ordered_residuals(self) -> checks.ResidualSample:
+        """The same kind of sample, of the rows sorted by gates.residuals.order_by (stable)."""
+        cfg, pr = self.settings.gates.residuals, self.predictions
+        missing = [c for c in cfg.order_by or [] if c not in pr.frame.columns]
+        if missing:
+            from pipeline.errors import InputError
+
+            raise InputError(f"{self.settings.config_path}: gates.residuals.order_by: column '{missing[0]}' is neither a feature "
+                             "nor one of data.id_columns of the evaluation data")
+        order = np.arange(len(pr.y)) if not cfg.order_by else \
+            pr.frame.reset_index(drop=True).sort_values(list(cfg.order_by), kind="mergesort").index.to_numpy()
+        return checks.residual_sample(pr.y[order], pr.p[order], cfg.scale, cfg.sample_size, self.settings.seed)
+
+    @functools.cached_property
     def compared(self) -> tuple[pd.DataFrame, np.ndarray]:
         """The evaluation rows the determinism gates compare, with the session's predictions of
         them: every row, or a seeded sample of compare_rows (a prediction that changes between

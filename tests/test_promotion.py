@@ -145,7 +145,9 @@ def test_promote_moves_the_alias_and_tags_the_version(store, promoted):
         assert run.returncode == 0, run.output[-3000:]
         assert run.evidence["status"] == "passed", run.evidence["reasons"]
         assert run.evidence["required_gates"] == required
-        assert {g: run.outcomes.get(g) for g in required} == {g: "passed" for g in required}
+    # The first has no champion to compare with: not applicable, said so, and promotable.
+    assert {g: first.outcomes.get(g) for g in required} == {g: "not_applicable" if g == "champion_mae" else "passed" for g in required}
+    assert {g: second.outcomes.get(g) for g in required} == {g: "passed" for g in required}
     assert f"promoted {NAME} version {v1} to @staging" in first.output
     assert promoted["after_first"] == {"staging": v1}
     assert f"promoted {NAME} version {v2} to @staging (previous: version {v1}, now @previous-staging)" in second.output

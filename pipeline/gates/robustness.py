@@ -39,7 +39,11 @@ def test_missing_values(gate_session, eval_frame, feature_spec, pipeline_setting
 
 @family("robustness")
 def test_unseen_categories(gate_session, eval_frame, feature_spec, pipeline_settings, gate):
-    assert feature_spec.categorical, "no categorical feature to inject unseen categories into"
+    if not feature_spec.categorical:
+        data = pipeline_settings.data
+        return gate.not_applicable("no categorical feature to inject unseen categories into",
+                                   stated=pipeline_settings.stated(data, "categorical_features") and data.categorical_features == [],
+                                   how="set data.categorical_features: [] to say the data has none")
 
     @given(spec=rb.unseen_specs(list(feature_spec.categorical), pipeline_settings.gates.robustness.rows_per_example))
     def example(spec):
@@ -79,7 +83,10 @@ def test_wider_dtypes(candidate_model, eval_predictions, feature_spec, pipeline_
 @family("robustness")
 def test_directional(gate_session, eval_predictions, pipeline_settings, gate):
     cfg, frame = pipeline_settings.gates.robustness, eval_predictions.frame
-    assert cfg.directional, "no directional expectation configured (gates.robustness.directional)"
+    if not cfg.directional:
+        return gate.not_applicable("no directional expectation configured (gates.robustness.directional)",
+                                   stated=pipeline_settings.stated(cfg, "directional"),
+                                   how="list the expectations under gates.robustness.directional, or set it to [] to say there are none")
 
     def expectation(exp):
         @given(spec=rb.shift_specs(exp.feature, cfg.rows_per_example, exp.step_relative))
