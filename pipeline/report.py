@@ -206,7 +206,8 @@ def _figure_text(g: dict[str, Any]) -> tuple[str, str]:
     return figure_text(g.get("figure")), ((g.get("figure") or {}).get("threshold") or {}).get("text", "-")
 
 
-STATUS_MARK = {"passed": "✅ passed", "failed": "❌ failed", "error": "💥 error", "skipped": "⏭ skipped"}
+STATUS_MARK = {"passed": "✅ passed", "failed": "❌ failed", "error": "💥 error", "skipped": "⏭ skipped",
+               "waived": "⚠️ waived", "advisory": "⚠️ advisory", "not_applicable": "➖ not applicable"}
 
 
 def markdown(doc: dict[str, Any], plots: dict[str, Path], link_base: Path) -> str:

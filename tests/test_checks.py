@@ -68,6 +68,17 @@ def test_data_checks():
     other = pd.DataFrame({"a": [10.0, 20.0, 30.0] * 10, "c": ["x"] * 30})
     assert checks.train_eval_overlap(train, same, ["a", "c"]).value == 5
     assert checks.train_eval_overlap(train, other, ["a", "c"]).value == 0
+    # Distinct sales of identical houses: the same features, another price, another id. Whole
+    # records differ, so they are no leak; the same id twice is one.
+    sales = pd.DataFrame({"id": range(30), "a": [1.0, 2.0, 3.0] * 10, "c": ["x", "y", "z"] * 10, "price": np.arange(30.0)})
+    later = sales.iloc[:5].assign(id=range(100, 105), price=lambda f: f["price"] + 1000)
+    cols, what = checks.overlap_columns(later, ["a", "c"], "price", [])
+    assert (cols, what) == (["a", "c", "price"], "columns (every feature and the target)")
+    assert checks.train_eval_overlap(sales, later, cols, what=what).value == 0
+    assert checks.train_eval_overlap(sales, later, ["a", "c"]).value == 5  # what comparing features alone would say
+    cols, what = checks.overlap_columns(later, ["a", "c"], "price", ["id"])
+    assert cols == ["id"] and checks.train_eval_overlap(sales, later, cols, what=what).value == 0
+    assert checks.train_eval_overlap(sales, sales.iloc[3:6], cols, what=what).value == 3
     drift = checks.feature_drift(train, other, ["a"], ["c"], min_rows=20)
     assert drift.value == pytest.approx(1.0)  # KS of disjoint ranges
     assert "worst column a" in drift.detail

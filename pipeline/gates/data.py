@@ -18,8 +18,10 @@ def test_data_contract(gate_session, gate):
 
 
 @family("data")
-def test_train_eval_overlap(train_frame, eval_frame, feature_spec, gate):
-    finding = checks.train_eval_overlap(train_frame, eval_frame, feature_spec.columns)
+def test_train_eval_overlap(train_frame, eval_frame, feature_spec, pipeline_settings, gate):
+    data = pipeline_settings.data
+    columns, what = checks.overlap_columns(eval_frame, list(feature_spec.columns), data.target, data.id_columns)
+    finding = checks.train_eval_overlap(train_frame, eval_frame, columns, what=what)
     assert gate.holds(finding), gate.explain(finding)
 
 
