@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import figures
+from pipeline.config import fmt_number
 
 INF = math.inf
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,19 +104,36 @@ def r2(y: np.ndarray, p: np.ndarray) -> Finding:
     return Finding(figures.r2(y, p), "R2", f"{len(y)} evaluation rows")
 
 
-@check(0)
-def mae(y: np.ndarray, p: np.ndarray) -> Finding:
-    return Finding(figures.mae(y, p), "MAE", f"{len(y)} evaluation rows")
+# Error figures a threshold may bound relative to a baseline's (max_ratio_to_baseline): each
+# check takes the baseline's predictions of the same rows and reports its figure and the ratio.
+BASELINE_GATES = ("mae", "rmse", "mape")
+BASELINE = "the training target's median"
+
+
+def _against_baseline(name: str, label: str, metric: Callable[[np.ndarray, np.ndarray], float], y: np.ndarray,
+                      p: np.ndarray, baseline: np.ndarray | None) -> Finding:
+    value = float(metric(y, p))
+    if baseline is None:
+        return Finding(value, label, f"{len(y)} evaluation rows")
+    base = float(metric(y, baseline))
+    ratio = value / base if base > 0 else float("nan")
+    return Finding(value, label, f"{len(y)} evaluation rows; baseline ({BASELINE}) {label} {fmt_number(base)}, ratio {fmt_number(ratio)}",
+                   reported={f"{name}_baseline": base, f"{name}_ratio_to_baseline": ratio})
 
 
 @check(0)
-def rmse(y: np.ndarray, p: np.ndarray) -> Finding:
-    return Finding(figures.rmse(y, p), "RMSE", f"{len(y)} evaluation rows")
+def mae(y: np.ndarray, p: np.ndarray, baseline: np.ndarray | None = None) -> Finding:
+    return _against_baseline("mae", "MAE", figures.mae, y, p, baseline)
 
 
 @check(0)
-def mape(y: np.ndarray, p: np.ndarray) -> Finding:
-    return Finding(figures.mape(y, p), "MAPE", f"{len(y)} evaluation rows")
+def rmse(y: np.ndarray, p: np.ndarray, baseline: np.ndarray | None = None) -> Finding:
+    return _against_baseline("rmse", "RMSE", figures.rmse, y, p, baseline)
+
+
+@check(0)
+def mape(y: np.ndarray, p: np.ndarray, baseline: np.ndarray | None = None) -> Finding:
+    return _against_baseline("mape", "MAPE", figures.mape, y, p, baseline)
 
 
 # ---------------------------------------------------------------- champion

@@ -56,6 +56,10 @@ class Threshold(_Strict):
 
     min: Bound | None = None
     max: Bound | None = None
+    # The figure over a baseline's on the same rows (a constant predictor: the training
+    # target's median), at most this: a bound that means the same on any data set's scale.
+    # Only for error figures (checks.BASELINE_GATES); alone or beside min/max (both must hold).
+    max_ratio_to_baseline: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     unit: str = ""
     required: bool = True
     gate: str = ""
@@ -63,8 +67,8 @@ class Threshold(_Strict):
 
     @model_validator(mode="after")
     def _bounds(self) -> "Threshold":
-        if self.min is None and self.max is None:
-            raise ValueError("a threshold needs min, max or both")
+        if self.min is None and self.max is None and self.max_ratio_to_baseline is None:
+            raise ValueError("a threshold needs min, max, both, or max_ratio_to_baseline")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {fmt_number(self.min)} > max {fmt_number(self.max)}")
         return self
@@ -75,7 +79,9 @@ class Threshold(_Strict):
             return "between"
         return "<=" if self.max is not None else ">="
 
-    def holds(self, figure: float) -> bool:
+    def holds(self, figure: float, ratio: float | None = None) -> bool:
+        """The figure meets the bounds; with max_ratio_to_baseline, so does its `ratio` to the
+        baseline's figure (a ratio bound with no ratio measured does not hold)."""
         figure = float(figure)
         if math.isnan(figure):
             return False
@@ -83,6 +89,9 @@ class Threshold(_Strict):
             return False
         if self.max is not None and figure > self.max:
             return False
+        if self.max_ratio_to_baseline is not None:
+            if ratio is None or math.isnan(float(ratio)) or float(ratio) > self.max_ratio_to_baseline:
+                return False
         return True
 
     def impossible(self, lowest: float, highest: float) -> str | None:
@@ -97,21 +106,28 @@ class Threshold(_Strict):
         return f" {self.unit}" if self.unit and self.unit != "%" else self.unit
 
     def describe(self) -> str:
-        """The bound as text, e.g. '<= 15,000 USD' or 'in [1.5, 2.5]'."""
+        """The bound as text, e.g. '<= 15,000 USD', 'in [1.5, 2.5]' or '<= 0.5x baseline'."""
+        ratio = f"<= {fmt_number(self.max_ratio_to_baseline)}x baseline" if self.max_ratio_to_baseline is not None else ""
+        if self.min is None and self.max is None:
+            return ratio
         if self.direction == "between":
-            return f"in [{fmt_number(self.min)}, {fmt_number(self.max)}]{self._u()}"
-        bound = self.max if self.max is not None else self.min
-        return f"{self.direction} {fmt_number(bound)}{self._u()}"
+            text = f"in [{fmt_number(self.min)}, {fmt_number(self.max)}]{self._u()}"
+        else:
+            bound = self.max if self.max is not None else self.min
+            text = f"{self.direction} {fmt_number(bound)}{self._u()}"
+        return f"{text} and {ratio}" if ratio else text
 
-    def explain(self, label: str, figure: float, detail: str = "") -> str:
+    def explain(self, label: str, figure: float, detail: str = "", ratio: float | None = None) -> str:
         """One line with figure, threshold and environment: 'MAE 17,412 > 15,000 USD (staging)'."""
         f = fmt_number(figure)
         if not math.isnan(float(figure)) and self.max is not None and float(figure) > self.max:
             text = f"{label} {f} > {fmt_number(self.max)}{self._u()}"
         elif not math.isnan(float(figure)) and self.min is not None and float(figure) < self.min:
             text = f"{label} {f} < {fmt_number(self.min)}{self._u()}"
+        elif self.max_ratio_to_baseline is not None and ratio is not None and not (float(ratio) <= self.max_ratio_to_baseline):
+            text = f"{label} {f}{self._u()} is {fmt_number(ratio)}x the baseline's > {fmt_number(self.max_ratio_to_baseline)}x"
         else:
-            text = f"{label} {f}{self._u()} {'holds' if self.holds(figure) else 'fails'} {self.describe()}"
+            text = f"{label} {f}{self._u()} {'holds' if self.holds(figure, ratio) else 'fails'} {self.describe()}"
         if detail:
             text += f"; {detail}"
         return f"{text} ({self.env})" if self.env else text

@@ -59,8 +59,11 @@ class GateResult:
 
 
 def threshold_dict(threshold: Threshold) -> dict[str, Any]:
-    return {"min": threshold.min, "max": threshold.max, "unit": threshold.unit, "direction": threshold.direction,
-            "env": threshold.env, "required": threshold.required, "text": threshold.describe()}
+    out = {"min": threshold.min, "max": threshold.max, "unit": threshold.unit, "direction": threshold.direction,
+           "env": threshold.env, "required": threshold.required, "text": threshold.describe()}
+    if threshold.max_ratio_to_baseline is not None:
+        out["max_ratio_to_baseline"] = threshold.max_ratio_to_baseline
+    return out
 
 
 def figure_dict(gate: str, value: float | None, threshold: Threshold | None, label: str = "", detail: str = "") -> dict[str, Any]:

@@ -246,6 +246,9 @@ class GatePlugin:
             th = s.thresholds.get(gate)
             if th is None:
                 raise pytest.UsageError(f"{where}.{gate}: missing: the gate {nodeid} has no threshold at {s.env}")
+            if th.max_ratio_to_baseline is not None and gate not in checks.BASELINE_GATES:
+                raise pytest.UsageError(f"{where}.{gate}.max_ratio_to_baseline: only an error figure has a baseline to compare with "
+                                        f"({', '.join(checks.BASELINE_GATES)})")
             if gate in checks.DOMAINS:
                 why = th.impossible(*checks.DOMAINS[gate])
                 if why:
@@ -413,6 +416,9 @@ class Gate:
         label = "" if finding is None else finding.label
         detail = detail or ("" if finding is None else finding.detail)
         fig = figure_dict(self.id, value, self.threshold, label, detail)
+        if finding is not None and f"{self.id}_baseline" in finding.reported:  # beside the figure, where tables read it
+            fig["baseline"] = float(finding.reported[f"{self.id}_baseline"])
+            fig["ratio_to_baseline"] = float(finding.reported[f"{self.id}_ratio_to_baseline"])
         self.item.stash[RECORDED] = {
             "figure": fig,
             "reported": {} if finding is None else {k: float(v) for k, v in finding.reported.items()},
@@ -422,18 +428,21 @@ class Gate:
         props += [(f"{self.id}.figure", "none" if value is None else repr(float(value))),
                   (f"{self.id}.threshold", self.threshold.describe()), (f"{self.id}.direction", self.threshold.direction),
                   (f"{self.id}.unit", self.threshold.unit), (f"{self.id}.env", self.threshold.env)]
+        if "baseline" in fig:
+            props += [(f"{self.id}.baseline", repr(fig["baseline"])), (f"{self.id}.ratio_to_baseline", repr(fig["ratio_to_baseline"]))]
         if detail:
             props.append((f"{self.id}.detail", detail))
         self.item.user_properties[:] = props
 
     def holds(self, finding: checks.Finding) -> bool:
-        """Record the finding and say whether it meets the threshold."""
+        """Record the finding and say whether it meets the threshold (its ratio to the
+        baseline too, where the finding reports one)."""
         self.record(finding)
-        return self.threshold.holds(finding.value)
+        return self.threshold.holds(finding.value, finding.reported.get(f"{self.id}_ratio_to_baseline"))
 
     def explain(self, finding: checks.Finding) -> str:
         """One line: figure, threshold, detail and environment."""
-        return self.threshold.explain(finding.label, finding.value, finding.detail)
+        return self.threshold.explain(finding.label, finding.value, finding.detail, finding.reported.get(f"{self.id}_ratio_to_baseline"))
 
     def not_applicable(self, reason: str, *, stated: bool = True, how: str = "") -> None:
         """The gate's precondition is absent here: no figure, the reason in its place, and the

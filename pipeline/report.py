@@ -199,7 +199,10 @@ def figure_text(figure: dict[str, Any] | None) -> str:
     if not figure or figure.get("value") is None:
         return "-"
     unit = (figure.get("threshold") or {}).get("unit", "")
-    return f"{fmt_number(figure['value'])}{' ' + unit if unit and unit != '%' else unit}"
+    text = f"{fmt_number(figure['value'])}{' ' + unit if unit and unit != '%' else unit}"
+    if figure.get("ratio_to_baseline") is not None:
+        text += f" ({fmt_number(figure['ratio_to_baseline'])}x baseline)"
+    return text
 
 
 def _figure_text(g: dict[str, Any]) -> tuple[str, str]:

@@ -162,6 +162,12 @@ class GateSession:
         return checks.residual_sample(pr.y, pr.p, cfg.scale, cfg.sample_size, self.settings.seed)
 
     @functools.cached_property
+    def baseline_predictions(self) -> np.ndarray:
+        """A model that learnt nothing, on the evaluation rows: the training target's median."""
+        median = float(np.median(self.train_frame[self.settings.data.target].to_numpy(float)))
+        return np.full(len(self.predictions.y), median)
+
+    @functools.cached_property
     def ordered_residuals(self) -> checks.ResidualSample:
         """The same kind of sample, of the rows sorted by gates.residuals.order_by (stable)."""
         cfg, pr = self.settings.gates.residuals, self.predictions

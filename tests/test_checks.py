@@ -223,7 +223,7 @@ def test_threshold_holds_and_explains():
 
 
 @pytest.mark.parametrize("bounds, message", [
-    ({}, "a threshold needs min, max or both"),
+    ({}, "a threshold needs min, max, both, or max_ratio_to_baseline"),
     ({"min": 3, "max": 2.5}, "min 3 > max 2.5"),
     ({"max": math.nan}, "finite number"),
     ({"min": -math.inf}, "finite number"),
@@ -333,3 +333,19 @@ def test_gate_identity_is_the_test_name_and_one_family(pytester):
         from pipeline.gates import family
 
         family("metric")
+
+
+def test_a_threshold_relative_to_the_baseline_judges_the_ratio_beside_any_absolute_bound():
+    y = np.array([100.0, 200.0, 300.0, 400.0])
+    p = y + np.array([10.0, -10.0, 10.0, -10.0])
+    baseline = np.full(4, 250.0)  # the median: MAE 100
+    f = checks.mae(y, p, baseline)
+    assert f.value == 10 and f.reported == {"mae_baseline": 100.0, "mae_ratio_to_baseline": 0.1}
+    assert f.detail == "4 evaluation rows; baseline (the training target's median) MAE 100, ratio 0.1"
+    ratio = Threshold(gate="mae", env="dev", max_ratio_to_baseline=0.05)
+    assert ratio.describe() == "<= 0.05x baseline" and not ratio.holds(f.value, 0.1) and ratio.holds(f.value, 0.04)
+    assert not ratio.holds(f.value)  # a ratio bound with no ratio measured never holds
+    assert ratio.explain("MAE", 10, ratio=0.1) == "MAE 10 is 0.1x the baseline's > 0.05x (dev)"
+    both = Threshold(gate="mae", env="dev", max=5, unit="kg", max_ratio_to_baseline=0.5)
+    assert both.describe() == "<= 5 kg and <= 0.5x baseline" and not both.holds(10, 0.1) and both.holds(4, 0.1)
+    assert checks.mae(y, p).reported == {}  # without a baseline: the figure alone

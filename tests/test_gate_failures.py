@@ -219,16 +219,23 @@ def test_constant_model_fails_the_metric_gates_only(gate_run):
     messages = assert_only(run, "metrics", {"r2", "mae", "rmse", "mape"})
 
     rows = f"{facts['rows']} evaluation rows"
+
+    def against_baseline(gate: str, label: str) -> str:
+        fig = run.figure(gate)
+        return f"; baseline (the training target's median) {label} {fmt_number(fig['baseline'])}, ratio {fmt_number(fig['ratio_to_baseline'])}"
+
     mae = run.figure("mae")["value"]
     assert mae > 40_000  # a model that learnt nothing is off by a third of the median price
-    assert messages["mae"] == f"MAE {fmt_number(mae)} > 17,500 USD; {rows} ({ENV})"
+    # ... and no better than the baseline, which learnt nothing either.
+    assert 0.9 < run.figure("mae")["ratio_to_baseline"] < 1.1
+    assert messages["mae"] == f"MAE {fmt_number(mae)} > 17,500 USD; {rows}{against_baseline('mae', 'MAE')} ({ENV})"
     r2 = run.figure("r2")["value"]
     assert r2 < 0.05
     assert messages["r2"] == f"R2 {fmt_number(r2)} < 0.88; {rows} ({ENV})"
     rmse = run.figure("rmse")["value"]
-    assert messages["rmse"] == f"RMSE {fmt_number(rmse)} > 27,500 USD; {rows} ({ENV})"
+    assert messages["rmse"] == f"RMSE {fmt_number(rmse)} > 27,500 USD; {rows}{against_baseline('rmse', 'RMSE')} ({ENV})"
     mape = run.figure("mape")["value"]
-    assert messages["mape"] == f"MAPE {fmt_number(mape)} > 12%; {rows} ({ENV})"
+    assert messages["mape"] == f"MAPE {fmt_number(mape)} > 12%; {rows}{against_baseline('mape', 'MAPE')} ({ENV})"
     # The relaxed Durbin-Watson line is the one judged, and it held.
     assert run.figure("residual_autocorrelation")["threshold"]["text"] == "in [0.5, 2.3]"
     assert_threshold_in_junit(run, "mae", "<= 17,500 USD")

@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline.config import fmt_number as fmt
+
 # pytester restores sys.modules after each in-process run: what the gate runs import is
 # imported here first, so that every run shares one copy of each library's classes.
 import pipeline.gates.metrics  # noqa: E402,F401
@@ -391,3 +393,29 @@ def test_autocorrelation_is_judged_along_the_declared_order_not_the_files(crops)
     assert dw["area_m2"]["outcome"] == "failed" and dw["area_m2"]["figure"]["value"] < 1.7  # the file's order
     assert dw["planted_day"]["outcome"] == "passed", dw["planted_day"]["message"]
     assert dw["planted_day"]["figure"]["detail"].endswith("rows ordered by planted_day")
+
+
+def test_a_metric_threshold_may_be_relative_to_the_baseline_and_the_ratio_travels_with_the_figure(crops):
+    write_config(crops, environments={"dev": {"thresholds": thresholds(mae={"max_ratio_to_baseline": 0.2, "unit": "kg"})}})
+    r = run(crops, "-m", "gates", "--evidence-dir", "reports", "--junitxml", "gates.xml")
+    r.assert_outcomes(passed=3)
+    doc, gates = evidence_gates(crops.path)
+    fig = gates["mae"]["figure"]
+    assert fig["ratio_to_baseline"] == pytest.approx(fig["value"] / fig["baseline"]) and 0 < fig["ratio_to_baseline"] < 0.2
+    assert fig["threshold"]["text"] == "<= 0.2x baseline" and fig["threshold"]["max_ratio_to_baseline"] == 0.2
+    assert re.search(rf"mae\s+\S+ kg \({re.escape(fmt(fig['ratio_to_baseline']))}x baseline\)\s+<= 0.2x baseline\s+passed", r.stdout.str())
+    import xml.etree.ElementTree as ET
+
+    props = {p.get("name"): p.get("value") for p in ET.parse(crops.path / "gates.xml").getroot().iter("property")}
+    assert float(props["mae.baseline"]) == fig["baseline"] and float(props["mae.ratio_to_baseline"]) == fig["ratio_to_baseline"]
+
+    # Tighter than this model can do: it fails, naming the ratio.
+    write_config(crops, environments={"dev": {"thresholds": thresholds(mae={"max_ratio_to_baseline": 0.01, "unit": "kg"})}})
+    r = run(crops, "-m", "gates", "--evidence-dir", "reports")
+    r.assert_outcomes(passed=2, failed=1)
+    _, gates = evidence_gates(crops.path)
+    assert re.fullmatch(r"MAE \S+ kg is \S+x the baseline's > 0.01x; 75 evaluation rows; baseline .*\(dev\)", gates["mae"]["message"])
+    # Only an error figure has a baseline.
+    write_config(crops, environments={"dev": {"thresholds": thresholds(r2={"max_ratio_to_baseline": 0.5})}})
+    assert usage_line(run(crops, "-m", "gates")) == (f"{crops.path / 'crops.yaml'}: environments.dev.thresholds.r2.max_ratio_to_baseline: "
+                                                    "only an error figure has a baseline to compare with (mae, rmse, mape)")
