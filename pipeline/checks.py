@@ -245,8 +245,11 @@ def residual_autocorrelation(sample: ResidualSample, order: str = "the data's or
 @check(0)
 def noise_stability(before: np.ndarray, after: np.ndarray, *, percentile: float, spec: Any) -> Finding:
     change = figures.relative_change(before, after)
+    cols = getattr(spec, "columns", None)
+    what = (f"{len(change)} rows, noise sd {spec.relative_sd:g} x spread on "
+            + (cols[0] if len(cols) == 1 else f"{len(cols)} numeric columns")) if cols else str(spec)
     return Finding(float(np.percentile(change, percentile)), f"p{percentile:g} relative prediction change",
-                   f"max {change.max():.3g}; {spec}", reported={"max_single_row_change": float(change.max())})
+                   f"max {change.max():.3g}; {what}", reported={"max_single_row_change": float(change.max())})
 
 
 def _nonfinite(predict: Callable[[pd.DataFrame], np.ndarray], rows: pd.DataFrame, spec: Any) -> Finding:

@@ -247,6 +247,10 @@ class ResidualSettings(_Strict):
 class RobustnessSettings(_Strict):
     noise_relative_sd: float = Field(default=0.01, gt=0)
     percentile: float = Field(default=95, gt=0, le=100)
+    # The noise gate's figure: the percentile over one fixed, seeded sample of this many
+    # evaluation rows, every numeric feature perturbed at once; a stable statistic, not the
+    # worst of random examples.
+    noise_rows: int = Field(default=2000, ge=50)
     rows_per_example: int = Field(default=200, ge=10)
     directional: list[DirectionalExpectation] = []
 

@@ -1,0 +1,162 @@
+"""`run-pipeline init` on data sets the harness has never seen, then `run-pipeline run` with no
+hand edit: train, the whole standard suite, a verdict, on an embedded store in tmp_path.
+
+Three shapes: scikit-learn's diabetes data (442 rows, numeric only, no time order), house
+listings (text ids, ISO sale dates, categories, missing values, a skewed positive target)
+and sensor readings (a target of either sign, year and month columns).
+A sound model passes staging from init's defaults and is promoted; the same data with its
+target shuffled (nothing left to learn) fails the metric gates and only those.
+The CLI runs in process (`pipeline.cli.main`), as `run` runs its gates.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline import cli
+
+
+def diabetes(folder: Path) -> tuple[Path, str]:
+    from sklearn.datasets import load_diabetes
+
+    path = folder / "diabetes.csv"
+    load_diabetes(as_frame=True).frame.to_csv(path, index=False)
+    return path, "target"
+
+
+def listings(folder: Path) -> tuple[Path, str]:
+    rng = np.random.default_rng(5)
+    n = 1500
+    district = rng.choice(["harbour", "old town", "hills", "mills", "park", "station"], n, p=[.25, .2, .15, .15, .15, .1])
+    kind = rng.choice(["flat", "terraced", "detached"], n, p=[.5, .3, .2])
+    size = rng.lognormal(4.4, 0.35, n).round(1)
+    rooms = np.clip((size / 25 + rng.normal(0, 0.7, n)).round(), 1, 9)
+    age = rng.integers(0, 120, n).astype(float)
+    age[rng.random(n) < 0.06] = np.nan  # unknown for some listings
+    sold = pd.Timestamp("2019-01-01") + pd.to_timedelta(rng.integers(0, 5 * 365, n), unit="D")
+    premium = pd.Series(district).map({"harbour": .35, "old town": .25, "hills": .3, "mills": -.1, "park": .1, "station": 0}).to_numpy()
+    kind_eff = pd.Series(kind).map({"flat": 0, "terraced": .1, "detached": .25}).to_numpy()
+    trend = (sold - sold.min()).days.to_numpy() / 365 * 0.04
+    log_price = 11 + 0.9 * np.log(size) + premium + kind_eff - 0.002 * np.nan_to_num(age, nan=60) + trend + rng.normal(0, 0.12, n)
+    frame = pd.DataFrame({"listing_id": [f"L{i:05d}" for i in rng.permutation(n)], "sold_on": sold.strftime("%Y-%m-%d"),
+                          "district": district, "kind": kind, "size_m2": size, "rooms": rooms, "age_years": age,
+                          "price": np.exp(log_price).round(-2)})
+    path = folder / "listings.csv"
+    frame.sort_values("district").to_csv(path, index=False)  # a file sorted by place, as exports often are
+    return path, "price"
+
+
+def sensors(folder: Path, copies: int = 0) -> tuple[Path, str]:
+    rng = np.random.default_rng(9)
+    n = 800
+    site = rng.choice(["north", "south", "lake"], n)
+    year = rng.integers(2015, 2024, n)
+    month = rng.integers(1, 13, n)
+    wind = rng.gamma(2.0, 2.5, n).round(1)
+    humidity = rng.uniform(20, 100, n).round(0)
+    season = np.sin(2 * np.pi * (month - 4) / 12)
+    delta = (3 * season - 0.25 * wind + 0.02 * (humidity - 60) + pd.Series(site).map({"north": -1, "south": 1, "lake": 0}).to_numpy()
+             + rng.normal(0, 0.6, n)).round(2)
+    frame = pd.DataFrame({"site": site, "year": year, "month": month, "wind_ms": wind, "humidity": humidity, "temp_delta": delta})
+    frame = pd.concat([frame, frame.iloc[:copies]], ignore_index=True)  # a logger that wrote readings twice
+    path = folder / "sensors.csv"
+    frame.to_csv(path, index=False)
+    return path, "temp_delta"
+
+
+DATASETS = {"diabetes": diabetes, "listings": listings, "sensors": sensors}
+
+
+def cli_json(capsys, *args: str) -> tuple[int, dict]:
+    code = cli.main([*args, "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_init_then_run_gates_and_promotes_a_sound_model_with_no_hand_edit(name, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data, target = DATASETS[name](tmp_path)
+    code, inferred = cli_json(capsys, "init", "--data", str(data), "--target", target, "--out", "project")
+    assert code == 0, inferred
+    assert inferred["next"] == "run-pipeline run --config project/pipeline_config.yaml"
+    (tmp_path / f"init-{name}.json").write_text(json.dumps(inferred, indent=2))  # for the closing note
+    code, doc = cli_json(capsys, "run", "--config", "project/pipeline_config.yaml")
+    gates = {g["gate"]: g for g in doc["evidence"]["gates"]}
+    (tmp_path / f"run-{name}.json").write_text(json.dumps({g: (v["outcome"], (v["figure"] or {}).get("value")) for g, v in gates.items()}, indent=2))
+    assert code == 0, {g: (v["outcome"], v["message"]) for g, v in gates.items() if v["outcome"] not in ("passed", "not_applicable", "skipped")}
+    assert doc["evidence"]["status"] == "passed" and doc["aliases"] == {"staging": "1"}
+    assert gates["mae"]["figure"]["ratio_to_baseline"] < 0.8
+    # What init inferred for each shape, and what the gates then made of it.
+    cfg = yaml.safe_load((tmp_path / "project" / "pipeline_config.yaml").read_text())
+    if name == "diabetes":
+        assert inferred["categorical"] == [] and inferred["order_by"] is None and inferred["id_columns"] == []
+        assert {g: gates[g]["outcome"] for g in ("unseen_categories", "residual_autocorrelation", "directional", "champion_mae")} == {
+            g: "not_applicable" for g in ("unseen_categories", "residual_autocorrelation", "directional", "champion_mae")}
+    elif name == "listings":
+        assert inferred["id_columns"] == ["listing_id", "sold_on"] and inferred["order_by"] == ["sold_on"]
+        assert inferred["categorical"] == ["district", "kind"] and inferred["log_target"] is True
+        assert cfg["data"]["contract"]["missing_share"]["age_years"] > 0.06
+        # Along the sale date, not the file's order by district.
+        assert gates["residual_autocorrelation"]["outcome"] == "passed"
+        assert gates["residual_autocorrelation"]["figure"]["detail"].endswith("rows ordered by sold_on")
+        assert gates["unseen_categories"]["outcome"] == "passed" and cfg["gates"]["slices"]["columns"] == ["kind", "district"]
+    else:
+        assert inferred["order_by"] == ["year", "month"] and inferred["log_target"] is False
+        assert cfg["data"]["contract"]["allow_duplicate_rows"] is False and cfg["environments"]["staging"]["thresholds"]["mape"]["required"] is False
+        assert cfg["data"]["contract"]["ranges"]["temp_delta"]["min"] < 0
+
+
+def test_a_target_with_nothing_to_learn_fails_the_metric_gates(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data, target = listings(tmp_path)
+    frame = pd.read_csv(data)
+    frame[target] = np.random.default_rng(0).permutation(frame[target].to_numpy())  # the target shuffled: no signal left
+    frame.to_csv(data, index=False)
+    assert cli_json(capsys, "init", "--data", str(data), "--target", target, "--out", "project")[0] == 0
+    code, doc = cli_json(capsys, "run", "--config", "project/pipeline_config.yaml")
+    assert code == 1 and doc["aliases"] == {}
+    failed = {g["gate"] for g in doc["evidence"]["gates"] if g["outcome"] == "failed"}
+    assert {"r2", "mae", "rmse", "mape"} <= failed, failed
+    assert not failed & {"data_contract", "train_eval_overlap", "feature_drift"}, failed
+    mae = next(g for g in doc["evidence"]["gates"] if g["gate"] == "mae")
+    assert mae["figure"]["ratio_to_baseline"] > 0.9 and "x the baseline's > 0.8x" in mae["message"]
+
+
+def test_readings_written_twice_are_allowed_by_the_contract_and_caught_as_a_leak(tmp_path, capsys, monkeypatch):
+    # A real fault of the data, not of the harness: copies on both sides of the split.
+    monkeypatch.chdir(tmp_path)
+    data, target = sensors(tmp_path, copies=12)
+    code, inferred = cli_json(capsys, "init", "--data", str(data), "--target", target, "--out", "project")
+    assert code == 0 and any(w.startswith("12 duplicated rows: allowed") for w in inferred["why"]), inferred["why"]
+    code, doc = cli_json(capsys, "run", "--config", "project/pipeline_config.yaml")
+    failed = {g["gate"]: g for g in doc["evidence"]["gates"] if g["outcome"] == "failed"}
+    assert code == 1 and set(failed) == {"train_eval_overlap"}, failed
+    assert 0 < failed["train_eval_overlap"]["figure"]["value"] <= 12
+
+
+def test_init_refuses_bad_input_and_never_overwrites(tmp_path, capsys):
+    data, target = sensors(tmp_path)
+    out = tmp_path / "project"
+    assert cli.main(["init", "--data", str(data), "--target", "Temp_Delta", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --target Temp_Delta: no such column in {data} (did you mean 'temp_delta'?)"
+    assert not out.exists() or not any(out.iterdir())
+    assert cli.main(["init", "--data", str(data), "--target", "site", "--out", str(out)]) == 2
+    assert "is not numeric" in capsys.readouterr().err
+    assert cli.main(["init", "--data", str(tmp_path / "nope.csv"), "--target", target, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --data {tmp_path / 'nope.csv'}: no such file"
+    assert cli.main(["init", "--data", str(data), "--target", target, "--out", str(out)]) == 0
+    first = (out / "pipeline_config.yaml").read_text()
+    capsys.readouterr()
+    assert cli.main(["init", "--data", str(data), "--target", target, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {out / 'pipeline_config.yaml'}: already exists; init never overwrites a config "
+                                               "(use --force, or another --out)")
+    assert (out / "pipeline_config.yaml").read_text() == first
+    assert cli.main(["init", "--data", str(data), "--target", target, "--out", str(out), "--force"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["gates", "model_config.yaml", "pipeline_config.yaml"]  # no scratch left
