@@ -140,8 +140,14 @@ def _alias_state(settings) -> dict[str, str]:
 
 
 def cmd_run(args, settings, out: Out) -> int:
+    from pipeline import data as data_mod
     from pipeline import jobs
 
+    # A column the config names that the data lacks stops the run here, before any training.
+    problems = data_mod.config_problems(settings, data_mod.read_header(settings.data.path, "data.path"))
+    if problems:
+        more = f" (and {len(problems) - 1} more; run-pipeline check lists them all)" if len(problems) > 1 else ""
+        raise InputError(problems[0] + more)
     check_suite(settings, out)
     out.progress(f"train: {settings.model.type} on {settings.data.path.name}")
     # Library chatter must never reach stdout when stdout is the JSON document.

@@ -312,6 +312,7 @@ class Settings(_Strict):
 
     env: str
     config_path: Path
+    model_file: Path | None = None  # the model config file, when the pipeline config names one: where model.* errors point
     seed: int
     gate_tests: Path  # the folder of gate tests the CLI runs
     data: DataSettings
@@ -482,6 +483,7 @@ def _build(config_path: Path, raw: dict[str, Any], model_path: Path | None = Non
         elif err["type"] == "missing":
             msg = "missing key"
         # model.* keys live in the model config file when the pipeline config names one.
+        model_path = model_path or (Path(raw["model_file"]) if isinstance(raw.get("model_file"), str) else None)
         where = model_path if model_path is not None and err["loc"][:1] == ("model",) else config_path
         if not err["loc"]:  # a whole-config check names its own key (waivers.0.gate, environments...)
             raise InputError(f"{where}: {msg}{more}") from None
@@ -510,6 +512,7 @@ def load(path: str | Path | None = None, env: str | None = None) -> Settings:
         if "model" in raw:
             raise InputError(f"{path}: model: given here and in {model_path}")
         raw["model"] = model_raw.get("model")
+        raw["model_file"] = str(model_path)
     default_env = raw.pop("default_env", None)
     raw["env"] = env or default_env or "dev"
     envs = raw.get("environments")

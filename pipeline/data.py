@@ -183,6 +183,57 @@ def check_header(path: Path, cfg: DataSettings, what: str) -> None:
         raise InputError(f"{what} {path}: column '{missing[0]}' of {Path(cfg.path).name} is missing{more}")
 
 
+MIN_EVAL_ROWS = 20  # fewer evaluation rows than this, and no gate's figure means anything
+
+
+def config_problems(settings: Settings, header: list[str], features: FeatureSpec | None = None, rows: int | None = None) -> list[str]:
+    """Every column the config names that the data file does not have (or has as the wrong
+    kind, when `features` is known), one line each naming the file and the key: what a run
+    would otherwise find after training, or never."""
+    cfg, g = settings.data, settings.gates
+    have, out = set(header), []
+    where = settings.config_path
+    numeric = set(features.numeric) if features else set(cfg.numeric_features or [])
+    kept = ({*features.columns} if features else set()) | set(cfg.id_columns)
+
+    def missing(key: str, cols) -> None:
+        for c in cols:
+            if c not in have:
+                out.append(f"{where}: {key}: column '{c}' is not in {cfg.path.name}")
+
+    if cfg.target in (cfg.numeric_features or []) + (cfg.categorical_features or []):
+        out.append(f"{where}: data: the target '{cfg.target}' is also listed as a feature")
+    missing("data.id_columns", cfg.id_columns)
+    missing("data.drop_columns", cfg.drop_columns)
+    missing("data.contract.ranges", cfg.contract.ranges)
+    missing("data.contract.missing_share", cfg.contract.missing_share)
+    missing("gates.slices.columns", g.slices.columns)
+    missing("gates.residuals.order_by", g.residuals.order_by or [])
+    for i, exp in enumerate(g.robustness.directional):
+        if exp.feature not in have:
+            out.append(f"{where}: gates.robustness.directional.{i}.feature: column '{exp.feature}' is not in {cfg.path.name}")
+        elif numeric and exp.feature not in numeric:
+            out.append(f"{where}: gates.robustness.directional.{i}.feature: '{exp.feature}' is not a numeric feature")
+    for c in g.residuals.order_by or []:
+        if c in have and kept and c not in kept:
+            out.append(f"{where}: gates.residuals.order_by: '{c}' is neither a feature nor one of data.id_columns")
+    if rows is not None:
+        import math
+
+        n_eval = math.ceil(rows * settings.split.test_size) if settings.split.test_size < 1 else int(settings.split.test_size)
+        if n_eval < MIN_EVAL_ROWS:
+            out.append(f"{where}: split.test_size: {settings.split.test_size:g} leaves {n_eval} evaluation rows of {rows}; "
+                       f"the gates need at least {MIN_EVAL_ROWS}")
+    named = settings.model.params.get("monotonic_cst")
+    if isinstance(named, dict):
+        for c in named:
+            if c not in have:
+                out.append(f"{settings.model_file or where}: model.params.monotonic_cst: column '{c}' is not in {cfg.path.name}")
+            elif numeric and c not in numeric:
+                out.append(f"{settings.model_file or where}: model.params.monotonic_cst: '{c}' is not a numeric feature")
+    return out
+
+
 def release_memory() -> None:
     """Hand memory freed in small pieces back to the operating system (glibc only; else nothing).
 

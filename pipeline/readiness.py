@@ -37,10 +37,23 @@ def checks(settings: Settings) -> list[dict[str, str]]:
     from pipeline import data
 
     try:
-        ds = data.load(settings)
-        rows.append(_row("data", True, f"{settings.data.path}: {len(ds.frame)} rows, {len(ds.features.columns)} features, contract ok"))
+        header = data.read_header(settings.data.path, "data.path")
     except PipelineError as e:
+        header = None
         rows.append(_row("data", False, str(e)))
+    if header is not None:
+        try:
+            ds = data.load(settings)
+            rows.append(_row("data", True, f"{settings.data.path}: {len(ds.frame)} rows, {len(ds.features.columns)} features, contract ok"))
+            features, n = ds.features, len(ds.frame)
+        except PipelineError as e:
+            rows.append(_row("data", False, str(e)))
+            features, n = None, None
+        # Every column the config names, all of them, one row each: not just the first.
+        problems = data.config_problems(settings, header, features, n)
+        rows += [_row("config columns", False, p) for p in problems]
+        if not problems:
+            rows.append(_row("config columns", True, "every column the config names is in the data, of the right kind"))
     uri = settings.mlflow.tracking_uri
     parsed = urlparse(uri)
     if parsed.scheme in ("http", "https"):

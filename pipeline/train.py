@@ -142,7 +142,7 @@ def build(settings: Settings, spec: FeatureSpec) -> Pipeline:
         named = params["monotonic_cst"]
         unknown = sorted(set(named) - set(spec.numeric))
         if unknown:
-            raise InputError(f"{settings.config_path}: model.params.monotonic_cst: '{unknown[0]}' is not a numeric feature")
+            raise InputError(f"{settings.model_file or settings.config_path}: model.params.monotonic_cst: '{unknown[0]}' is not a numeric feature")
         params["monotonic_cst"] = [int(named.get(c, 0)) for c in spec.columns]
     try:
         if m.type == "hist_gradient_boosting":

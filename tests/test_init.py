@@ -160,3 +160,34 @@ def test_init_refuses_bad_input_and_never_overwrites(tmp_path, capsys):
     assert (out / "pipeline_config.yaml").read_text() == first
     assert cli.main(["init", "--data", str(data), "--target", target, "--out", str(out), "--force"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["gates", "model_config.yaml", "pipeline_config.yaml"]  # no scratch left
+
+
+def test_check_lists_every_column_the_config_names_that_the_data_lacks_and_run_stops_before_training(tmp_path, capsys):
+    data, target = sensors(tmp_path)
+    out = tmp_path / "project"
+    assert cli.main(["init", "--data", str(data), "--target", target, "--out", str(out)]) == 0
+    cfg_path = out / "pipeline_config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["gates"]["slices"]["columns"] = ["Neighborhood", "site"]
+    cfg["gates"]["robustness"]["directional"] = [{"feature": "site", "direction": "increasing"}]
+    cfg["data"]["contract"]["ranges"]["Wind_ms"] = {"min": 0}
+    cfg["split"]["test_size"] = 0.01
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    model = yaml.safe_load((out / "model_config.yaml").read_text())
+    model["model"]["params"]["monotonic_cst"] = {"humidty": 1}
+    (out / "model_config.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
+    capsys.readouterr()
+    code, doc = cli_json(capsys, "check", "--config", str(cfg_path))
+    assert code == 2
+    assert [r["detail"] for r in doc["checks"] if r["check"] == "config columns"] == [
+        f"{cfg_path}: data.contract.ranges: column 'Wind_ms' is not in sensors.csv",
+        f"{cfg_path}: gates.slices.columns: column 'Neighborhood' is not in sensors.csv",
+        f"{cfg_path}: gates.robustness.directional.0.feature: 'site' is not a numeric feature",
+        f"{cfg_path}: split.test_size: 0.01 leaves 8 evaluation rows of 800; the gates need at least 20",
+        f"{out / 'model_config.yaml'}: model.params.monotonic_cst: column 'humidty' is not in sensors.csv",
+    ]
+    code = cli.main(["run", "--config", str(cfg_path)])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (f"error: {cfg_path}: data.contract.ranges: column 'Wind_ms' is not in sensors.csv "
+                                               "(and 3 more; run-pipeline check lists them all)")
+    assert not (out / "mlruns").exists()  # nothing trained, nothing registered
