@@ -144,7 +144,8 @@ def cmd_run(args, settings, out: Out) -> int:
     from pipeline import jobs
 
     # A column the config names that the data lacks stops the run here, before any training.
-    problems = data_mod.config_problems(settings, data_mod.read_header(settings.data.path, "data.path"))
+    header = data_mod.readable_header(settings)  # None: the data's own error comes from loading it
+    problems = data_mod.config_problems(settings, header) if header is not None else []
     if problems:
         more = f" (and {len(problems) - 1} more; run-pipeline check lists them all)" if len(problems) > 1 else ""
         raise InputError(problems[0] + more)

@@ -183,6 +183,18 @@ def check_header(path: Path, cfg: DataSettings, what: str) -> None:
         raise InputError(f"{what} {path}: column '{missing[0]}' of {Path(cfg.path).name} is missing{more}")
 
 
+def readable_header(settings: Settings) -> list[str] | None:
+    """The data file's header when it can be read and holds the target and every listed
+    feature; None otherwise (then loading the data says what is wrong, in its own words)."""
+    cfg = settings.data
+    try:
+        header = read_header(cfg.path, "data.path")
+    except InputError:
+        return None
+    listed = [cfg.target, *(cfg.numeric_features or []), *(cfg.categorical_features or [])]
+    return header if all(c in header for c in listed) else None
+
+
 MIN_EVAL_ROWS = 20  # fewer evaluation rows than this, and no gate's figure means anything
 
 

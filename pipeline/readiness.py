@@ -36,19 +36,15 @@ def checks(settings: Settings) -> list[dict[str, str]]:
     rows.append(_row("config", True, f"{settings.config_path} (env {settings.env}, model {settings.model.type})"))
     from pipeline import data
 
+    features, n = None, None
     try:
-        header = data.read_header(settings.data.path, "data.path")
+        ds = data.load(settings)
+        rows.append(_row("data", True, f"{settings.data.path}: {len(ds.frame)} rows, {len(ds.features.columns)} features, contract ok"))
+        features, n = ds.features, len(ds.frame)
     except PipelineError as e:
-        header = None
         rows.append(_row("data", False, str(e)))
+    header = data.readable_header(settings)
     if header is not None:
-        try:
-            ds = data.load(settings)
-            rows.append(_row("data", True, f"{settings.data.path}: {len(ds.frame)} rows, {len(ds.features.columns)} features, contract ok"))
-            features, n = ds.features, len(ds.frame)
-        except PipelineError as e:
-            rows.append(_row("data", False, str(e)))
-            features, n = None, None
         # Every column the config names, all of them, one row each: not just the first.
         problems = data.config_problems(settings, header, features, n)
         rows += [_row("config columns", False, p) for p in problems]
