@@ -183,7 +183,8 @@ def slice_error(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, *, columns: l
     if not slices:
         return Finding(float("nan"), f"worst slice {label} / overall {label}", f"no slice of {columns} or target bands has {min_rows} rows or more")
     worst = slices[0]
-    detail = f"worst slice {worst.column}={worst.value} ({worst.rows} rows, {label} {worst.error:,.4g}); {len(slices)} slices judged"
+    detail = (f"worst slice {worst.column}={worst.value} ({worst.rows} rows, {label} {worst.error:,.4g}); {len(slices)} slices judged, "
+              f"the smallest of {min(s.rows for s in slices)} rows")
     return Finding(worst.ratio, f"worst slice {label} / overall {label}", detail,
                    plot={"metric": metric, "slices": [[s.column, s.value, s.rows, s.ratio] for s in slices]})
 

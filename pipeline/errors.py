@@ -12,9 +12,14 @@ class PipelineError(Exception):
 
     exit_code = EXIT_GATES_FAILED
 
+    MAX_CHARS = 1000  # a line a person reads: a huge value quoted in it (a YAML alias bomb) is cut
+
     def __init__(self, message: str):
         # One line, always: a multi-line message breaks JUnit summaries and log greps.
-        super().__init__(" ".join(str(message).split()))
+        line = " ".join(str(message).split())
+        if len(line) > self.MAX_CHARS:
+            line = f"{line[: self.MAX_CHARS]}... ({len(line) - self.MAX_CHARS:,} more characters)"
+        super().__init__(line)
 
 
 class InputError(PipelineError):

@@ -156,7 +156,7 @@ def build(settings: Settings, spec: FeatureSpec) -> Pipeline:
             reg = Ridge(random_state=settings.seed, **params)
     except TypeError as e:
         # sklearn: "__init__() got an unexpected keyword argument 'x'"
-        raise InputError(f"{settings.config_path}: model.params: {str(e).split(') ', 1)[-1]}") from None
+        raise InputError(f"{settings.model_file or settings.config_path}: model.params: {str(e).split(') ', 1)[-1]}") from None
     if m.log_target:
         # The log scale is where price errors are roughly symmetric; predictions come back in units.
         reg = TransformedTargetRegressor(regressor=reg, func=np.log, inverse_func=np.exp, check_inverse=False)
@@ -171,5 +171,5 @@ def fit(settings: Settings, spec: FeatureSpec, train: pd.DataFrame) -> Pipeline:
     try:
         model.fit(train[spec.columns], train[settings.data.target])
     except ValueError as e:
-        raise InputError(f"{settings.config_path}: model.params: {str(e).splitlines()[0]}") from None
+        raise InputError(f"{settings.model_file or settings.config_path}: model.params: {str(e).splitlines()[0]}") from None
     return model

@@ -68,3 +68,38 @@ def test_thresholds_carry_their_environment(tmp_path: Path):
     assert s.with_env("dev").thresholds["mae"].env == "dev"
     assert s.with_env("dev").thresholds["mae"].max > s.thresholds["mae"].max
     assert s.with_data_path(AMES).data.path == AMES
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path):
+    cfg = write_project(tmp_path / "p")
+    text = cfg.read_text()
+    # The same threshold twice in staging: YAML would silently keep the second.
+    line = "      r2:\n        min: 0.88\n"
+    assert line in text
+    cfg.write_text(text.replace(line, line + "      r2:\n        min: 0.1\n", 1))
+    first = text[: text.index(line)].count("\n") + 1
+    assert _refusal(cfg) == f"{cfg}: line {first + 2} not valid YAML (key 'r2' given twice (first on line {first}))"
+
+
+def test_an_error_line_stays_readable_however_large_the_value_it_quotes(tmp_path: Path):
+    from pipeline import data, train
+
+    cfg = write_project(tmp_path / "p")
+    model = cfg.parent / "model_config.yaml"
+    # A small YAML alias bomb as a model param's value: six levels of nine references each,
+    # which the estimator's error message quotes whole (531,441 ones).
+    bomb = "".join(f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9) if i else '1'}]\n" for i in range(7))
+    raw = model.read_text().replace("    max_iter: 600", "    max_iter: *x6")
+    model.write_text(bomb + raw)
+    with pytest.raises(InputError) as e:
+        config.load(cfg)  # the anchors are unknown top-level keys of the model config
+    assert str(e.value) == f"{model}: x0: unknown key"
+    # A huge value that loads (a nested list): the estimator's error quoting it is cut to a readable line.
+    settings = config.load(write_project(tmp_path / "q", model={"params": {"max_iter": [[[1] * 90] * 90] * 9}}))
+    ds = data.load(settings)
+    with pytest.raises(InputError) as e:
+        train.fit(settings, ds.features, ds.frame.head(300))
+    message = str(e.value)
+    # ... and it names the file the key is in: model_config.yaml, not the pipeline config.
+    assert message.startswith(f"{settings.model_file}: model.params: ") and message.endswith(" more characters)")
+    assert len(message) < 1100
