@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pipeline.config import Settings
 from pipeline.errors import InputError, PromotionRefused
 from pipeline.registry import store
+from pipeline.registry.text import record_json, tag_records, tag_stamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,19 +214,13 @@ HISTORY = "history."  # registered-model tag prefix: history.<alias>.<UTC stamp>
 
 def record_move(settings: Settings, name: str, move: Move) -> None:
     """Append `move` to the registered model's history (a tag of its own, never overwritten)."""
-    import json
-
     client = store.connect(settings)
-    stamp = move.at.replace("-", "").replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
     with store.reachable(settings):
-        store.retry(client.set_registered_model_tag, name, f"{HISTORY}{move.alias}.{stamp}",
-                    json.dumps({k: getattr(move, k) for k in Move.__slots__}, sort_keys=True))
+        store.retry(client.set_registered_model_tag, name, f"{HISTORY}{move.alias}.{tag_stamp(move.at)}", record_json(move))
 
 
 def history(settings: Settings, name: str) -> list[Move]:
     """Every recorded alias move of `name`, oldest first ([] when there is no such model)."""
-    import json
-
     from mlflow.exceptions import MlflowException
 
     client = store.connect(settings)
@@ -236,13 +231,4 @@ def history(settings: Settings, name: str) -> list[Move]:
             if "RESOURCE_DOES_NOT_EXIST" in str(e.error_code):
                 return []
             raise
-    moves = []
-    for key, value in tags.items():
-        if not key.startswith(HISTORY):
-            continue
-        try:
-            raw = json.loads(value)
-            moves.append(Move(**{k: (None if raw.get(k) is None else str(raw[k])) for k in Move.__slots__ if k in raw}))
-        except (ValueError, TypeError) as e:
-            raise InputError(f"model registry: {name} tag {key}: not a history record ({type(e).__name__})") from None
-    return sorted(moves, key=lambda m: m.at)
+    return tag_records(tags, HISTORY, Move, name, "a history record")

@@ -14,6 +14,7 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.errors import InputError
 from pipeline.registry import model, store
+from pipeline.registry.text import record_json, tag_records, tag_stamp
 
 EVIDENCE_DIR = "evidence"
 
@@ -124,24 +125,13 @@ APPROVAL = "approval."  # version tag prefix: approval.<env>.<UTC stamp>, one pe
 def record_approval(settings: Settings, name: str, approval: Approval) -> str:
     """Write `approval` as a tag of its own on the version; returns the tag key."""
     client = store.connect(settings)
-    stamp = approval.at.replace("-", "").replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
-    key = f"{APPROVAL}{approval.env}.{stamp}"
+    key = f"{APPROVAL}{approval.env}.{tag_stamp(approval.at)}"
     with store.reachable(settings):
-        store.retry(client.set_model_version_tag, name, approval.version, key,
-                    json.dumps({k: getattr(approval, k) for k in Approval.__slots__}, sort_keys=True))
+        store.retry(client.set_model_version_tag, name, approval.version, key, record_json(approval))
     return key
 
 
 def approvals(settings: Settings, name: str, version: str, env: str) -> list[Approval]:
     """Every approval of `version` for `env`, oldest first."""
     tags = model.get_version(settings, name, version).tags or {}
-    out = []
-    for key, value in tags.items():
-        if not key.startswith(f"{APPROVAL}{env}."):
-            continue
-        try:
-            raw = json.loads(value)
-            out.append(Approval(**{k: (None if raw.get(k) is None else str(raw[k])) for k in Approval.__slots__ if k in raw}))
-        except (ValueError, TypeError) as e:
-            raise InputError(f"model registry: {name} version {version} tag {key}: not an approval record ({type(e).__name__})") from None
-    return sorted(out, key=lambda a: a.at)
+    return tag_records(tags, f"{APPROVAL}{env}.", Approval, f"{name} version {version}", "an approval record")
