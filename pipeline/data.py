@@ -229,6 +229,14 @@ def config_problems(settings: Settings, header: list[str], features: FeatureSpec
     for c in g.residuals.order_by or []:
         if c in have and kept and c not in kept:
             out.append(f"{where}: gates.residuals.order_by: '{c}' is neither a feature nor one of data.id_columns")
+    if features is not None and cfg.categorical_features is not None:
+        # Listed features leave the rest out of the model: say so, rather than drop them silently.
+        listed = {cfg.target, *features.columns, *cfg.id_columns, *cfg.drop_columns}
+        unlisted = [c for c in header if c not in listed]
+        if unlisted:
+            shown = ", ".join(f"'{c}'" for c in unlisted[:3]) + (f" and {len(unlisted) - 3} more" if len(unlisted) > 3 else "")
+            out.append(f"{where}: data.categorical_features: {len(unlisted)} column{'s' if len(unlisted) > 1 else ''} of "
+                       f"{cfg.path.name} in no list ({shown}): the model never sees them; list them, or name them in data.drop_columns")
     if rows is not None:
         import math
 

@@ -172,6 +172,8 @@ def test_check_lists_every_column_the_config_names_that_the_data_lacks_and_run_s
     cfg["gates"]["robustness"]["directional"] = [{"feature": "site", "direction": "increasing"}]
     cfg["data"]["contract"]["ranges"]["Wind_ms"] = {"min": 0}
     cfg["split"]["test_size"] = 0.01
+    cfg["data"]["categorical_features"] = []  # "none": but site is a text column nobody listed
+    cfg["data"]["numeric_features"] = None
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     model = yaml.safe_load((out / "model_config.yaml").read_text())
     model["model"]["params"]["monotonic_cst"] = {"humidty": 1}
@@ -183,11 +185,13 @@ def test_check_lists_every_column_the_config_names_that_the_data_lacks_and_run_s
         f"{cfg_path}: data.contract.ranges: column 'Wind_ms' is not in sensors.csv",
         f"{cfg_path}: gates.slices.columns: column 'Neighborhood' is not in sensors.csv",
         f"{cfg_path}: gates.robustness.directional.0.feature: 'site' is not a numeric feature",
+        f"{cfg_path}: data.categorical_features: 1 column of sensors.csv in no list ('site'): the model never sees them; "
+        "list them, or name them in data.drop_columns",
         f"{cfg_path}: split.test_size: 0.01 leaves 8 evaluation rows of 800; the gates need at least 20",
         f"{out / 'model_config.yaml'}: model.params.monotonic_cst: column 'humidty' is not in sensors.csv",
     ]
     code = cli.main(["run", "--config", str(cfg_path)])
     assert code == 2
     assert capsys.readouterr().err.strip() == (f"error: {cfg_path}: data.contract.ranges: column 'Wind_ms' is not in sensors.csv "
-                                               "(and 3 more; run-pipeline check lists them all)")
+                                               "(and 2 more; run-pipeline check lists them all)")  # the header alone: no types, so not the directional line
     assert not (out / "mlruns").exists()  # nothing trained, nothing registered
