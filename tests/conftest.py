@@ -70,6 +70,21 @@ def write_project(folder: Path, overrides: dict[str, Any] | None = None, model: 
     return path
 
 
+def signed_project(folder: Path, overrides: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """A project (CHEAP, the light model, the metric family) whose gate runs sign with a new key
+    keys/ci.pem and whose promotions trust only keys/ci.pub; and the same project for someone
+    without the private key (its evidence and approvals are unsigned). Returns both configs."""
+    from pipeline import signing
+
+    signing.generate(folder / "keys", "ci")
+    trust = {"signing": {"public_keys": ["keys/ci.pub"]}}
+    cfg = write_project(folder, deep_merge(deep_merge(CHEAP, {"signing": {"private_key": "keys/ci.pem", **trust["signing"]}}), overrides or {}),
+                        model=LIGHT_MODEL, families=("metrics",))
+    keyless = folder / "keyless_config.yaml"
+    keyless.write_text(yaml.safe_dump({**yaml.safe_load(cfg.read_text()), **trust}, sort_keys=False))
+    return cfg, keyless
+
+
 def registered_versions(settings, count: int) -> list[str]:
     """The settings' model fitted once on the training split (one OpenMP thread, as gate runs
     use) and logged as `count` registered versions, for tests whose scenarios each need a

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CHEAP, LIGHT_MODEL, deep_merge, registered_versions, run_gates_in_process, write_project
+from conftest import registered_versions, run_gates_in_process, signed_project
 
 from pipeline import cli, gating, registry, signing
 from pipeline import evidence as evidence_mod
@@ -36,15 +36,8 @@ SCENARIOS = ("approved", "unsigned_approval", "race_before", "race_during", "not
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     folder = tmp_path_factory.mktemp("attacks")
-    keys = folder / "keys"
-    signing.generate(keys, "ci")
-    over = {"signing": {"private_key": "keys/ci.pem", "public_keys": ["keys/ci.pub"]},
-            "environments": {"staging": {"approval": "required"}}}
-    cfg = write_project(folder, deep_merge(CHEAP, over), model=LIGHT_MODEL, families=("metrics",))
-    # The same project for a person without the signing key: what they approve is unsigned.
-    raw = yaml.safe_load(cfg.read_text())
-    keyless = folder / "keyless_config.yaml"
-    keyless.write_text(yaml.safe_dump({**raw, "signing": {"public_keys": ["keys/ci.pub"]}}, sort_keys=False))
+    # keyless: the same project for a person without the signing key: what they approve is unsigned.
+    cfg, keyless = signed_project(folder, {"environments": {"staging": {"approval": "required"}}})
     settings = config_mod.load(cfg, "staging")
     versions = dict(zip(SCENARIOS, registered_versions(settings, len(SCENARIOS))))
     return {"folder": folder, "config": cfg, "keyless": keyless, "settings": settings, "versions": versions,

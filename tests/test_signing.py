@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CHEAP, LIGHT_MODEL, deep_merge, registered_versions, run_cli, run_gates_in_process, write_project
+from conftest import registered_versions, run_cli, run_gates_in_process, signed_project
 
 from pipeline import config as config_mod
 from pipeline import evidence as evidence_mod
@@ -81,14 +81,9 @@ def test_the_key_may_come_from_the_environment_and_bad_keys_name_their_file(tmp_
 def store(tmp_path_factory):
     folder = tmp_path_factory.mktemp("signing")
     keys = folder / "keys"
-    signing.generate(keys, "ci")
+    # unsigned_cfg: the same project without a signing key: its runs write unsigned evidence.
+    cfg, unsigned_cfg = signed_project(folder)
     signing.generate(keys, "stranger")
-    cfg = write_project(folder, deep_merge(CHEAP, {"signing": {"private_key": "keys/ci.pem", "public_keys": ["keys/ci.pub"]}}),
-                        model=LIGHT_MODEL, families=("metrics",))
-    # The same project without a signing key: its runs write unsigned evidence.
-    raw = yaml.safe_load(cfg.read_text())
-    unsigned_cfg = folder / "unsigned_config.yaml"
-    unsigned_cfg.write_text(yaml.safe_dump({**raw, "signing": {"public_keys": ["keys/ci.pub"]}}, sort_keys=False))
     settings = config_mod.load(cfg, "staging")
     versions = dict(zip(SCENARIOS, registered_versions(settings, len(SCENARIOS))))
     return {"folder": folder, "config": cfg, "unsigned": unsigned_cfg, "settings": settings, "versions": versions,
