@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import config as config_mod
-from pipeline.errors import EXIT_BAD_INPUT, EXIT_GATES_FAILED, EXIT_OK, InputError, PipelineError, PromotionRefused
+from pipeline.errors import EXIT_BAD_INPUT, EXIT_GATES_FAILED, EXIT_OK, InputError, PipelineError
 
 # ---------------------------------------------------------------- output
 

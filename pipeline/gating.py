@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import getpass
 import os
-from pathlib import Path
 from typing import Any
 
 from pipeline import evidence, registry, signing

@@ -10,7 +10,6 @@ any gate runs; the session's outcome is one typed `GateRunResult`.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
