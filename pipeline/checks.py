@@ -174,6 +174,11 @@ def champion_absent(alias: str, test: str = "non_inferiority") -> Finding:
 # ---------------------------------------------------------------- slices
 
 
+# The family-wise error rate for "this slice's errors are larger than the other rows'" over all
+# slices of one run (Holm's step-down correction keeps it at this level).
+SLICE_ALPHA = 0.05
+
+
 @check(0)
 def slice_error(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, *, columns: list[str], target: str, target_bands: list[float],
                 min_rows: int, metric: str) -> Finding:
@@ -183,9 +188,13 @@ def slice_error(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, *, columns: l
     if not slices:
         return Finding(float("nan"), f"worst slice {label} / overall {label}", f"no slice of {columns} or target bands has {min_rows} rows or more")
     worst = slices[0]
-    detail = (f"worst slice {worst.column}={worst.value} ({worst.rows} rows, {label} {worst.error:,.4g}); {len(slices)} slices judged, "
-              f"the smallest of {min(s.rows for s in slices)} rows")
+    worse = [s for s in slices if s.p_holm < SLICE_ALPHA]
+    named = "".join(f"{', ' if i else ': '}{s.column}={s.value} (x{s.ratio:.2f})" for i, s in enumerate(worse[:3])) + (", ..." if len(worse) > 3 else "")
+    detail = (f"worst slice {worst.column}={worst.value} ({worst.rows} rows, {label} {worst.error:,.4g}, Holm-adjusted p {worst.p_holm:.2g}); "
+              f"{len(slices)} slices judged, the smallest of {min(s.rows for s in slices)} rows; {len(worse)} with errors larger than "
+              f"the other rows' at Holm-adjusted p < {SLICE_ALPHA:g} (one-sided Welch t-tests){named}")
     return Finding(worst.ratio, f"worst slice {label} / overall {label}", detail,
+                   reported={"slices_judged": float(len(slices)), "slices_significantly_worse": float(len(worse))},
                    plot={"metric": metric, "slices": [[s.column, s.value, s.rows, s.ratio] for s in slices]})
 
 

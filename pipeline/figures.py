@@ -5,7 +5,8 @@ Nothing here knows about pytest or MLflow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -130,6 +131,10 @@ class SliceError:
     rows: int
     error: float  # the slice's MAE (or MAPE, in percent)
     ratio: float  # slice error / overall error
+    # One-sided Welch t-test that the slice's mean error exceeds the other rows', Holm-adjusted
+    # over every slice judged (the slices of one run are many tests at once). It describes the
+    # ratio; it does not decide the gate, which judges the ratio (an effect size).
+    p_holm: float = float("nan")
 
 
 def slice_errors(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: list[str], target: str, target_bands: list[float], min_rows: int, metric: str = "mae") -> list[SliceError]:
@@ -145,13 +150,35 @@ def slice_errors(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: lis
         labels = [f"<{_band(hi)}" if np.isinf(lo) else (f">={_band(lo)}" if np.isinf(hi) else f"{_band(lo)}-{_band(hi)}") for lo, hi in zip(edges[:-1], edges[1:])]
         keys[f"{target} band"] = pd.Series(pd.cut(y, edges, labels=labels, right=False).astype(str), index=frame.index)
     out: list[SliceError] = []
+    raw: list[float] = []
     err = pd.Series(abs_err, index=frame.index)
     for col, key in keys.items():
-        grouped = err.groupby(key.to_numpy())
+        codes = key.to_numpy()
+        grouped = err.groupby(codes)
         for value, rows, m in zip(grouped.size().index, grouped.size().to_numpy(), grouped.mean().to_numpy()):
             if rows >= min_rows:
                 out.append(SliceError(col, str(value), int(rows), float(m), float(m / overall)))
+                raw.append(_worse_than_rest(abs_err, codes == value))
+    if out:
+        from statsmodels.stats.multitest import multipletests
+
+        tested = [i for i, p in enumerate(raw) if not np.isnan(p)]
+        if tested:
+            adjusted = multipletests([raw[i] for i in tested], method="holm")[1]
+            for i, p in zip(tested, adjusted):
+                out[i] = replace(out[i], p_holm=float(p))
     return sorted(out, key=lambda s: s.ratio, reverse=True)
+
+
+def _worse_than_rest(abs_err: np.ndarray, inside: np.ndarray) -> float:
+    """One-sided Welch t-test p-value: the slice's errors are larger than the other rows'."""
+    a, b = abs_err[inside], abs_err[~inside]
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    with warnings.catch_warnings():  # identical errors (a test's constant data): no p-value, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        t = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
+    return float(t.pvalue) if np.isfinite(t.pvalue) else float("nan")
 
 
 def _band(x: float) -> str:

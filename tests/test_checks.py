@@ -137,6 +137,26 @@ def test_slice_check_finds_the_worst_slice():
     assert math.isnan(none.value)
 
 
+def test_slice_check_corrects_its_many_tests_with_holm():
+    """20 slices of one error distribution and one slice truly worse: without a correction some of
+    the 20 look 'significantly worse' by chance; after Holm's only the real one is."""
+    from scipy import stats
+
+    rng = np.random.default_rng(4)  # a seed where one of the 20 like slices has raw p < 0.05
+    sizes = [60] * 21
+    frame = pd.DataFrame({"hood": np.repeat([f"h{i:02d}" for i in range(21)], sizes)})
+    err = rng.gamma(4.0, 2.5, len(frame))
+    err[frame["hood"].to_numpy() == "h20"] *= 1.8
+    y = np.full(len(frame), 1000.0)
+    f = checks.slice_error(frame, y, y - err, columns=["hood"], target="y", target_bands=[], min_rows=30, metric="mae")
+    inside = frame["hood"].to_numpy()
+    raw = [stats.ttest_ind(err[inside == h], err[inside != h], equal_var=False, alternative="greater").pvalue
+           for h in sorted(set(inside)) if h != "h20"]
+    assert sum(p < 0.05 for p in raw) >= 1  # chance alone, uncorrected
+    assert f.reported == {"slices_judged": 21.0, "slices_significantly_worse": 1.0}
+    assert f.detail.startswith("worst slice hood=h20 (60 rows") and "Holm-adjusted p" in f.detail
+
+
 # ---------------------------------------------------------------- residuals
 
 
