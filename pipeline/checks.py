@@ -282,10 +282,10 @@ def unseen_categories(predict: Callable[[pd.DataFrame], np.ndarray], rows: pd.Da
 
 def _difference(label: str, reference: np.ndarray, again: Callable[[], np.ndarray], detail: str) -> Finding:
     try:
-        diff = figures.max_abs_difference(reference, np.asarray(again(), float))
+        diff = figures.answer_difference(reference, np.asarray(again(), float))
     except Exception as e:
         return Finding(INF, label, f"predict raised {type(e).__name__}: {str(e).splitlines()[0][:150]}; {detail}")
-    return Finding(diff, label, detail)
+    return Finding(diff.value, label, detail + diff.note())
 
 
 @check(0)
@@ -376,8 +376,8 @@ def batch_throughput(seconds: np.ndarray, rows: int) -> Finding:
 
 @check(0)
 def serving_matches_in_process(reference: np.ndarray, answered: np.ndarray) -> Finding:
-    return Finding(figures.max_abs_difference(reference, answered), "max difference between served and in-process predictions",
-                   f"{len(answered)} rows over HTTP vs in process")
+    diff = figures.answer_difference(reference, answered)
+    return Finding(diff.value, "max difference between served and in-process predictions", f"{len(answered)} rows over HTTP vs in process{diff.note()}")
 
 
 @check(0)
