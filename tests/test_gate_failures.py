@@ -429,6 +429,35 @@ def test_candidate_far_worse_than_the_champion_fails_champion_only(gate_run):
     assert_threshold_in_junit(run, "champion_mae", "<= 0.05")
 
 
+def test_worse_noisy_candidate_is_refused_at_production_and_passed_by_not_confidently_worse(ames, tmp_path):
+    """Production's champion gate is a non-inferiority test. The candidate is the champion with 2 %
+    noise on each prediction: about 3 % worse on average (point change), though not *confidently*
+    worse than production's 2 % margin (lower bound under it). Non-inferiority refuses it (the
+    upper bound is over the margin); the old superiority-of-the-wrong-sign test, chosen
+    explicitly, passes it and says which test it ran."""
+    settings = config_mod.load(write_project(tmp_path / "project"), "production")
+    champion = registry.log_candidate(settings, ames.model, ames.dataset, ames.split.eval,
+                                      figures.regression_metrics(ames.split.eval[ames.dataset.target], ames.model.predict(ames.X_eval)))
+    registry.connect(settings).set_registered_model_alias(champion.name, settings.environment.alias, champion.version)
+    noisy = ames.save(bm.NoisyCopy(ames.unfitted(), sd=0.02).adopt(ames.model, ames.X_train), tmp_path)
+
+    def champion_gate(test: str) -> GateRun:
+        cfg = write_project(tmp_path / "project", deep_merge(CHEAP, {"gates": {"champion": {"test": test}}}))
+        return run_gates_in_process(tmp_path / test, cfg, "-k", "champion_mae", env="production", model_uri=str(noisy),
+                                    pythonpath=(TESTS_DIR,))
+
+    refused, passed = champion_gate("non_inferiority"), champion_gate("not_confidently_worse")
+    ni, old = refused.gates["champion_mae"], passed.gates["champion_mae"]
+    assert ni["reported"] == old["reported"]  # the same bootstrap, judged at its two ends
+    change, lower, upper = (ni["reported"][f"champion_mae_{k}"] for k in ("change", "lower", "upper"))
+    assert lower < 0.02 < change < upper, ni["reported"]  # worse on average; not confidently worse than the margin
+    assert ni["outcome"] == "failed" and refused.returncode == 1
+    assert ni["message"].startswith(f"MAE change vs champion, upper bound {fmt_number(upper)} > 0.02; non-inferiority vs ")
+    assert ni["message"].endswith("(production)") and f"v{champion.version} @production" in ni["message"]
+    assert old["outcome"] == "passed" and old["figure"]["value"] == lower
+    assert old["figure"]["detail"].startswith("not-confidently-worse vs ")
+
+
 def wrong_in_sawyer(ames: Ames, folder: Path) -> Scenario:
     # 20 % too high in Sawyer (32 evaluation rows) and the configured model everywhere else.
     model = bm.WrongInOneSlice(ames.unfitted(), column="Neighborhood", value="Sawyer", factor=1.2).adopt(ames.model, ames.X_train)
@@ -444,7 +473,8 @@ def test_model_wrong_in_one_neighborhood_fails_slices_only(gate_run):
     assert ratio["value"] > 2.0
     assert re.fullmatch(
         rf"worst slice MAPE / overall MAPE {re.escape(fmt_number(ratio['value']))} > 2; "
-        rf"worst slice Neighborhood=Sawyer \(\d+ rows, MAPE [\d.]+\); \d+ slices judged, the smallest of \d+ rows \({ENV}\)",
+        rf"worst slice Neighborhood=Sawyer \(\d+ rows, MAPE [\d.]+, Holm-adjusted p [\d.e-]+\); \d+ slices judged, the smallest of "
+        rf"\d+ rows; \d+ with errors larger than the other rows' at Holm-adjusted p < 0\.05 \(one-sided Welch t-tests\)(: .+)? \({ENV}\)",
         messages["slice_error"],
     ), messages["slice_error"]
     assert_threshold_in_junit(run, "slice_error", "<= 2")
