@@ -36,6 +36,7 @@ from pipeline import config as config_mod  # noqa: E402
 from pipeline import data as data_mod  # noqa: E402
 from pipeline import checks  # noqa: E402
 from pipeline import robustness as rb  # noqa: E402
+from pipeline import timing  # noqa: E402
 
 T_IMPORTED = time.perf_counter()
 
@@ -181,33 +182,35 @@ def run(config: Path, model_path: Path, eval_data: Path | None, env: str) -> dic
     findings["batch_independent"] = checks.batch_independent(model, Xc, pc, seed)
     t = clk.add("determinism", t)
 
-    # ---- latency family: single rows on one thread, then 1000-row batches
-    rounds = g.latency.single_row_rounds
-    picks = np.random.default_rng(seed).integers(0, n, size=rounds + 10)
-    times = []
+    # ---- latency family: single rows on one thread (the reference workload between them, as the
+    # gate times them), then batches; the champion (the gated version itself) in the same rounds
+    lat = g.latency
+    picks = iter(np.random.default_rng(seed).integers(0, n, size=3 * lat.single_row_rounds + 10).tolist())
+
+    def one_row():
+        return (X.iloc[[next(picks)]],)
+
     with threadpool_limits(limits=1, user_api="openmp"):
-        for i in picks[:rounds]:
-            row = X.iloc[[int(i)]]
-            t0 = time.perf_counter()
-            model.predict(row)
-            times.append(time.perf_counter() - t0)
-    findings["single_row_latency"] = checks.single_row_latency(np.asarray(times) * 1000)
+        r = timing.interleaved(model.predict, one_row, lat.single_row_rounds)
+        findings["single_row_latency"] = checks.single_row_latency(r, confidence=lat.confidence, seed=seed)
+        r = timing.interleaved(model.predict, one_row, lat.single_row_rounds, other=model.predict)
+        findings["latency_vs_champion"] = checks.latency_vs_champion(r, champion="itself", confidence=lat.confidence, seed=seed)
     out["single_row_p50_ms"] = findings["single_row_latency"].reported["single_row_p50_ms"]
-    bn = g.latency.batch_rows
-    batch_rows = X.sample(n=bn, replace=n < bn, random_state=seed)
-    btimes = []
-    for _ in range(10):
-        t0 = time.perf_counter()
-        model.predict(batch_rows)
-        btimes.append(time.perf_counter() - t0)
-    findings["batch_throughput"] = checks.batch_throughput(np.asarray(btimes), bn)
+    out["single_row_ratio_to_reference"] = findings["single_row_latency"].reported["single_row_latency_ratio_to_reference"]
+    batch_rows = X.sample(n=lat.batch_rows, replace=n < lat.batch_rows, random_state=seed)
+    model.predict(batch_rows)
+    r = timing.interleaved(model.predict, lambda: (batch_rows,), lat.batch_rounds)
+    findings["batch_throughput"] = checks.batch_throughput(r, lat.batch_rows, confidence=lat.confidence, seed=seed)
     t = clk.add("latency", t)
 
     # ---- judge every figure against the environment's threshold for its gate
     for name, f in findings.items():
         out["figures"][name] = f.value
         th = settings.thresholds.get(name)
-        out["passed"][name] = bool(th.holds(f.value)) if th is not None else None
+        if th is not None and name in checks.TIMING_GATES:
+            out["passed"][name] = checks.timing_verdict(th, f, name, relative=checks.TIMING_GATES[name]).outcome == "passed"
+        else:
+            out["passed"][name] = bool(th.holds(f.value)) if th is not None else None
     out["rows"] = {"train": len(train), "eval": n}
     out["timings_s"] = {k: round(v, 4) for k, v in clk.s.items()}
     return out

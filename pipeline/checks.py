@@ -18,6 +18,7 @@ import pandas as pd
 
 from pipeline import figures
 from pipeline.config import fmt_number
+from pipeline.timing import Rounds
 
 INF = math.inf
 F = TypeVar("F", bound=Callable[..., Any])
@@ -355,20 +356,152 @@ def batch_independent(model: Any, rows: pd.DataFrame, reference: np.ndarray, see
 
 
 # ---------------------------------------------------------------- latency
+#
+# A timing gate judges an interval, not one number: the rounds are resampled (bootstrap), and a
+# bound holds when the whole interval is on its good side, is violated when the whole interval
+# is beyond it, and is undecided when the interval straddles it. Load only ever adds time, so a
+# bound that holds on a busy machine holds; one violated there is the model's only if it is still
+# violated with the time the calls waited for a core taken out (pipeline.timing: measured by the
+# kernel, or estimated from a reference workload timed between the model's rounds); otherwise
+# the outcome is "inconclusive", never "passed".
+
+# Gates whose threshold may bound the ratio to the reference workload (max_ratio_to_reference).
+REFERENCE_GATES = ("single_row_latency",)
+# The standard timing gates, judged by timing_verdict: whether each figure is relative (a ratio
+# of two timings taken in the same rounds, which load moves together).
+TIMING_GATES = {"single_row_latency": False, "batch_throughput": False, "latency_vs_champion": True}
+
+
+def _timing_figures(gate: str, rounds: Rounds, q: float, scale: float, confidence: float, seed: int,
+                    invert: float | None = None) -> tuple[float, dict[str, float]]:
+    """The q-th percentile of the rounds (x scale; or `invert` / it, for a rate) with its
+    interval, the same of the unwaited rounds (Rounds.unwaited), and, in reference units (over
+    the reference workload's median CPU time), both again."""
+    ref_cpu = float(np.median(rounds.reference_cpu))
+    out: dict[str, float] = {}
+    point = float("nan")
+    for suffix, times in (("", rounds.candidate), ("_unwaited", rounds.unwaited())):
+        iv, _ = figures.timing_intervals(times, rounds.reference_cpu, q=q, paired_q=50, confidence=confidence, seed=seed)
+        for unit, div in (("", 1.0 / scale), ("_ratio", ref_cpu)):
+            value, lower, upper = iv.value / div, iv.lower / div, iv.upper / div
+            if invert is not None:  # a rate: the slowest time is the lowest rate
+                value, lower, upper = invert / value, invert / upper, invert / lower
+            key = f"{gate}{unit}{suffix}"
+            out[f"{key}_lower"], out[f"{key}_upper"] = lower, upper
+            if not suffix and unit:
+                out[f"{gate}_ratio_to_reference"] = value
+            elif not suffix:
+                point = value
+    out.update(_machine(rounds))
+    return point, out
+
+
+def _machine(rounds: Rounds) -> dict[str, float]:
+    return {"reference_p50_ms": float(np.median(rounds.reference)) * 1000, "reference_cpu_p50_ms": float(np.median(rounds.reference_cpu)) * 1000,
+            "reference_stretch": rounds.stretch, "wait_share": rounds.wait_share,
+            "wait_measured": float(rounds.candidate_wait is not None)}
+
+
+def _reference_text(r: Mapping[str, float]) -> str:
+    how = "" if r.get("wait_measured", 1.0) else " (estimated from the reference)"
+    return (f"waited for a core {r['wait_share']:.0%} of the time{how}; "
+            f"reference workload CPU p50 {r['reference_cpu_p50_ms']:.2f} ms, wall/CPU p90 {r['reference_stretch']:.2f}")
 
 
 @check(0)
-def single_row_latency(times_ms: np.ndarray) -> Finding:
-    times_ms = np.asarray(times_ms, float)
-    p99, p50 = float(np.percentile(times_ms, 99)), float(np.percentile(times_ms, 50))
-    return Finding(p99, "single-row p99", f"p50 {p50:.2f} ms over {len(times_ms)} single-row predicts",
-                   reported={"single_row_p50_ms": p50}, plot={"latency_ms": times_ms.tolist()})
+def single_row_latency(rounds: Rounds, *, confidence: float = 0.95, seed: int = 0) -> Finding:
+    """Single-row p99 (ms) and p99 in reference units, with their intervals (timing.Rounds in seconds)."""
+    p99, rep = _timing_figures("single_row_latency", rounds, 99, 1000.0, confidence, seed)
+    p50 = float(np.percentile(rounds.candidate, 50)) * 1000
+    detail = (f"p50 {p50:.2f} ms over {len(rounds.candidate)} single-row predicts; p99 {rep['single_row_latency_ratio_to_reference']:.2f}x "
+              f"the reference; {_reference_text(rep)}; intervals at {confidence:.0%}")
+    return Finding(p99, "single-row p99", detail, reported={"single_row_p50_ms": p50, **rep},
+                   plot={"latency_ms": (rounds.candidate * 1000).tolist(), "reference_ms": (rounds.reference * 1000).tolist()})
 
 
 @check(0)
-def batch_throughput(seconds: np.ndarray, rows: int) -> Finding:
-    median_s = float(np.median(np.asarray(seconds, float)))
-    return Finding(rows / median_s, "batch throughput", f"median {median_s * 1000:.1f} ms per {rows}-row batch")
+def batch_throughput(rounds: Rounds, rows: int, *, confidence: float = 0.95, seed: int = 0) -> Finding:
+    """Rows per second of the median batch predict, with its interval (timing.Rounds in seconds)."""
+    rate, rep = _timing_figures("batch_throughput", rounds, 50, 1.0, confidence, seed, invert=float(rows))
+    rep = {k: v for k, v in rep.items() if "_ratio" not in k}  # a rate has no bound in reference units
+    detail = (f"median {float(np.median(rounds.candidate)) * 1000:.1f} ms per {rows}-row batch over {len(rounds.candidate)} batches; "
+              f"{_reference_text(rep)}; interval at {confidence:.0%}")
+    return Finding(rate, "batch throughput", detail, reported=rep)
+
+
+@check(0)
+def latency_vs_champion(rounds: Rounds, *, champion: str, confidence: float = 0.95, seed: int = 0) -> Finding:
+    """The candidate's median single-row time over the champion's, timed in the same rounds on the
+    same rows (timing.Rounds with `other`: the champion's seconds)."""
+    _, ratio = figures.timing_intervals(rounds.candidate, rounds.other, q=50, paired_q=50, confidence=confidence, seed=seed)
+    c, h = float(np.median(rounds.candidate)) * 1000, float(np.median(rounds.other)) * 1000
+    ref = _machine(rounds)
+    detail = (f"p50 {c:.2f} ms vs {h:.2f} ms of {champion}, interleaved over {len(rounds.candidate)} single-row predicts of the same rows; "
+              f"{_reference_text(ref)}; interval at {confidence:.0%}")
+    return Finding(ratio.value, "p50 over the champion's", detail,
+                   reported={"latency_vs_champion_lower": ratio.lower, "latency_vs_champion_upper": ratio.upper,
+                             "single_row_p50_ms": c, "champion_p50_ms": h, **ref})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: str  # "passed", "failed" or "inconclusive"
+    why: str  # what decided it, for the message
+
+
+def _side(lower: float, upper: float, lo_bound: float | None, hi_bound: float | None) -> str:
+    """'held', 'violated' or 'straddles' for an interval against a bound (or a band)."""
+    if (hi_bound is not None and lower > hi_bound) or (lo_bound is not None and upper < lo_bound):
+        return "violated"
+    if (hi_bound is None or upper <= hi_bound) and (lo_bound is None or lower >= lo_bound):
+        return "held"
+    return "straddles"
+
+
+def timing_verdict(threshold: Any, finding: Finding, gate: str, *, relative: bool = False) -> Verdict:
+    """Judge a timing finding's intervals against the threshold (see the section's comment).
+
+    Each bound (min/max on the figure; max_ratio_to_reference on the figure in reference units)
+    is judged on its own interval: held when the whole interval is on its good side (load only
+    adds time); violated when the whole interval is beyond it even with the waiting for a core
+    taken out (the unwaited rounds: what an idle machine would have measured); else undecided,
+    which includes "beyond it, but only by the time it waited for a core". Any violation fails,
+    every bound holding passes, anything else is inconclusive. `relative`: the figure is a
+    ratio of two timings taken in the same rounds (a champion's), which load moves together:
+    judged on its interval alone.
+    """
+    r = finding.reported
+    if math.isnan(float(finding.value)):
+        return Verdict("failed", f"{finding.label}: no timing measured")
+    unit = f" {threshold.unit}" if threshold.unit else ""
+    bounds = []  # (figure text, key prefix, min, max, bound text)
+    if threshold.min is not None or threshold.max is not None:
+        bounds.append((f"{finding.label} {fmt_number(finding.value)}{unit}", gate, threshold.min, threshold.max, threshold.describe().split(" and ")[0]))
+    if threshold.max_ratio_to_reference is not None:
+        bounds.append((f"{finding.label} {fmt_number(r[f'{gate}_ratio_to_reference'])}x the reference", f"{gate}_ratio", None,
+                       threshold.max_ratio_to_reference, f"<= {fmt_number(threshold.max_ratio_to_reference)}x"))
+    judged = []  # (text, side, bound)
+    for figure, key, lo_b, hi_b, bound in bounds:
+        lower, upper = r[f"{key}_lower"], r[f"{key}_upper"]
+        text = f"{figure}, interval [{fmt_number(lower)}, {fmt_number(upper)}],"
+        side = _side(lower, upper, lo_b, hi_b)
+        if side == "violated" and not relative:
+            ul, uu = r[f"{key}_unwaited_lower"], r[f"{key}_unwaited_upper"]
+            if _side(ul, uu, lo_b, hi_b) == "violated":
+                if r.get("wait_share", 0.0) >= 0.01:  # else the same interval again
+                    text += f" without the waiting for a core [{fmt_number(ul)}, {fmt_number(uu)}],"
+            else:
+                side, text = "busy", (f"{text} beyond {bound}, but it waited for a core {r.get('wait_share', 0.0):.0%} of the time "
+                                      f"(the machine was busy, and load only adds time): without the waiting the interval is "
+                                      f"[{fmt_number(ul)}, {fmt_number(uu)}]")
+        judged.append((text, side, bound))
+    violated = [f"{t} beyond {b}" for t, side, b in judged if side == "violated"]
+    if violated:
+        return Verdict("failed", "; ".join(violated))
+    if all(side == "held" for _, side, _ in judged):
+        return Verdict("passed", "; ".join(f"{t} within {b}" for t, _, b in judged))
+    why = [t if side == "busy" else f"{t} {'within' if side == 'held' else 'straddles'} {b}" for t, side, b in judged]
+    return Verdict("inconclusive", "inconclusive: " + "; ".join(why))
 
 
 # ---------------------------------------------------------------- serving

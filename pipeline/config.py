@@ -60,6 +60,10 @@ class Threshold(_Strict):
     # target's median), at most this: a bound that means the same on any data set's scale.
     # Only for error figures (checks.BASELINE_GATES); alone or beside min/max (both must hold).
     max_ratio_to_baseline: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    # A timing over the reference workload's timed between its rounds (pipeline.timing), at
+    # most this: a bound that moves less with the machine's load than milliseconds do. Only
+    # for checks.REFERENCE_GATES; alone or beside max (each is judged, see checks.timing_verdict).
+    max_ratio_to_reference: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     unit: str = ""
     required: bool = True
     gate: str = ""
@@ -67,8 +71,8 @@ class Threshold(_Strict):
 
     @model_validator(mode="after")
     def _bounds(self) -> "Threshold":
-        if self.min is None and self.max is None and self.max_ratio_to_baseline is None:
-            raise ValueError("a threshold needs min, max, both, or max_ratio_to_baseline")
+        if self.min is None and self.max is None and self.max_ratio_to_baseline is None and self.max_ratio_to_reference is None:
+            raise ValueError("a threshold needs min, max, both, max_ratio_to_baseline or max_ratio_to_reference")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {fmt_number(self.min)} > max {fmt_number(self.max)}")
         return self
@@ -108,6 +112,8 @@ class Threshold(_Strict):
     def describe(self) -> str:
         """The bound as text, e.g. '<= 15,000 USD', 'in [1.5, 2.5]' or '<= 0.5x baseline'."""
         ratio = f"<= {fmt_number(self.max_ratio_to_baseline)}x baseline" if self.max_ratio_to_baseline is not None else ""
+        if self.max_ratio_to_reference is not None:
+            ratio = " and ".join(filter(None, [ratio, f"<= {fmt_number(self.max_ratio_to_reference)}x reference"]))
         if self.min is None and self.max is None:
             return ratio
         if self.direction == "between":
@@ -147,6 +153,10 @@ class Environment(_Strict):
     # required: promotion also needs a person's approval of the very evidence that allows it
     # (`run-pipeline approve VERSION --env ENV`). Inherited through `extends` unless restated.
     approval: Literal["none", "required"] = "none"
+    # A timing gate whose rounds cannot be judged (checks.timing_verdict: "inconclusive") is
+    # measured again up to this many times; inconclusive after them, it refuses promotion
+    # (0, the default: the first inconclusive refuses). Inherited through `extends`.
+    inconclusive_reruns: int = Field(default=0, ge=0, le=10)
     thresholds: dict[str, Threshold] = Field(min_length=1)
 
     @property
@@ -266,6 +276,9 @@ class DeterminismSettings(_Strict):
 class LatencySettings(_Strict):
     single_row_rounds: int = Field(default=200, ge=20)
     batch_rows: int = Field(default=1000, ge=1)
+    batch_rounds: int = Field(default=10, ge=5)
+    # Of the timing figures' bootstrap intervals (rounds resampled with replacement).
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
 
 
 class ServingSettings(_Strict):
@@ -464,8 +477,9 @@ def _resolve_environments(config_path: Path, envs: Any) -> Any:
                 raise InputError(f"{config_path}: environments.{name}.extends: '{parent}' extends '{name}' in turn (a cycle)")
             base = resolve(parent, (*chain, name))
             thresholds = {k: dict(v) if isinstance(v, dict) else v for k, v in (base.get("thresholds") or {}).items()}
-            if isinstance(base, dict) and "approval" in base:  # a stricter child never silently drops it
-                env.setdefault("approval", base["approval"])
+            for key in ("approval", "inconclusive_reruns"):  # a stricter child never silently drops them
+                if isinstance(base, dict) and key in base:
+                    env.setdefault(key, base[key])
         for key, th in (own or {}).items():
             if th is None:
                 thresholds.pop(key, None)

@@ -28,10 +28,11 @@ FAMILIES: dict[str, str] = {
     "serving": "the model served over HTTP answers as it does in process",
 }
 
-OUTCOMES = ("passed", "not_applicable", "waived", "advisory", "failed", "error", "skipped", "xfailed", "xpassed", "deselected")
+OUTCOMES = ("passed", "not_applicable", "waived", "advisory", "inconclusive", "failed", "error", "skipped", "xfailed", "xpassed", "deselected")
 # What a required gate may end in and still allow promotion: it passed; its precondition is
 # absent and the config says so; or it failed under a waiver, recorded beside it.
 # ("advisory": a gate the environment does not require failed; it is reported, never judged.)
+# ("inconclusive": a timing gate could not judge its rounds on a busy machine; never a pass.)
 ACCEPTED = ("passed", "not_applicable", "waived")
 
 
@@ -53,7 +54,7 @@ class GateResult:
     def merge_outcome(self, outcome: str) -> None:
         # A gate with several cases is as good as its worst case.
         rank = {"passed": 0, "not_applicable": 1, "not run": 2, "waived": 3, "advisory": 4, "xpassed": 5, "xfailed": 6,
-                "skipped": 7, "deselected": 8, "failed": 9, "error": 10}
+                "skipped": 7, "deselected": 8, "inconclusive": 9, "failed": 10, "error": 11}
         if self.outcome == "not run" or rank.get(outcome, 7) > rank.get(self.outcome, 0):
             self.outcome = outcome
 

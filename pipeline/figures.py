@@ -125,6 +125,32 @@ def paired_bootstrap_mae(y: np.ndarray, p_candidate: np.ndarray, p_champion: np.
 
 
 @dataclass(frozen=True)
+class Interval:
+    """A figure with its two-sided bootstrap interval at `confidence`."""
+
+    value: float
+    lower: float
+    upper: float
+
+
+def timing_intervals(candidate: np.ndarray, paired: np.ndarray, *, q: float, paired_q: float, confidence: float, seed: int,
+                     resamples: int = 2000) -> tuple[Interval, Interval]:
+    """The q-th percentile of the candidate's rounds, and its ratio to the paired_q-th percentile
+    of the rounds paired with them (timed in the same rounds: the reference workload's, or a
+    champion's), each with a percentile-bootstrap interval that resamples whole rounds, so a
+    stretch of load moves both sides of a ratio together."""
+    a, b = np.asarray(candidate, float), np.asarray(paired, float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(resamples, len(a)))
+    qa = np.percentile(a[idx], q, axis=1)
+    ratio = qa / np.percentile(b[idx], paired_q, axis=1)
+    lo, hi = (1 - confidence) / 2, 1 - (1 - confidence) / 2
+    point = float(np.percentile(a, q))
+    return (Interval(point, float(np.quantile(qa, lo)), float(np.quantile(qa, hi))),
+            Interval(point / float(np.percentile(b, paired_q)), float(np.quantile(ratio, lo)), float(np.quantile(ratio, hi))))
+
+
+@dataclass(frozen=True)
 class SliceError:
     column: str
     value: str

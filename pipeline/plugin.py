@@ -10,7 +10,7 @@ any gate runs; the session's outcome is one typed `GateRunResult`.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +26,7 @@ from pipeline.report import figure_text
 PLUGIN = pytest.StashKey["GatePlugin"]()
 RECORDED = pytest.StashKey[dict]()  # what a gate recorded, on its item
 NOT_APPLICABLE = pytest.StashKey[str]()  # why a gate's precondition is absent, on its item
+INCONCLUSIVE = pytest.StashKey[str]()  # why a timing gate's rounds could not be judged, on its item
 
 
 @dataclass
@@ -248,6 +249,9 @@ class GatePlugin:
             if th.max_ratio_to_baseline is not None and gate not in checks.BASELINE_GATES:
                 raise pytest.UsageError(f"{where}.{gate}.max_ratio_to_baseline: only an error figure has a baseline to compare with "
                                         f"({', '.join(checks.BASELINE_GATES)})")
+            if th.max_ratio_to_reference is not None and gate not in checks.REFERENCE_GATES:
+                raise pytest.UsageError(f"{where}.{gate}.max_ratio_to_reference: only a timing gate is timed against the reference "
+                                        f"workload ({', '.join(checks.REFERENCE_GATES)})")
             if gate in checks.DOMAINS:
                 why = th.impossible(*checks.DOMAINS[gate])
                 if why:
@@ -302,7 +306,8 @@ class GatePlugin:
     def _verdict(self, item: pytest.Item, report: pytest.TestReport, gate: str) -> None:
         """The outcomes pytest has no word for, on a gate's call report.
 
-        not_applicable: it passed without a figure, its precondition absent. advisory: a gate
+        not_applicable: it passed without a figure, its precondition absent. inconclusive: a
+        timing gate could not judge its rounds (a required one fails the run). advisory: a gate
         the environment does not require failed: reported, and pytest counts it xfailed (the
         run does not fail on it). waived: a required gate failed under a valid waiver: the
         same, with the waiver recorded. An expired waiver leaves the failure as it is.
@@ -316,8 +321,13 @@ class GatePlugin:
         message = _message(report)
         th = s.thresholds.get(gate)
         waiver = s.waiver(gate)
+        # inconclusive: a timing gate's rounds could not be judged; it refuses like a failure.
+        inconclusive = INCONCLUSIVE in item.stash
+        if inconclusive:
+            info["verdict"], info["message"] = "inconclusive", message
         if th is not None and not th.required:
-            info["verdict"], info["message"] = "advisory", f"advisory at {s.env} (not required): {message}"
+            info["verdict"] = "inconclusive" if inconclusive else "advisory"
+            info["message"] = f"advisory at {s.env} (not required): {message}"
         elif waiver is not None and waiver.expires >= _today():
             info["verdict"] = "waived"
             info["message"] = f"waived at {s.env} until {waiver.expires} ({waiver.reason}): {message}"
@@ -453,6 +463,30 @@ class Gate:
             pytest.fail(f"not applicable: {reason}; {self.id} is required at {self.threshold.env} and the config does not "
                         f"say the absence is expected ({how})", pytrace=False)
         self.item.stash[NOT_APPLICABLE] = reason
+
+    def timed(self, measure: Callable[[Any], checks.Finding], benchmark: Any, *, reruns: int = 0,
+              relative: bool | None = None) -> None:
+        """A timing gate: `measure(benchmark or None)` times the rounds and returns the finding;
+        checks.timing_verdict judges it (`relative`: see there; None: as checks.TIMING_GATES says). Inconclusive rounds are measured again up to `reruns`
+        times (pytest-benchmark's fixture times the first attempt; it times one per test).
+        Passes, or fails with one line; an inconclusive end is marked so (never a pass)."""
+        if benchmark.disabled:
+            pytest.skip("benchmarking disabled: latency not measured, gate not passed")
+        if relative is None:
+            relative = checks.TIMING_GATES.get(self.id, False)
+        for attempt in range(1 + reruns):
+            finding = measure(benchmark if attempt == 0 else None)
+            verdict = checks.timing_verdict(self.threshold, finding, self.id, relative=relative)
+            if verdict.outcome != "inconclusive":
+                break
+        if reruns:
+            finding = replace(finding, detail=f"{finding.detail}; attempt {attempt + 1} of up to {1 + reruns}")
+        self.record(finding)
+        line = f"{verdict.why}; {finding.detail} ({self.threshold.env})"
+        if verdict.outcome == "inconclusive":
+            self.item.stash[INCONCLUSIVE] = line
+            pytest.fail(line, pytrace=False)
+        assert verdict.outcome == "passed", line
 
     # hypothesis gates: each example is observed; the recorded figure is the minimal failing
     # example's when one fails (hypothesis replays it last), else the worst example's.

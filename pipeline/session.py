@@ -36,6 +36,7 @@ class Champion:
     name: str
     version: str
     predictions: np.ndarray
+    model: Any = None  # the loaded champion (the candidate itself when it holds the alias)
 
 
 @dataclass(frozen=True)
@@ -150,10 +151,10 @@ class GateSession:
             return None
         name, version = found
         if self.source.version == version and self.source.name == name:
-            return Champion(name, version, self.predictions.p)
+            return Champion(name, version, self.predictions.p, self.model)
         model = registry.load_model(self.settings, f"models:/{name}/{version}")
         p = np.asarray(model.predict(self.eval_frame[self.features.columns]), dtype=float)
-        return Champion(name, version, p)
+        return Champion(name, version, p, model)
 
     @functools.cached_property
     def residuals(self) -> checks.ResidualSample:

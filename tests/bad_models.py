@@ -155,3 +155,18 @@ class NoisyCopy(Wrapper):
         rows = X.astype(object).where(X.notna(), "")
         u = np.array([(zlib.crc32("\x1f".join(map(str, r)).encode()) + 0.5) / 2**32 for r in rows.itertuples(index=False, name=None)])
         return super().predict(X) * (1.0 + self.sd * norm.ppf(u))
+
+
+class BusyPredict(Wrapper):
+    """Computes for `cpu_s` seconds of its own CPU time on every predict call (a heavy feature
+    step, say): slower than the configured model, within staging's budget on an idle machine."""
+
+    def __init__(self, estimator=None, cpu_s: float = 0.05):
+        self.estimator = estimator
+        self.cpu_s = cpu_s
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        end = time.process_time() + self.cpu_s
+        while time.process_time() < end:
+            pass
+        return super().predict(X)

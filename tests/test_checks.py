@@ -37,7 +37,7 @@ def test_every_standard_gate_has_a_check_and_a_domain():
     for family in FAMILIES:
         module = importlib.import_module(f"pipeline.gates.{family}")
         gates |= {name.removeprefix("test_") for name in module.__all__ if name.startswith("test_")}
-    assert len(gates) == 28
+    assert len(gates) == 29
     assert gates <= set(checks.DOMAINS), gates - set(checks.DOMAINS)
     for gate in gates:
         assert callable(getattr(checks, gate)), gate
@@ -256,14 +256,78 @@ def test_answers_apart_by_rounding_only_are_the_same_answer_and_named():
     assert figures.answer_difference(base, np.where(base > 0, base, np.nan)).value == np.inf
 
 
+def _rounds(candidate_ms, reference_ms=2.0, stretch=1.0, cpu_share=1.0, other_ms=None, wait_ms=None) -> "timing.Rounds":
+    """Rounds in seconds from milliseconds: the reference took `stretch` x its CPU time; the
+    candidate's CPU time is `cpu_share` of its wall time; `wait_ms`: its measured wait for a
+    core (None: not measured, estimated from the reference)."""
+    from pipeline import timing
+
+    c = np.asarray(candidate_ms, float) / 1000
+    ref = np.broadcast_to(np.asarray(reference_ms, float) / 1000, c.shape).copy()
+    wait = None if wait_ms is None else np.broadcast_to(np.asarray(wait_ms, float) / 1000, c.shape).copy()
+    return timing.Rounds(c, c * cpu_share, ref * stretch, ref, None if other_ms is None else np.asarray(other_ms, float) / 1000, wait)
+
+
 def test_latency_and_serving_checks():
     times = np.arange(1, 101, dtype=float)  # 1..100 ms
-    f = checks.single_row_latency(times)
+    f = checks.single_row_latency(_rounds(times))
     assert f.value == pytest.approx(np.percentile(times, 99)) and f.reported["single_row_p50_ms"] == pytest.approx(50.5)
-    assert checks.batch_throughput(np.array([0.5, 0.4, 0.6]), 1000).value == pytest.approx(2000)
+    assert f.reported["single_row_latency_ratio_to_reference"] == pytest.approx(f.value / 2.0)
+    assert f.reported["single_row_latency_lower"] <= f.value <= f.reported["single_row_latency_upper"]
+    assert f.reported["reference_stretch"] == 1.0
+    b = checks.batch_throughput(_rounds([500, 400, 600, 500, 500]), 1000)
+    assert b.value == pytest.approx(2000) and b.reported["batch_throughput_lower"] <= 2000 <= b.reported["batch_throughput_upper"]
     assert checks.serving_rejects_malformed({"a": 400, "b": 422, "c": 500, "d": 200}).value == 2
     assert checks.serving_matches_in_process(np.array([1.0, 2.0]), np.array([1.0, 2.5])).value == 0.5
     assert checks.serving_matches_in_process(np.array([1.0, 2.0]), np.array([1.0])).value == math.inf
+
+
+@pytest.mark.parametrize("case, rounds, outcome, said", [
+    ("idle, fast", _rounds(np.full(200, 4.0)), "passed", "single-row p99 4 ms, interval [4, 4], within <= 25 ms"),
+    # Load only adds time: a busy machine's pass is still a pass ...
+    ("busy, fast", _rounds(np.full(200, 12.0), stretch=3.0, cpu_share=1 / 3), "passed", "within <= 25 ms"),
+    # ... but its slowness may be the machine's: 12 ms of CPU waited 24 ms for a core (measured) ...
+    ("busy, slow by load", _rounds(np.full(200, 36.0), cpu_share=1 / 3, wait_ms=24.0), "inconclusive",
+     "beyond <= 25 ms, but it waited for a core 67% of the time (the machine was busy, and load only adds time): without "
+     "the waiting the interval is [12, 12]"),
+    # ... or estimated where the kernel does not say: the reference took 3x its CPU time.
+    ("busy, slow by load, estimated", _rounds(np.full(200, 36.0), stretch=3.0, cpu_share=1 / 3), "inconclusive",
+     "without the waiting the interval is [12, 12]"),
+    ("idle, at the bound", _rounds(np.r_[np.full(196, 20.0), np.full(4, 30.0)]), "inconclusive", "straddles <= 25 ms"),
+    ("idle, slow", _rounds(np.full(200, 56.0)), "failed", "single-row p99 56 ms, interval [56, 56], beyond <= 25 ms"),
+    # A model that sleeps 50 ms per call (a remote lookup) stays slow without the waiting: failed.
+    ("busy, slow model", _rounds(np.full(200, 62.0), cpu_share=4 / 62, wait_ms=8.0), "failed",
+     "without the waiting for a core [54, 54], beyond <= 25 ms"),
+    ("idle, slow in reference units", _rounds(np.full(200, 24.0), reference_ms=1.0), "failed", "24x the reference, interval [24, 24], beyond <= 10x"),
+])
+def test_timing_verdict_separates_too_slow_from_could_not_measure(case, rounds, outcome, said):
+    th = Threshold(gate="single_row_latency", env="staging", max=25, unit="ms", max_ratio_to_reference=30 if "units" not in case else 10)
+    v = checks.timing_verdict(th, checks.single_row_latency(rounds), "single_row_latency")
+    assert v.outcome == outcome and said in v.why, v
+    assert v.why.startswith("inconclusive: ") == (outcome == "inconclusive")
+
+
+def test_champion_latency_is_a_ratio_of_rounds_timed_together():
+    rng = np.random.default_rng(2)
+    champion = rng.gamma(20, 0.2, 200)
+    f = checks.latency_vs_champion(_rounds(champion * 1.5, stretch=3.0, other_ms=champion), champion="m v1 @production")
+    assert f.value == pytest.approx(1.5) and f.reported["reference_stretch"] == pytest.approx(3.0)
+    th = Threshold(gate="latency_vs_champion", env="production", max=1.2)
+    assert checks.timing_verdict(th, f, "latency_vs_champion", relative=True).outcome == "failed"
+    same = checks.latency_vs_champion(_rounds(champion * 1.01, other_ms=champion), champion="m v1 @production")
+    assert checks.timing_verdict(th, same, "latency_vs_champion", relative=True).outcome == "passed"
+
+
+def test_reference_workload_is_a_fixed_few_milliseconds_and_interleaved():
+    from pipeline import timing
+
+    calls = []
+    r = timing.interleaved(lambda x: calls.append(x), lambda: (len(calls),), 5, other=lambda x: None)
+    assert len(r.candidate) == len(r.reference) == len(r.reference_cpu) == len(r.other) == 5 and calls == [0, 1, 2, 3, 4]
+    assert r.candidate_wait is None or (len(r.candidate_wait) == 5 and (r.candidate_wait >= 0).all())  # Linux: measured
+    assert timing.stretch(np.array([2.0, 2.0, 6.0]), np.array([2.0, 2.0, 2.0])) == pytest.approx(2.6)  # p90 of wall/CPU
+    assert timing.stretch(np.array([2.0]), np.array([2.5])) == 1.0  # never below 1
+    assert 0.0002 < float(np.median(r.reference)) < 0.05  # seconds: ~2 ms on an idle core
 
 
 # ---------------------------------------------------------------- Threshold
@@ -280,7 +344,7 @@ def test_threshold_holds_and_explains():
 
 
 @pytest.mark.parametrize("bounds, message", [
-    ({}, "a threshold needs min, max, both, or max_ratio_to_baseline"),
+    ({}, "a threshold needs min, max, both, max_ratio_to_baseline or max_ratio_to_reference"),
     ({"min": 3, "max": 2.5}, "min 3 > max 2.5"),
     ({"max": math.nan}, "finite number"),
     ({"min": -math.inf}, "finite number"),

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import CHEAP, ROOT, SHARED_MACHINE, GateRun, deep_merge, registered_versions, require_only, run_cli, run_gates_in_process, write_project
+from conftest import CHEAP, NEEDS_CHAMPION, ROOT, SHARED_MACHINE, GateRun, deep_merge, registered_versions, require_only, run_cli, run_gates_in_process, write_project
 
 from pipeline import config as config_mod
 from pipeline import evidence as evidence_mod
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 
 NAME = "ames-price"
 MODEL_TESTS = ROOT / "model_tests"
-NARROW = ["r2", "mae", "rmse", "mape", "single_row_latency", "batch_throughput"]
+NARROW = ["r2", "mae", "rmse", "mape", "single_row_latency", "batch_throughput", "latency_vs_champion"]
 NARROW_FILES = ("test_metrics.py", "test_latency.py")
 # Registered in this order: the refusal versions first, the happy path's two last (newest).
 SCENARIOS = ("failed", "errored", "skipped", "xfailed", "deselected", "one_file", "copied", "fresh", "first", "second")
@@ -146,7 +146,7 @@ def test_promote_moves_the_alias_and_tags_the_version(store, promoted):
         assert run.evidence["status"] == "passed", run.evidence["reasons"]
         assert run.evidence["required_gates"] == required
     # The first has no champion to compare with: not applicable, said so, and promotable.
-    assert {g: first.outcomes.get(g) for g in required} == {g: "not_applicable" if g == "champion_mae" else "passed" for g in required}
+    assert {g: first.outcomes.get(g) for g in required} == {g: "not_applicable" if g in NEEDS_CHAMPION else "passed" for g in required}
     assert {g: second.outcomes.get(g) for g in required} == {g: "passed" for g in required}
     assert f"promoted {NAME} version {v1} to @staging" in first.output
     assert promoted["after_first"] == {"staging": v1}
@@ -203,7 +203,7 @@ def test_refused_when_a_required_gate_failed(store):
     v = store.versions["failed"]
     assert run.returncode == 1
     assert run.outcomes == {"r2": "passed", "mae": "passed", "rmse": "failed", "mape": "passed",
-                            "single_row_latency": "passed", "batch_throughput": "passed"}
+                            "single_row_latency": "passed", "batch_throughput": "passed", "latency_vs_champion": "not_applicable"}
     reason = f"{NAME} version {v}: production gates did not pass: gates failed: rmse"
     assert run.refusals == [f"promotion refused: {reason}"]
     assert refused(store, "failed", "production") == reason
@@ -221,7 +221,7 @@ def test_refused_when_a_required_gate_errored(store):
     assert run.returncode == 1
     assert set(run.outcomes.values()) == {"error"}
     assert all("bad_prices.csv" in g["message"] for g in run.evidence["gates"])
-    reason = f"{NAME} version {v}: staging gates did not pass: gates error: batch_throughput, mae, mape, r2, rmse, single_row_latency"
+    reason = f"{NAME} version {v}: staging gates did not pass: gates error: batch_throughput, latency_vs_champion, mae, mape, r2, rmse, single_row_latency"
     assert run.refusals == [f"promotion refused: {reason}"]
     assert refused(store, "errored", "staging") == reason
 
@@ -234,7 +234,7 @@ def test_refused_when_a_required_gate_skipped(store):
     assert run.returncode == 1
     assert run.outcomes["single_row_latency"] == run.outcomes["batch_throughput"] == "skipped"
     assert all(run.outcomes[g] == "passed" for g in ("r2", "mae", "rmse", "mape"))
-    reason = f"{NAME} version {v}: staging gates did not pass: gates skipped: batch_throughput, single_row_latency"
+    reason = f"{NAME} version {v}: staging gates did not pass: gates skipped: batch_throughput, latency_vs_champion, single_row_latency"
     assert run.refusals == [f"promotion refused: {reason}"]
     assert refused(store, "skipped", "staging") == reason
 
@@ -272,7 +272,7 @@ def test_refused_at_collection_when_required_gates_are_not_collected(store):
     assert run.returncode == 4, run.output[-3000:]
     (line,) = [ln for ln in run.output.splitlines() if ln.startswith("ERROR:")]
     assert line == (f"ERROR: {store.narrow}: environments.staging.thresholds.batch_throughput: required at staging, "
-                    "but no collected test is that gate (nor is single_row_latency); run the whole suite and select with -k or -m "
+                    "but no collected test is that gate (nor is latency_vs_champion, single_row_latency); run the whole suite and select with -k or -m "
                     "(a deselected required gate refuses promotion), or mark the line required: false")
     assert "no tests ran in " in run.output  # no gate ran
     assert run.evidence is None and not list((store.folder / "runs" / "one_file").rglob("evidence-*.json"))

@@ -87,6 +87,7 @@ def threshold_set(**over) -> dict:
         **{g: {"max": 0, "unit": "kWh"} for g in IDENTICAL},
         "single_row_latency": {"max": 250, "unit": "ms"},
         "batch_throughput": {"min": 1000, "unit": "rows/s"},
+        "latency_vs_champion": {"max": 2.0},
         # Serving is judged nowhere here: its lines say what a run with it would be held to.
         "serving_matches_in_process": {"max": 0, "unit": "kWh", "required": False},
         "serving_rejects_malformed": {"max": 0, "unit": "requests", "required": False},

@@ -1,4 +1,6 @@
-"""Latency gates (pytest-benchmark): single-row p99 and batch throughput.
+"""Latency gates (pytest-benchmark): single-row p99, batch throughput, and single-row time
+against the champion's, each judged on an interval with a reference workload timed between
+its rounds (checks.timing_verdict: passed, failed or inconclusive, never a pass by default).
 
 With benchmarking disabled no figure exists, and the gate is reported as skipped, never
 as passed: a skipped required gate refuses promotion.
@@ -8,41 +10,65 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from pipeline import checks
+from pipeline import checks, timing
 from pipeline.gates import family
 
-__all__ = ["test_single_row_latency", "test_batch_throughput"]
+__all__ = ["test_single_row_latency", "test_batch_throughput", "test_latency_vs_champion"]
 
 
-def _rounds(benchmark) -> np.ndarray:
-    if benchmark.disabled or benchmark.stats is None:
-        pytest.skip("benchmarking disabled: latency not measured, gate not passed")
-    return np.asarray(benchmark.stats.stats.data, float)
+def _single_rows(frame, columns, seed: int):
+    """Each call: the next of a seeded stream of single rows, as predict's arguments."""
+    X = frame[columns]
+    picks = np.random.default_rng(seed).integers(0, len(X), size=1 << 16)
+    at = iter(range(len(picks)))
+    return lambda: (X.iloc[[picks[next(at) % len(picks)]]],)
+
+
+def _judged(pipeline_settings) -> dict:
+    return {"reruns": pipeline_settings.environment.inconclusive_reruns}
 
 
 @family("latency")
 def test_single_row_latency(benchmark, candidate_model, eval_frame, feature_spec, pipeline_settings, gate):
-    X = eval_frame[feature_spec.columns]
-    rounds = pipeline_settings.gates.latency.single_row_rounds
-    picks = iter(np.random.default_rng(pipeline_settings.seed).integers(0, len(X), size=rounds + 10))
+    cfg, rows = pipeline_settings.gates.latency, _single_rows(eval_frame, feature_spec.columns, pipeline_settings.seed)
 
-    def one_row():
-        return (X.iloc[[next(picks)]],), {}
+    def measure(bench):
+        # One call per round, so the rounds are single-call times and their p99 is a real p99.
+        # Single rows are served on one thread: starting OpenMP workers costs more than a row's
+        # work, and on a busy machine waiting for them dominates the tail.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            r = timing.interleaved(candidate_model.predict, rows, cfg.single_row_rounds, benchmark=bench)
+        return checks.single_row_latency(r, confidence=cfg.confidence, seed=pipeline_settings.seed)
 
-    # One call per round, so the rounds are single-call times and their p99 is a real p99.
-    # Single rows are served on one thread: starting OpenMP workers costs more than a row's
-    # work, and on a busy machine waiting for them dominates the tail.
-    with threadpool_limits(limits=1, user_api="openmp"):
-        benchmark.pedantic(candidate_model.predict, setup=one_row, rounds=rounds, iterations=1, warmup_rounds=0)
-    finding = checks.single_row_latency(_rounds(benchmark) * 1000)
-    assert gate.holds(finding), gate.explain(finding)
+    gate.timed(measure, benchmark, **_judged(pipeline_settings))
 
 
 @family("latency")
 def test_batch_throughput(benchmark, candidate_model, eval_frame, feature_spec, pipeline_settings, gate):
-    n = pipeline_settings.gates.latency.batch_rows
-    X = eval_frame[feature_spec.columns]
-    batch = X.sample(n=n, replace=len(X) < n, random_state=pipeline_settings.seed)
-    benchmark.pedantic(candidate_model.predict, args=(batch,), rounds=10, iterations=1, warmup_rounds=1)
-    finding = checks.batch_throughput(_rounds(benchmark), n)
-    assert gate.holds(finding), gate.explain(finding)
+    cfg, X = pipeline_settings.gates.latency, eval_frame[feature_spec.columns]
+    batch = X.sample(n=cfg.batch_rows, replace=len(X) < cfg.batch_rows, random_state=pipeline_settings.seed)
+
+    def measure(bench):
+        candidate_model.predict(batch)  # warm-up, untimed
+        r = timing.interleaved(candidate_model.predict, lambda: (batch,), cfg.batch_rounds, benchmark=bench)
+        return checks.batch_throughput(r, cfg.batch_rows, confidence=cfg.confidence, seed=pipeline_settings.seed)
+
+    gate.timed(measure, benchmark, **_judged(pipeline_settings))
+
+
+@pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")  # not applicable: no champion, nothing timed
+@family("latency")
+def test_latency_vs_champion(benchmark, gate_session, candidate_model, eval_frame, feature_spec, pipeline_settings, gate):
+    champion, cfg = gate_session.champion, pipeline_settings.gates.latency
+    if champion is None:
+        return gate.not_applicable(f"no model holds @{pipeline_settings.champion_alias}: no latency to compare with")
+    rows = _single_rows(eval_frame, feature_spec.columns, pipeline_settings.seed)
+    who = f"{champion.name} v{champion.version} @{pipeline_settings.champion_alias}"
+
+    def measure(bench):
+        # The champion answers the same row in the same round, just before the candidate.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            r = timing.interleaved(candidate_model.predict, rows, cfg.single_row_rounds, other=champion.model.predict, benchmark=bench)
+        return checks.latency_vs_champion(r, champion=who, confidence=cfg.confidence, seed=pipeline_settings.seed)
+
+    gate.timed(measure, benchmark, **_judged(pipeline_settings))

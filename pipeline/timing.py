@@ -1,0 +1,158 @@
+"""Timing on a shared machine: a fixed reference workload timed between the model's rounds.
+
+A busy machine slows every call in a process, the model's and any other. Two things here say
+how much: the time each call waited for a core, runnable but not running (the kernel's
+runqueue wait, Linux), and a fixed reference workload timed in the same process between the
+model's rounds, whose wall time over its CPU time estimates the same where the kernel does
+not say. The reference's CPU time is also the unit of a figure that a slower or faster
+machine moves less than milliseconds (the ratio to the reference).
+
+No pytest and no MLflow here: the latency gates, bench/ and the tests call the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+# The reference: small NumPy ufuncs on a fixed array and a little pure Python, about what a
+# single-row predict does (array checks, small numeric work, Python glue), on one thread (no
+# BLAS call, so no thread pool). Its size is fixed forever: its CPU time is the unit of the
+# ratio figure (~2 ms on an idle core of this machine kind).
+_ARRAY = np.random.default_rng(0).standard_normal((48, 48))
+
+
+def reference_workload() -> float:
+    x = _ARRAY
+    for _ in range(250):
+        x = np.tanh(x * 0.9 + _ARRAY)
+    s = 0
+    for i in range(15000):
+        s += i * i % 7
+    return float(x[0, 0]) + s
+
+
+def runqueue_wait() -> float | None:
+    """Seconds this process's threads have waited for a core, runnable but not running, since
+    they started (Linux schedstat: the second field of /proc/self/task/*/schedstat); None
+    where the kernel does not say (then the reference workload's stretch estimates it)."""
+    total = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/schedstat", "rb") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """Seconds per round: the model's, the reference's between them, and a second model's
+    (the champion's) where one was timed on the same rows in the same rounds."""
+
+    candidate: np.ndarray  # wall seconds of each call
+    candidate_cpu: np.ndarray  # CPU seconds of the same calls (the process's: its thread pools included)
+    reference: np.ndarray  # wall seconds of each round's reference workload
+    reference_cpu: np.ndarray  # CPU seconds of the same runs
+    other: np.ndarray | None = None
+    candidate_wait: np.ndarray | None = None  # seconds each call waited for a core (None: not measurable here)
+
+    @property
+    def stretch(self) -> float:
+        return stretch(self.reference, self.reference_cpu)
+
+    @property
+    def wait_share(self) -> float:
+        """The share of the model's timed wall time spent waiting for a core (measured, or
+        estimated from the reference's stretch)."""
+        return float(1.0 - self.unwaited().sum() / max(self.candidate.sum(), 1e-12))
+
+    def unwaited(self) -> np.ndarray:
+        """The model's wall seconds less the time it waited for a core: what each call would
+        have taken on an idle machine, its idle waits (I/O, sleep) kept. Measured by the
+        kernel where it says (runqueue_wait); else estimated as wall - (stretch - 1) x CPU from
+        the reference workload, an over-estimate of the waiting when the calls ran several
+        threads (their CPU time adds up), so never an under-estimate of the improvement."""
+        if self.candidate_wait is not None:
+            return np.maximum(self.candidate - self.candidate_wait, 0.0)
+        return np.maximum(self.candidate - (self.stretch - 1.0) * self.candidate_cpu, 0.0)
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> float:
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def interleaved(call: Callable[..., Any], next_args: Callable[[], tuple], rounds: int, *,
+                other: Callable[..., Any] | None = None, benchmark: Any = None) -> Rounds:
+    """`rounds` timed calls of `call(*next_args())`, each preceded by one timed reference
+    workload (and one timed `other(*same args)` when given), so that all of them see the same
+    stretch of the machine's load; each call's CPU time and its wait for a core are taken too.
+
+    With `benchmark` (pytest-benchmark's fixture, not yet used in this test) the model's rounds
+    are its rounds: `pedantic` times `call`, and its `setup`/`teardown` run the reference,
+    `other` and the wait readings, untimed by it. Without, the same loop is timed here (a
+    repeated measurement: the fixture times one per test).
+    """
+    ref: list[float] = []
+    cpu: list[float] = []
+    oth: list[float] = []
+    cand_cpu: list[float] = []
+    waits: list[float | None] = []
+    before: list[float | None] = [None]
+
+    def timed_call(*args: Any) -> Any:
+        c0 = time.process_time()
+        try:
+            return call(*args)
+        finally:
+            cand_cpu.append(time.process_time() - c0)
+
+    def setup() -> tuple[tuple, dict]:
+        args = next_args()
+        c0, t0 = time.process_time(), time.perf_counter()
+        reference_workload()
+        ref.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        if other is not None:
+            oth.append(_timed(other, *args))
+        before[0] = runqueue_wait()
+        return args, {}
+
+    def teardown(*_: Any) -> None:
+        after = runqueue_wait()
+        waits.append(None if after is None or before[0] is None else after - before[0])
+
+    if benchmark is not None and not benchmark.disabled:
+        benchmark.pedantic(timed_call, setup=setup, teardown=teardown, rounds=rounds, iterations=1, warmup_rounds=0)
+        cand = np.asarray(benchmark.stats.stats.data, float)
+    else:
+        times = []
+        for _ in range(rounds):
+            args, _ = setup()
+            times.append(_timed(timed_call, *args))
+            teardown()
+        cand = np.asarray(times, float)
+    wait = None if any(w is None for w in waits) else np.asarray(waits, float)
+    return Rounds(cand, np.asarray(cand_cpu, float), np.asarray(ref, float), np.asarray(cpu, float),
+                  np.asarray(oth, float) if other is not None else None, wait)
+
+
+def stretch(wall: np.ndarray, cpu: np.ndarray, q: float = 90) -> float:
+    """How much longer than its CPU time the reference took, at the q-th percentile of its
+    rounds: 1.0 when this process ran uninterrupted (an idle machine: 1.00 here, even around a
+    model that sleeps on I/O, which moves the wall times' own spread p90/p50 to 1.5), 3-4.8 with
+    three busy loops on this 2-core machine, run back to back. Between a model's rounds it sees
+    less: a 2 ms run just after the process got a core is rarely interrupted."""
+    w, c = np.asarray(wall, float), np.maximum(np.asarray(cpu, float), 1e-9)
+    return float(max(1.0, np.percentile(w / c, q)))
