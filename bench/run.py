@@ -168,7 +168,7 @@ def run_a(prep, tmp: Path, tag: str, env) -> dict[str, Any]:
     r["figures"] = figures_of(doc)
     r["single_row_p99_ms"] = r["figures"].get("single_row_latency")
     lat = next((g.get("reported") or {} for g in doc.get("gates", []) if g["gate"] == "single_row_latency"), {})
-    r["single_row_ratio_to_reference"] = lat.get("single_row_latency_ratio_to_reference")
+    r["single_row_ratio_to_reference"] = lat.get("ratio_to_reference")
     r["wait_share"] = lat.get("wait_share")
     r["latency_outcomes"] = {g["gate"]: g["outcome"] for g in doc.get("gates", []) if g["family"] == "latency"}
     shutil.rmtree(ev, ignore_errors=True)

@@ -372,25 +372,25 @@ REFERENCE_GATES = ("single_row_latency",)
 TIMING_GATES = {"single_row_latency": False, "batch_throughput": False, "latency_vs_champion": True}
 
 
-def _timing_figures(gate: str, rounds: Rounds, q: float, scale: float, confidence: float, seed: int,
+def _timing_figures(rounds: Rounds, q: float, scale: float, confidence: float, seed: int,
                     invert: float | None = None) -> tuple[float, dict[str, float]]:
     """The q-th percentile of the rounds (x scale; or `invert` / it, for a rate) with its
-    interval, the same of the unwaited rounds (Rounds.unwaited), and, in reference units (over
-    the reference workload's median CPU time), both again."""
+    interval (`interval_lower`, `interval_upper`), the same of the unwaited rounds
+    (Rounds.unwaited: `unwaited_lower`, `unwaited_upper`), and, in reference units (over the
+    reference workload's median CPU time), all of them again (`ratio_to_reference`, `ratio_*`)."""
     ref_cpu = float(np.median(rounds.reference_cpu))
     out: dict[str, float] = {}
     point = float("nan")
-    for suffix, times in (("", rounds.candidate), ("_unwaited", rounds.unwaited())):
+    for kind, times in (("interval", rounds.candidate), ("unwaited", rounds.unwaited())):
         iv, _ = figures.timing_intervals(times, rounds.reference_cpu, q=q, paired_q=50, confidence=confidence, seed=seed)
-        for unit, div in (("", 1.0 / scale), ("_ratio", ref_cpu)):
+        for unit, div in (("", 1.0 / scale), ("ratio_", ref_cpu)):
             value, lower, upper = iv.value / div, iv.lower / div, iv.upper / div
             if invert is not None:  # a rate: the slowest time is the lowest rate
                 value, lower, upper = invert / value, invert / upper, invert / lower
-            key = f"{gate}{unit}{suffix}"
-            out[f"{key}_lower"], out[f"{key}_upper"] = lower, upper
-            if not suffix and unit:
-                out[f"{gate}_ratio_to_reference"] = value
-            elif not suffix:
+            out[f"{unit}{kind}_lower"], out[f"{unit}{kind}_upper"] = lower, upper
+            if kind == "interval" and unit:
+                out["ratio_to_reference"] = value
+            elif kind == "interval":
                 point = value
     out.update(_machine(rounds))
     return point, out
@@ -411,9 +411,9 @@ def _reference_text(r: Mapping[str, float]) -> str:
 @check(0)
 def single_row_latency(rounds: Rounds, *, confidence: float = 0.95, seed: int = 0) -> Finding:
     """Single-row p99 (ms) and p99 in reference units, with their intervals (timing.Rounds in seconds)."""
-    p99, rep = _timing_figures("single_row_latency", rounds, 99, 1000.0, confidence, seed)
+    p99, rep = _timing_figures(rounds, 99, 1000.0, confidence, seed)
     p50 = float(np.percentile(rounds.candidate, 50)) * 1000
-    detail = (f"p50 {p50:.2f} ms over {len(rounds.candidate)} single-row predicts; p99 {rep['single_row_latency_ratio_to_reference']:.2f}x "
+    detail = (f"p50 {p50:.2f} ms over {len(rounds.candidate)} single-row predicts; p99 {rep['ratio_to_reference']:.2f}x "
               f"the reference; {_reference_text(rep)}; intervals at {confidence:.0%}")
     return Finding(p99, "single-row p99", detail, reported={"single_row_p50_ms": p50, **rep},
                    plot={"latency_ms": (rounds.candidate * 1000).tolist(), "reference_ms": (rounds.reference * 1000).tolist()})
@@ -422,8 +422,8 @@ def single_row_latency(rounds: Rounds, *, confidence: float = 0.95, seed: int = 
 @check(0)
 def batch_throughput(rounds: Rounds, rows: int, *, confidence: float = 0.95, seed: int = 0) -> Finding:
     """Rows per second of the median batch predict, with its interval (timing.Rounds in seconds)."""
-    rate, rep = _timing_figures("batch_throughput", rounds, 50, 1.0, confidence, seed, invert=float(rows))
-    rep = {k: v for k, v in rep.items() if "_ratio" not in k}  # a rate has no bound in reference units
+    rate, rep = _timing_figures(rounds, 50, 1.0, confidence, seed, invert=float(rows))
+    rep = {k: v for k, v in rep.items() if not k.startswith("ratio_")}  # a rate has no bound in reference units
     detail = (f"median {float(np.median(rounds.candidate)) * 1000:.1f} ms per {rows}-row batch over {len(rounds.candidate)} batches; "
               f"{_reference_text(rep)}; interval at {confidence:.0%}")
     return Finding(rate, "batch throughput", detail, reported=rep)
@@ -439,7 +439,7 @@ def latency_vs_champion(rounds: Rounds, *, champion: str, confidence: float = 0.
     detail = (f"p50 {c:.2f} ms vs {h:.2f} ms of {champion}, interleaved over {len(rounds.candidate)} single-row predicts of the same rows; "
               f"{_reference_text(ref)}; interval at {confidence:.0%}")
     return Finding(ratio.value, "p50 over the champion's", detail,
-                   reported={"latency_vs_champion_lower": ratio.lower, "latency_vs_champion_upper": ratio.upper,
+                   reported={"interval_lower": ratio.lower, "interval_upper": ratio.upper,
                              "single_row_p50_ms": c, "champion_p50_ms": h, **ref})
 
 
@@ -458,7 +458,7 @@ def _side(lower: float, upper: float, lo_bound: float | None, hi_bound: float | 
     return "straddles"
 
 
-def timing_verdict(threshold: Any, finding: Finding, gate: str, *, relative: bool = False) -> Verdict:
+def timing_verdict(threshold: Any, finding: Finding, *, relative: bool = False) -> Verdict:
     """Judge a timing finding's intervals against the threshold (see the section's comment).
 
     Each bound (min/max on the figure; max_ratio_to_reference on the figure in reference units)
@@ -476,17 +476,17 @@ def timing_verdict(threshold: Any, finding: Finding, gate: str, *, relative: boo
     unit = f" {threshold.unit}" if threshold.unit else ""
     bounds = []  # (figure text, key prefix, min, max, bound text)
     if threshold.min is not None or threshold.max is not None:
-        bounds.append((f"{finding.label} {fmt_number(finding.value)}{unit}", gate, threshold.min, threshold.max, threshold.describe().split(" and ")[0]))
+        bounds.append((f"{finding.label} {fmt_number(finding.value)}{unit}", "", threshold.min, threshold.max, threshold.describe().split(" and ")[0]))
     if threshold.max_ratio_to_reference is not None:
-        bounds.append((f"{finding.label} {fmt_number(r[f'{gate}_ratio_to_reference'])}x the reference", f"{gate}_ratio", None,
+        bounds.append((f"{finding.label} {fmt_number(r['ratio_to_reference'])}x the reference", "ratio_", None,
                        threshold.max_ratio_to_reference, f"<= {fmt_number(threshold.max_ratio_to_reference)}x"))
     judged = []  # (text, side, bound)
     for figure, key, lo_b, hi_b, bound in bounds:
-        lower, upper = r[f"{key}_lower"], r[f"{key}_upper"]
+        lower, upper = r[f"{key}interval_lower"], r[f"{key}interval_upper"]
         text = f"{figure}, interval [{fmt_number(lower)}, {fmt_number(upper)}],"
         side = _side(lower, upper, lo_b, hi_b)
         if side == "violated" and not relative:
-            ul, uu = r[f"{key}_unwaited_lower"], r[f"{key}_unwaited_upper"]
+            ul, uu = r[f"{key}unwaited_lower"], r[f"{key}unwaited_upper"]
             if _side(ul, uu, lo_b, hi_b) == "violated":
                 if r.get("wait_share", 0.0) >= 0.01:  # else the same interval again
                     text += f" without the waiting for a core [{fmt_number(ul)}, {fmt_number(uu)}],"

@@ -428,6 +428,8 @@ class Gate:
         if finding is not None and f"{self.id}_baseline" in finding.reported:  # beside the figure, where tables read it
             fig["baseline"] = float(finding.reported[f"{self.id}_baseline"])
             fig["ratio_to_baseline"] = float(finding.reported[f"{self.id}_ratio_to_baseline"])
+        if finding is not None and "ratio_to_reference" in finding.reported:
+            fig["ratio_to_reference"] = float(finding.reported["ratio_to_reference"])
         self.item.stash[RECORDED] = {
             "figure": fig,
             "reported": {} if finding is None else {k: float(v) for k, v in finding.reported.items()},
@@ -439,6 +441,8 @@ class Gate:
                   (f"{self.id}.unit", self.threshold.unit), (f"{self.id}.env", self.threshold.env)]
         if "baseline" in fig:
             props += [(f"{self.id}.baseline", repr(fig["baseline"])), (f"{self.id}.ratio_to_baseline", repr(fig["ratio_to_baseline"]))]
+        if "ratio_to_reference" in fig:
+            props.append((f"{self.id}.ratio_to_reference", repr(fig["ratio_to_reference"])))
         if detail:
             props.append((f"{self.id}.detail", detail))
         self.item.user_properties[:] = props
@@ -476,7 +480,7 @@ class Gate:
             relative = checks.TIMING_GATES.get(self.id, False)
         for attempt in range(1 + reruns):
             finding = measure(benchmark if attempt == 0 else None)
-            verdict = checks.timing_verdict(self.threshold, finding, self.id, relative=relative)
+            verdict = checks.timing_verdict(self.threshold, finding, relative=relative)
             if verdict.outcome != "inconclusive":
                 break
         if reruns:

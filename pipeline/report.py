@@ -202,6 +202,8 @@ def figure_text(figure: dict[str, Any] | None) -> str:
     text = f"{fmt_number(figure['value'])}{' ' + unit if unit and unit != '%' else unit}"
     if figure.get("ratio_to_baseline") is not None:
         text += f" ({fmt_number(figure['ratio_to_baseline'])}x baseline)"
+    if figure.get("ratio_to_reference") is not None:
+        text += f" ({fmt_number(figure['ratio_to_reference'])}x reference)"
     return text
 
 
@@ -210,7 +212,8 @@ def _figure_text(g: dict[str, Any]) -> tuple[str, str]:
 
 
 STATUS_MARK = {"passed": "✅ passed", "failed": "❌ failed", "error": "💥 error", "skipped": "⏭ skipped",
-               "waived": "⚠️ waived", "advisory": "⚠️ advisory", "not_applicable": "➖ not applicable"}
+               "waived": "⚠️ waived", "advisory": "⚠️ advisory", "not_applicable": "➖ not applicable",
+               "inconclusive": "❔ inconclusive"}
 
 
 def markdown(doc: dict[str, Any], plots: dict[str, Path], link_base: Path) -> str:

@@ -272,11 +272,11 @@ def test_latency_and_serving_checks():
     times = np.arange(1, 101, dtype=float)  # 1..100 ms
     f = checks.single_row_latency(_rounds(times))
     assert f.value == pytest.approx(np.percentile(times, 99)) and f.reported["single_row_p50_ms"] == pytest.approx(50.5)
-    assert f.reported["single_row_latency_ratio_to_reference"] == pytest.approx(f.value / 2.0)
-    assert f.reported["single_row_latency_lower"] <= f.value <= f.reported["single_row_latency_upper"]
+    assert f.reported["ratio_to_reference"] == pytest.approx(f.value / 2.0)
+    assert f.reported["interval_lower"] <= f.value <= f.reported["interval_upper"]
     assert f.reported["reference_stretch"] == 1.0
     b = checks.batch_throughput(_rounds([500, 400, 600, 500, 500]), 1000)
-    assert b.value == pytest.approx(2000) and b.reported["batch_throughput_lower"] <= 2000 <= b.reported["batch_throughput_upper"]
+    assert b.value == pytest.approx(2000) and b.reported["interval_lower"] <= 2000 <= b.reported["interval_upper"]
     assert checks.serving_rejects_malformed({"a": 400, "b": 422, "c": 500, "d": 200}).value == 2
     assert checks.serving_matches_in_process(np.array([1.0, 2.0]), np.array([1.0, 2.5])).value == 0.5
     assert checks.serving_matches_in_process(np.array([1.0, 2.0]), np.array([1.0])).value == math.inf
@@ -302,7 +302,7 @@ def test_latency_and_serving_checks():
 ])
 def test_timing_verdict_separates_too_slow_from_could_not_measure(case, rounds, outcome, said):
     th = Threshold(gate="single_row_latency", env="staging", max=25, unit="ms", max_ratio_to_reference=30 if "units" not in case else 10)
-    v = checks.timing_verdict(th, checks.single_row_latency(rounds), "single_row_latency")
+    v = checks.timing_verdict(th, checks.single_row_latency(rounds))
     assert v.outcome == outcome and said in v.why, v
     assert v.why.startswith("inconclusive: ") == (outcome == "inconclusive")
 
@@ -313,9 +313,9 @@ def test_champion_latency_is_a_ratio_of_rounds_timed_together():
     f = checks.latency_vs_champion(_rounds(champion * 1.5, stretch=3.0, other_ms=champion), champion="m v1 @production")
     assert f.value == pytest.approx(1.5) and f.reported["reference_stretch"] == pytest.approx(3.0)
     th = Threshold(gate="latency_vs_champion", env="production", max=1.2)
-    assert checks.timing_verdict(th, f, "latency_vs_champion", relative=True).outcome == "failed"
+    assert checks.timing_verdict(th, f, relative=True).outcome == "failed"
     same = checks.latency_vs_champion(_rounds(champion * 1.01, other_ms=champion), champion="m v1 @production")
-    assert checks.timing_verdict(th, same, "latency_vs_champion", relative=True).outcome == "passed"
+    assert checks.timing_verdict(th, same, relative=True).outcome == "passed"
 
 
 def test_reference_workload_is_a_fixed_few_milliseconds_and_interleaved():

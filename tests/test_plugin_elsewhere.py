@@ -419,3 +419,68 @@ def test_a_metric_threshold_may_be_relative_to_the_baseline_and_the_ratio_travel
     write_config(crops, environments={"dev": {"thresholds": thresholds(r2={"max_ratio_to_baseline": 0.5})}})
     assert usage_line(run(crops, "-m", "gates")) == (f"{crops.path / 'crops.yaml'}: environments.dev.thresholds.r2.max_ratio_to_baseline: "
                                                     "only an error figure has a baseline to compare with (mae, rmse, mape)")
+
+
+TIMING_GATE = '''
+"""A timing gate of this project's own: scripted rounds stand in for a busy machine."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import checks, timing
+from pipeline.gates import family
+
+SCRIPT = [json.loads(line) for line in Path("rounds.jsonl").read_text().splitlines()]
+
+
+def _rounds(ms):
+    c = np.full(40, ms / 1000.0)
+    c[:2] *= 1.5  # a slower tail
+    ref = np.full(40, 0.002)
+    return timing.Rounds(c, c, ref, ref, None, np.zeros(40))
+
+
+@family("latency")
+def test_scoring_latency(benchmark, gate):
+    attempts = []
+
+    def measure(bench):
+        if bench is not None:
+            bench.pedantic(lambda: None, rounds=1)  # pytest-benchmark times the first attempt
+        attempts.append(SCRIPT[len(attempts)])
+        return checks.single_row_latency(_rounds(attempts[-1]), seed=1)
+
+    gate.timed(measure, benchmark, reruns=int(os.environ.get("RERUNS", "0")))
+'''
+
+
+def test_a_timing_gate_of_its_own_is_judged_on_intervals_rerun_when_inconclusive_and_refused_when_still_so(crops, monkeypatch):
+    """20 ms with a 30 ms tail straddles a 25 ms bound (inconclusive); 10 ms holds. With reruns
+    the gate measures again and the second attempt decides; without, inconclusive fails the run."""
+    crops.makepyfile(test_timing=TIMING_GATE)
+    lines = {"scoring_latency": {"max": 25, "unit": "ms"}}
+    write_config(crops, environments={"dev": {"thresholds": thresholds(**lines)}})
+    (crops.path / "rounds.jsonl").write_text("20\n10\n")
+    r = run(crops, "-m", "gates", "--evidence-dir", "reports")
+    r.assert_outcomes(passed=3, failed=1)
+    doc, gates = evidence_gates(crops.path)
+    g = gates["scoring_latency"]
+    assert g["outcome"] == "inconclusive" and doc["status"] == "failed" and doc["reasons"] == ["gates inconclusive: scoring_latency"]
+    assert g["message"].startswith("inconclusive: single-row p99 ") and "straddles <= 25 ms" in g["message"], g["message"]
+    assert re.search(r"scoring_latency\s+\S+ ms \(\S+x reference\)\s+<= 25 ms\s+inconclusive", r.stdout.str())
+
+    monkeypatch.setenv("RERUNS", "2")
+    write_config(crops, environments={"dev": {"inconclusive_reruns": 2, "thresholds": thresholds(**lines)}})
+    r = run(crops, "-m", "gates", "--evidence-dir", "reports")
+    r.assert_outcomes(passed=4)
+    _, gates = evidence_gates(crops.path)
+    assert gates["scoring_latency"]["outcome"] == "passed" and gates["scoring_latency"]["figure"]["value"] < 25
+    assert gates["scoring_latency"]["figure"]["detail"].endswith("attempt 2 of up to 3")
+
+    # Only a gate timed against the reference workload takes a bound in its units.
+    write_config(crops, environments={"dev": {"thresholds": thresholds(mae={"max": 15, "unit": "kg", "max_ratio_to_reference": 3}, **lines)}})
+    assert usage_line(run(crops, "-m", "gates")) == (f"{crops.path / 'crops.yaml'}: environments.dev.thresholds.mae.max_ratio_to_reference: "
+                                                    "only a timing gate is timed against the reference workload (single_row_latency)")
