@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-harness gates bench bench-compare perf perf-scale check docker-build clean
+.PHONY: install run test test-harness gates bench bench-compare perf perf-verdicts perf-scale check docker-build clean
 
 # One install step for everything; constraints.txt pins every package (and keys CI's cache).
 $(STAMP): pyproject.toml constraints.txt
@@ -63,6 +63,10 @@ bench-compare: $(STAMP)
 ## single-row and pyfunc latency, MLflow's share of the main job (bench/README.md; ~8 min)
 perf: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## perf-verdicts: 10 idle and 10 busy staging gate runs of one model, the same verdicts? (~10 min)
+perf-verdicts: $(STAMP)
+	$(BIN)/python bench/verdicts.py
 
 ## perf-scale: every gate family on 10k, 100k and 1M resampled rows (bench/data/, ~0.5 GB)
 perf-scale: $(STAMP)
