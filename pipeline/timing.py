@@ -56,15 +56,17 @@ def runqueue_wait() -> float | None:
 
 @dataclass(frozen=True)
 class Rounds:
-    """Seconds per round: the model's, the reference's between them, and a second model's
+    """Seconds per round: the model's calls, the reference's between them, and a second model's
     (the champion's) where one was timed on the same rows in the same rounds."""
 
     candidate: np.ndarray  # wall seconds of each call
     candidate_cpu: np.ndarray  # CPU seconds of the same calls (the process's: its thread pools included)
     reference: np.ndarray  # wall seconds of each round's reference workload
     reference_cpu: np.ndarray  # CPU seconds of the same runs
-    other: np.ndarray | None = None
+    other: np.ndarray | None = None  # the second model's wall seconds, same rounds and rows
     candidate_wait: np.ndarray | None = None  # seconds each call waited for a core (None: not measurable here)
+    other_cpu: np.ndarray | None = None
+    other_wait: np.ndarray | None = None
 
     @property
     def stretch(self) -> float:
@@ -76,76 +78,99 @@ class Rounds:
         estimated from the reference's stretch)."""
         return float(1.0 - self.unwaited().sum() / max(self.candidate.sum(), 1e-12))
 
+    def _unwaited(self, wall: np.ndarray, cpu: np.ndarray | None, wait: np.ndarray | None) -> np.ndarray:
+        if wait is not None:
+            return np.maximum(wall - wait, 0.0)
+        if cpu is None:
+            return wall
+        return np.maximum(wall - (self.stretch - 1.0) * cpu, 0.0)
+
     def unwaited(self) -> np.ndarray:
         """The model's wall seconds less the time it waited for a core: what each call would
         have taken on an idle machine, its idle waits (I/O, sleep) kept. Measured by the
         kernel where it says (runqueue_wait); else estimated as wall - (stretch - 1) x CPU from
         the reference workload, an over-estimate of the waiting when the calls ran several
         threads (their CPU time adds up), so never an under-estimate of the improvement."""
-        if self.candidate_wait is not None:
-            return np.maximum(self.candidate - self.candidate_wait, 0.0)
-        return np.maximum(self.candidate - (self.stretch - 1.0) * self.candidate_cpu, 0.0)
+        return self._unwaited(self.candidate, self.candidate_cpu, self.candidate_wait)
+
+    def other_unwaited(self) -> np.ndarray:
+        """The same for the second model's calls."""
+        assert self.other is not None
+        return self._unwaited(self.other, self.other_cpu, self.other_wait)
 
 
-def _timed(fn: Callable[..., Any], *args: Any) -> float:
-    t0 = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t0
+class _Clock:
+    """Wall, CPU and wait-for-a-core seconds of the calls it measures."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.wait: list[float | None] = []
+        self._at: tuple[float, float, float | None] | None = None
+
+    def start(self) -> None:
+        w0 = runqueue_wait()
+        self._at = (time.perf_counter(), time.process_time(), w0)
+
+    def stop(self) -> None:
+        w1, c1, t1 = runqueue_wait(), time.process_time(), time.perf_counter()
+        t0, c0, w0 = self._at
+        self.wall.append(t1 - t0)
+        self.cpu.append(c1 - c0)
+        self.wait.append(None if w0 is None or w1 is None else w1 - w0)
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.start()
+        fn(*args)
+        self.stop()
+
+    def waits(self) -> np.ndarray | None:
+        return None if any(w is None for w in self.wait) else np.asarray(self.wait, float)
 
 
 def interleaved(call: Callable[..., Any], next_args: Callable[[], tuple], rounds: int, *,
                 other: Callable[..., Any] | None = None, benchmark: Any = None) -> Rounds:
     """`rounds` timed calls of `call(*next_args())`, each preceded by one timed reference
-    workload (and one timed `other(*same args)` when given), so that all of them see the same
-    stretch of the machine's load; each call's CPU time and its wait for a core are taken too.
+    workload, so that both see the same stretch of the machine's load; each call's CPU time
+    and its wait for a core are taken too. With `other` (a champion's predict), it answers the
+    same arguments in the same round, before the call in even rounds and after it in odd ones
+    (a call late in a round is likelier to meet the end of the process's time slice).
 
     With `benchmark` (pytest-benchmark's fixture, not yet used in this test) the model's rounds
     are its rounds: `pedantic` times `call`, and its `setup`/`teardown` run the reference,
-    `other` and the wait readings, untimed by it. Without, the same loop is timed here (a
-    repeated measurement: the fixture times one per test).
+    `other` and the readings, untimed by it. Without, the same loop is timed here (a repeated
+    measurement: the fixture times one per test).
     """
-    ref: list[float] = []
-    cpu: list[float] = []
-    oth: list[float] = []
-    cand_cpu: list[float] = []
-    waits: list[float | None] = []
-    before: list[float | None] = [None]
+    ref, cand, oth = _Clock(), _Clock(), _Clock()
+    current: list[tuple] = [()]
 
-    def timed_call(*args: Any) -> Any:
-        c0 = time.process_time()
-        try:
-            return call(*args)
-        finally:
-            cand_cpu.append(time.process_time() - c0)
-
+    # The call's own readings are taken in setup's last and teardown's first lines, outside
+    # the time pytest-benchmark measures.
     def setup() -> tuple[tuple, dict]:
-        args = next_args()
-        c0, t0 = time.process_time(), time.perf_counter()
-        reference_workload()
-        ref.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-        if other is not None:
-            oth.append(_timed(other, *args))
-        before[0] = runqueue_wait()
+        args = current[0] = next_args()
+        ref.run(reference_workload)
+        if other is not None and len(ref.wall) % 2 == 1:
+            oth.run(other, *args)
+        cand.start()
         return args, {}
 
     def teardown(*_: Any) -> None:
-        after = runqueue_wait()
-        waits.append(None if after is None or before[0] is None else after - before[0])
+        cand.stop()
+        if other is not None and len(ref.wall) % 2 == 0:
+            oth.run(other, *current[0])
 
     if benchmark is not None and not benchmark.disabled:
-        benchmark.pedantic(timed_call, setup=setup, teardown=teardown, rounds=rounds, iterations=1, warmup_rounds=0)
-        cand = np.asarray(benchmark.stats.stats.data, float)
+        benchmark.pedantic(call, setup=setup, teardown=teardown, rounds=rounds, iterations=1, warmup_rounds=0)
+        wall = np.asarray(benchmark.stats.stats.data, float)
     else:
-        times = []
         for _ in range(rounds):
             args, _ = setup()
-            times.append(_timed(timed_call, *args))
+            call(*args)
             teardown()
-        cand = np.asarray(times, float)
-    wait = None if any(w is None for w in waits) else np.asarray(waits, float)
-    return Rounds(cand, np.asarray(cand_cpu, float), np.asarray(ref, float), np.asarray(cpu, float),
-                  np.asarray(oth, float) if other is not None else None, wait)
+        wall = np.asarray(cand.wall, float)
+    arr = lambda xs: np.asarray(xs, float)  # noqa: E731
+    return Rounds(wall, arr(cand.cpu), arr(ref.wall), arr(ref.cpu), arr(oth.wall) if other is not None else None,
+                  cand.waits(), arr(oth.cpu) if other is not None else None, oth.waits() if other is not None else None)
 
 
 def stretch(wall: np.ndarray, cpu: np.ndarray, q: float = 90) -> float:

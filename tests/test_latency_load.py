@@ -94,6 +94,10 @@ def test_idle_machine_passes_a_fast_model_and_fails_a_slow_one(project):
 
 
 def test_busy_machine_fails_only_what_is_slow_without_the_waiting_and_refuses_on_inconclusive(project):
+    # From here on the configured model holds @staging: every run also times its candidate
+    # against it, in the same rounds on the same rows.
+    folder, cfg, versions = project
+    registry.connect(config_mod.load(cfg, "staging")).set_registered_model_alias("ames-price", "staging", versions["configured"])
     with busy_machine():
         fast = gate(project, "configured", "busy-fast")
         slow = gate(project, "sleeps", "busy-slow")
@@ -102,6 +106,10 @@ def test_busy_machine_fails_only_what_is_slow_without_the_waiting_and_refuses_on
     for run in (fast, heavy):
         assert run.gates["single_row_latency"]["reported"]["wait_share"] > 0.3, run.gates["single_row_latency"]
     assert set(latency(fast).values()) <= {"passed", "inconclusive"}, fast.gates
+    # The configured model against itself: the waiting comes out of both, so load does not
+    # make one look slower than the other.
+    assert fast.outcomes["latency_vs_champion"] == "passed", fast.gates["latency_vs_champion"]
+    assert slow.outcomes["latency_vs_champion"] == "failed"  # 150 ms against ~5 ms
     assert slow.outcomes["single_row_latency"] == "failed", slow.gates["single_row_latency"]
     # The model that computes 50 ms per call is fine when idle; here it could not be judged.
     assert heavy.outcomes["single_row_latency"] == "inconclusive", heavy.gates["single_row_latency"]
@@ -111,5 +119,5 @@ def test_busy_machine_fails_only_what_is_slow_without_the_waiting_and_refuses_on
     assert any("inconclusive" in r for r in heavy.evidence["reasons"]), heavy.evidence["reasons"]
     (refusal,) = heavy.refusals
     assert "gates inconclusive: " in refusal and "single_row_latency" in refusal, refusal
-    folder, cfg, versions = project
-    assert registry.connect(config_mod.load(cfg, "staging")).get_registered_model("ames-price").aliases in ({}, None)
+    aliases = registry.connect(config_mod.load(cfg, "staging")).get_registered_model("ames-price").aliases
+    assert {a: str(v) for a, v in aliases.items()} == {"staging": versions["configured"]}  # not moved to the refused version
