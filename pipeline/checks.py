@@ -431,17 +431,17 @@ def batch_throughput(rounds: Rounds, rows: int, *, confidence: float = 0.95, see
 
 @check(0)
 def latency_vs_champion(rounds: Rounds, *, champion: str, confidence: float = 0.95, seed: int = 0) -> Finding:
-    """The candidate's median single-row time over the champion's, timed in the same rounds on the
-    same rows (timing.Rounds with `other`: the champion's seconds), each with the time its calls
-    waited for a core taken out: what the two would measure on an idle machine."""
+    """The median over rounds of the candidate's single-row time over the champion's, timed in the
+    same round on the same row (timing.Rounds with `other`: the champion's seconds), each with
+    the time its call waited for a core taken out: what the two would measure on an idle machine."""
     cand, champ = rounds.unwaited(), rounds.other_unwaited()
-    _, ratio = figures.timing_intervals(cand, champ, q=50, paired_q=50, confidence=confidence, seed=seed)
+    ratio = figures.paired_ratio(cand, champ, confidence=confidence, seed=seed)
     c, h = float(np.median(cand)) * 1000, float(np.median(champ)) * 1000
     ref = _machine(rounds)
     detail = (f"p50 {c:.2f} ms vs {h:.2f} ms of {champion} without the waiting for a core, interleaved over {len(rounds.candidate)} "
               f"single-row predicts of the same rows; "
               f"{_reference_text(ref)}; interval at {confidence:.0%}")
-    return Finding(ratio.value, "p50 over the champion's", detail,
+    return Finding(ratio.value, "median time over the champion's", detail,
                    reported={"interval_lower": ratio.lower, "interval_upper": ratio.upper,
                              "single_row_p50_ms": c, "champion_p50_ms": h, **ref})
 
