@@ -452,6 +452,10 @@ class Verdict:
     why: str  # what decided it, for the message
 
 
+def word(side: str) -> str:
+    return {"held": "within", "violated": "beyond", "straddles": "straddles"}[side]
+
+
 def _side(lower: float, upper: float, lo_bound: float | None, hi_bound: float | None) -> str:
     """'held', 'violated' or 'straddles' for an interval against a bound (or a band)."""
     if (hi_bound is not None and lower > hi_bound) or (lo_bound is not None and upper < lo_bound):
@@ -466,10 +470,12 @@ def timing_verdict(threshold: Any, finding: Finding, *, relative: bool = False) 
 
     Each bound (min/max on the figure; max_ratio_to_reference on the figure in reference units)
     is judged on its own interval: held when the whole interval is on its good side (load only
-    adds time); violated when the whole interval is beyond it even with the waiting for a core
-    taken out (the unwaited rounds: what an idle machine would have measured); else undecided,
-    which includes "beyond it, but only by the time it waited for a core". Any violation fails,
-    every bound holding passes, anything else is inconclusive. `relative`: the figure is a
+    adds time), or when it straddles the bound but the interval without the waiting for a core
+    (the unwaited rounds: what an idle machine would have measured) is on the good side (only
+    the slowest rounds waited); violated when the whole interval is beyond it even without the
+    waiting; else undecided, which includes "every round beyond it, but only by the time it
+    waited for a core" (not measured reliably). Any violation fails, every bound holding
+    passes, anything else is inconclusive. `relative`: the figure is a
     ratio of two timings taken in the same rounds (a champion's), which load moves together:
     judged on its interval alone.
     """
@@ -488,22 +494,29 @@ def timing_verdict(threshold: Any, finding: Finding, *, relative: bool = False) 
         lower, upper = r[f"{key}interval_lower"], r[f"{key}interval_upper"]
         text = f"{figure}, interval [{fmt_number(lower)}, {fmt_number(upper)}],"
         side = _side(lower, upper, lo_b, hi_b)
-        if side == "violated" and not relative:
+        if side != "held" and not relative:
+            # Load only adds time: what decides is the interval without the waiting for a core.
             ul, uu = r[f"{key}unwaited_lower"], r[f"{key}unwaited_upper"]
-            if _side(ul, uu, lo_b, hi_b) == "violated":
-                if r.get("wait_share", 0.0) >= 0.01:  # else the same interval again
-                    text += f" without the waiting for a core [{fmt_number(ul)}, {fmt_number(uu)}],"
-            else:
+            unwaited = _side(ul, uu, lo_b, hi_b)
+            waited = r.get("wait_share", 0.0) >= 0.01  # else the unwaited interval is the same one again
+            if unwaited == "violated":
+                side = "violated"
+                text += f" without the waiting for a core [{fmt_number(ul)}, {fmt_number(uu)}]," if waited else ""
+            elif unwaited == "held" and side == "straddles":  # only the tail waited: the rest measured the model
+                side, text = "held", f"{text} straddles {bound}, but without the waiting for a core [{fmt_number(ul)}, {fmt_number(uu)}],"
+            elif side == "violated":  # every round beyond it, by waiting: not measured reliably
                 side, text = "busy", (f"{text} beyond {bound}, but it waited for a core {r.get('wait_share', 0.0):.0%} of the time "
                                       f"(the machine was busy, and load only adds time): without the waiting the interval is "
                                       f"[{fmt_number(ul)}, {fmt_number(uu)}]")
+            elif waited:
+                text += f" without the waiting for a core [{fmt_number(ul)}, {fmt_number(uu)}],"
         judged.append((text, side, bound))
     violated = [f"{t} beyond {b}" for t, side, b in judged if side == "violated"]
     if violated:
         return Verdict("failed", "; ".join(violated))
     if all(side == "held" for _, side, _ in judged):
         return Verdict("passed", "; ".join(f"{t} within {b}" for t, _, b in judged))
-    why = [t if side == "busy" else f"{t} {'within' if side == 'held' else 'straddles'} {b}" for t, side, b in judged]
+    why = [t if side == "busy" else f"{t} {word(side)} {b}" for t, side, b in judged]
     return Verdict("inconclusive", "inconclusive: " + "; ".join(why))
 
 

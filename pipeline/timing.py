@@ -77,6 +77,8 @@ class Rounds:
     def wait_share(self) -> float:
         """The share of the model's timed wall time spent waiting for a core (measured, or
         estimated from the reference's stretch)."""
+        if self.candidate_wait is not None and self.window is not None:
+            return float(self.candidate_wait.sum() / max(self.window.sum(), 1e-12))
         return float(1.0 - self.unwaited().sum() / max(self.candidate.sum(), 1e-12))
 
     def _unwaited(self, wall: np.ndarray, cpu: np.ndarray | None, wait: np.ndarray | None) -> np.ndarray:
