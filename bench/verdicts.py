@@ -21,10 +21,8 @@ import contextlib
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -32,19 +30,7 @@ sys.path.insert(0, str(BENCH))
 
 import run as runner  # noqa: E402  (bench/run.py: prepare, gate_cmd, run_child, evidence_of)
 
-
-@contextlib.contextmanager
-def busy_machine(processes: int, limit_s: float = 600):
-    loop = f"import time\nend = time.time() + {limit_s}\nwhile time.time() < end: pass"
-    procs = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(processes)]
-    try:
-        time.sleep(1.0)
-        yield
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait(timeout=30)
+from pipeline.timing import busy_machine  # noqa: E402
 
 
 def one_run(prep: dict, tmp: Path, tag: str, env: dict) -> dict:
@@ -83,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for i in range(args.runs):
             for kind in ("idle", "busy"):
-                with busy_machine(args.busy) if kind == "busy" else contextlib.nullcontext():
+                with busy_machine(args.busy, limit_s=600) if kind == "busy" else contextlib.nullcontext():
                     r = one_run(prep, tmp, f"{kind}-{i}", env)
                 r["kind"] = kind
                 results.append(r)

@@ -301,7 +301,7 @@ environments:
       # between their rounds: on a busy machine they are inconclusive (refusing), never passed.
       single_row_latency: {{max: 100, unit: ms, max_ratio_to_reference: 50}}
       batch_throughput: {{min: 5000, unit: rows/s}}
-      latency_vs_champion: {{max: 1.2}}              # p50 at most 20 % slower than the alias holder's
+      latency_vs_champion: {{max: 1.2}}              # at most 20 % slower than the alias holder (median per-round ratio)
       serving_matches_in_process: {{max: 0, required: false}}
       serving_rejects_malformed: {{max: 0, unit: requests, required: false}}
       serving_latency: {{max: 200, unit: ms, required: false}}

@@ -12,10 +12,13 @@ No pytest and no MLflow here: the latency gates, bench/ and the tests call the s
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -199,3 +202,20 @@ def stretch(wall: np.ndarray, cpu: np.ndarray, q: float = 90) -> float:
     less: a 2 ms run just after the process got a core is rarely interrupted."""
     w, c = np.asarray(wall, float), np.maximum(np.asarray(cpu, float), 1e-9)
     return float(max(1.0, np.percentile(w / c, q)))
+
+
+@contextlib.contextmanager
+def busy_machine(processes: int = 4, limit_s: float = 150) -> Iterator[None]:
+    """A machine made busy on purpose, to see what the timing gates make of it: `processes`
+    busy-loop Python processes, each ending by itself after `limit_s` seconds and killed
+    when the block ends (tests/test_latency_load.py, bench/verdicts.py)."""
+    loop = f"import time\nend = time.time() + {limit_s}\nwhile time.time() < end: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(processes)]
+    try:
+        time.sleep(0.5)  # the loops are running before the first round is timed
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait(timeout=30)

@@ -12,17 +12,13 @@ reference workload; >= 5,000 rows/s):
   is ~2.5x, beyond the bound, but only by the time it waited for a core), and an inconclusive
   required gate refuses promotion, saying so.
 
-`busy_machine` starts four busy-loop processes (this machine has 2 cores), each ending by
+`pipeline.timing.busy_machine` starts four busy-loop processes (this machine has 2 cores), each ending by
 itself after 150 s and killed when the block ends. Marked solo: the load must not land on
 other tests, nor theirs on these idle runs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +29,7 @@ from conftest import CHEAP, GateRun, deep_merge, run_gates_in_process, write_pro
 from pipeline import config as config_mod
 from pipeline import data as data_mod
 from pipeline import figures, registry, train
+from pipeline.timing import busy_machine
 
 pytestmark = [pytest.mark.slow, pytest.mark.solo]
 
@@ -40,20 +37,6 @@ TESTS_DIR = Path(__file__).resolve().parent
 LATENCY = ("single_row_latency", "batch_throughput")
 # 1,000-row batches (staging's own size): the busy model's 50 ms per call is then a fifth of a batch.
 OVERRIDES = deep_merge(CHEAP, {"gates": {"latency": {"batch_rows": 1000}}})
-
-
-@contextlib.contextmanager
-def busy_machine(processes: int = 4, limit_s: float = 150):
-    loop = f"import time\nend = time.time() + {limit_s}\nwhile time.time() < end: pass"
-    procs = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(processes)]
-    try:
-        time.sleep(0.5)  # the loops are running before the first round is timed
-        yield
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
