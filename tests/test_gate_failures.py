@@ -285,10 +285,11 @@ def test_slow_model_fails_the_latency_gates_only(gate_run):
     p99 = run.figure("single_row_latency")["value"]
     assert p99 >= 150
     num = r"[\d,.]+"
+    unwaited = rf"( without the waiting for a core \[{num}, {num}\],)?"  # named where the run waited for a core (1 % or more)
     # Too slow in milliseconds and in reference units, each over its whole interval.
     assert re.fullmatch(
-        rf"single-row p99 {re.escape(fmt_number(p99))} ms, interval \[{num}, {num}\], beyond <= 100 ms; "
-        rf"single-row p99 {num}x the reference, interval \[{num}, {num}\], beyond <= 50x; "
+        rf"single-row p99 {re.escape(fmt_number(p99))} ms, interval \[{num}, {num}\],{unwaited} beyond <= 100 ms; "
+        rf"single-row p99 {num}x the reference, interval \[{num}, {num}\],{unwaited} beyond <= 50x; "
         rf"p50 [\d.]+ ms over {facts['rounds']} single-row predicts; p99 [\d.]+x the reference; waited for a core \d+% of the time; "
         rf"reference workload CPU p50 [\d.]+ ms, wall/CPU p90 [\d.]+; intervals at 95% \({ENV}\)",
         messages["single_row_latency"],
@@ -298,7 +299,7 @@ def test_slow_model_fails_the_latency_gates_only(gate_run):
     rate = run.figure("batch_throughput")["value"]
     assert rate < 100 / 0.15
     assert re.fullmatch(
-        rf"batch throughput {re.escape(fmt_number(rate))} rows/s, interval \[{num}, {num}\], beyond >= 5,000 rows/s; "
+        rf"batch throughput {re.escape(fmt_number(rate))} rows/s, interval \[{num}, {num}\],{unwaited} beyond >= 5,000 rows/s; "
         rf"median [\d.]+ ms per 100-row batch over 5 batches; waited for a core \d+% of the time; "
         rf"reference workload CPU p50 [\d.]+ ms, wall/CPU p90 [\d.]+; "
         rf"interval at 95% \({ENV}\)",
