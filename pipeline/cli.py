@@ -318,6 +318,74 @@ def cmd_check(args, settings, out: Out) -> int:
     return EXIT_OK if ok else EXIT_BAD_INPUT
 
 
+def cmd_serve(args, settings, out: Out) -> int:
+    from pipeline import live
+    from pipeline.live.app import serve
+    from pipeline.live.service import Service
+
+    log = live.open_log(settings)
+    service = Service(settings, log, challenger=args.challenger, mode=args.mode, share=args.share)
+    arms = ", ".join(f"{a.name} @{a.alias} v{a.version}" for a in service.arms.values())
+    out.progress(f"serving {service.name} ({arms}; {service.mode}, share {service.share:g}) on http://{args.host}:{args.port}, "
+                 f"log {log.url}")
+    serve(service, args.host, args.port)
+    out.emit({"stopped": True, **service.health()})
+    return EXIT_OK
+
+
+def cmd_feedback(args, settings, out: Out) -> int:
+    from pipeline import live
+
+    items = live.read_feedback(Path(args.data), args.key, args.value or settings.data.target, args.row)
+    log = live.open_log(settings)
+    try:
+        result = log.add_feedback(items).as_dict()
+    finally:
+        log.close()
+    out.line(f"{args.data}: {result['accepted']} rows joined, {result['duplicates']} duplicates ignored, "
+             f"{result['unknown']} unknown request ids, {result['invalid']} missing or non-numeric values")
+    for what in ("unknown_ids", "invalid_rows"):
+        if result[what]:
+            out.line(f"  {what.replace('_', ' ')}: {', '.join(result[what][:5])}" + (" ..." if result[what][5:] else ""))
+    out.emit({"data": args.data, **result})
+    return EXIT_OK
+
+
+def cmd_monitor(args, settings, out: Out) -> int:
+    from pipeline import live
+    from pipeline.live.monitor import Monitor
+
+    log = live.open_log(settings)
+    monitor = Monitor(settings, log)
+    try:
+        while True:
+            reports = monitor.run(act=not args.dry_run)
+            rows = [{"arm": r.arm, "alias": r.alias, "version": r.version, "requests": r.requests, "feedback": r.feedback_rows,
+                     "mae": r.figures.get("mae"), "interval": (f"[{r.figures['mae_lower']:,.0f}, {r.figures['mae_upper']:,.0f}]"
+                                                              if r.figures else None),
+                     "mape": r.figures.get("mape"), "bias": r.figures.get("bias"), "drift": r.drift.get("feature_drift"),
+                     "decision": r.decision} for r in reports]
+            out.table(rows, ["arm", "alias", "version", "requests", "feedback", "mae", "interval", "mape", "bias", "drift", "decision"])
+            for r in reports:
+                out.line(f"{r.arm}: {r.decision}: {r.why}")
+            out.emit({"arms": [r.as_dict() for r in reports], "counts": log.counts(), "events": log.event_list()})
+            if args.once:
+                return EXIT_OK
+            time.sleep(args.every)
+    finally:
+        log.close()
+
+
+def _share(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]")
+    return x
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -362,6 +430,25 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_audit)
     s = sub.add_parser("history", parents=[common], help="every alias move (promote, rollback): version, time, actor, evidence")
     s.set_defaults(fn=cmd_history)
+    s = sub.add_parser("serve", parents=[common], help="serve the environment's alias (and a challenger) over HTTP, logging every answer")
+    s.add_argument("--challenger", metavar="ALIAS", help="a second alias served beside production")
+    s.add_argument("--mode", choices=["split", "shadow"], default="split",
+                   help="split: --share of rows answered by the challenger; shadow: production answers, the challenger scores the same rows (default: split)")
+    s.add_argument("--share", type=_share, default=None, help="share of rows routed to the challenger in split mode, in [0, 1] (default: live.share)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    s.set_defaults(fn=cmd_serve)
+    s = sub.add_parser("feedback", parents=[common], help="join observed values from a CSV to logged predictions")
+    s.add_argument("--data", required=True, help="the CSV file")
+    s.add_argument("--key", required=True, help="its column of request ids (the X-Request-Id of the answer)")
+    s.add_argument("--value", help="its column of observed values (default: the config's target)")
+    s.add_argument("--row", help="its column of row numbers within a request (default: every request is one row)")
+    s.set_defaults(fn=cmd_feedback)
+    s = sub.add_parser("monitor", parents=[common], help="live figures per arm from the log and feedback; rolls back, never promotes")
+    s.add_argument("--once", action="store_true", help="look once and exit (default: look every --every seconds)")
+    s.add_argument("--every", type=float, default=60.0, help="seconds between looks (default: 60)")
+    s.add_argument("--dry-run", action="store_true", help="report the decisions without carrying them out")
+    s.set_defaults(fn=cmd_monitor)
     s = sub.add_parser("init", help="write a commented starter config for a CSV (pipeline_config.yaml, model_config.yaml, gates/)")
     s.add_argument("--data", required=True, help="the CSV file")
     s.add_argument("--target", required=True, help="the column to predict")

@@ -320,6 +320,31 @@ class SigningSettings(_Strict):
     public_keys: list[Path] = []
 
 
+class LiveSettings(_Strict):
+    """`run-pipeline serve` and `monitor`: the challenger's traffic, the prediction log, the live window."""
+
+    # Share of rows routed to the challenger in split mode (by a stable hash of the request key).
+    share: float = Field(default=0.1, ge=0, le=1)
+    # The column whose value routes a row (one entity, one arm); unset: the X-Route-Key header,
+    # else the request id.
+    key: str | None = None
+    # The prediction log: a SQLAlchemy URL (postgresql://... when several servers run); unset:
+    # SQLite beside the config, live/predictions.db. A relative sqlite path is beside the config.
+    log_url: str | None = None
+    # Rows the answer path may queue for the log writer; beyond them a row is dropped and counted.
+    queue_rows: int = Field(default=20_000, ge=100)
+    # The monitor judges each arm on its latest `window` answered rows, and acts only on at
+    # least `min_feedback_rows` of them with feedback.
+    window: int = Field(default=5000, ge=10)
+    min_feedback_rows: int = Field(default=200, ge=5)
+    # Of the live figures' bootstrap intervals and of "confidently worse".
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    bootstrap_resamples: int = Field(default=1000, ge=100)
+    # How often a running server asks the registry who holds its aliases (and the log whether
+    # its challenger was stopped).
+    poll_s: float = Field(default=5.0, gt=0)
+
+
 class Settings(_Strict):
     """The whole resolved config, with the active environment chosen."""
 
@@ -334,6 +359,7 @@ class Settings(_Strict):
     mlflow: MlflowSettings
     gates: GateSettings = GateSettings()
     signing: SigningSettings = SigningSettings()
+    live: LiveSettings = LiveSettings()
     waivers: list[Waiver] = []
     environments: dict[str, Environment]
 

@@ -4,6 +4,7 @@
     model           logging a candidate, saving, loading, looking up versions, digests
     evidence_store  gate evidence and reports on a version's run, approvals of that evidence
     alias           aliases: champion, move, rollback, their history, listing and archiving versions
+    live            what the live monitor did to an alias (stopped routing to a challenger), on the record
     text            JSON text of figures (to_jsonable, dumps)
     uri             what a --model-uri names, checked before any gate runs (resolve)
 
@@ -34,6 +35,7 @@ from pipeline.registry.evidence_store import (
     record_approval,
     store_evidence,
 )
+from pipeline.registry.live import record_live_decision
 from pipeline.registry.model import (
     MODEL_ARTIFACT,
     TAG_CONFIG,
@@ -75,7 +77,7 @@ __all__ = [
     "alias_map", "approvals", "archive_old_versions", "champion_version", "connect", "directory_digest", "dumps",
     "ensure_experiment", "ensure_registered_model", "evidence_signature", "get_version", "git_commit", "history", "load_evidence",
     "load_model", "load_pyfunc", "log_candidate", "log_files", "model_digest", "move_alias",
-    "parse_model_uri", "ping", "pip_requirements", "reachable", "record_approval", "record_move", "resolve", "retry", "rollback_alias",
+    "parse_model_uri", "ping", "pip_requirements", "reachable", "record_approval", "record_live_decision", "record_move", "resolve", "retry", "rollback_alias",
     "roundtrip_pyfunc", "save_model", "setup_count", "signature_for", "store_evidence",
     "store_error_line", "to_jsonable", "trusted_types", "versions",
 ]

@@ -1,0 +1,89 @@
+"""The HTTP face of a Service: FastAPI routes, one-line JSON errors, uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from fastapi import Request  # at module level: the routes' annotations are resolved from here
+
+from pipeline.live.service import BadRequest, Service
+
+
+def create_app(service: Service, *, manage: bool = True):
+    """The FastAPI app over `service`; with `manage`, the app starts the service and stops it
+    (flushing the prediction log) with its own lifespan."""
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        if manage:
+            service.start()
+        try:
+            yield
+        finally:
+            if manage:
+                await run_in_threadpool(service.stop)
+
+    app = FastAPI(title="run-pipeline serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    def error(status: int, message: str) -> JSONResponse:
+        service.metrics.error(status)
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):  # 404, 405: the same one-line JSON shape as every other error
+        return error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc):
+        return error(422, f"{request.method} {request.url.path}: {exc.errors()[0].get('msg', 'invalid request') if exc.errors() else 'invalid request'}")
+
+    @app.get("/ping")
+    async def ping() -> PlainTextResponse:
+        return PlainTextResponse("ok\n")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return service.health()
+
+    @app.get("/version")
+    async def version() -> dict[str, Any]:
+        return service.versions()
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(service.metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/invocations")
+    async def invocations(request: Request):
+        body = await request.body()
+        try:
+            doc = await run_in_threadpool(service.answer, body, request.headers.get("content-type", ""),
+                                          request.headers.get("x-request-id"), request.headers.get("x-route-key"))
+        except BadRequest as e:
+            return error(e.status, str(e))
+        return JSONResponse(doc, headers={"X-Request-Id": doc["request_id"]})
+
+    @app.post("/feedback")
+    async def feedback(request: Request):
+        body = await request.body()
+        try:
+            return await run_in_threadpool(service.feedback, body)
+        except BadRequest as e:
+            return error(e.status, str(e))
+
+    return app
+
+
+def serve(service: Service, host: str, port: int) -> None:
+    """Run the app on host:port until SIGINT or SIGTERM; the prediction log is flushed on the way out."""
+    import uvicorn
+
+    uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False, workers=1)

@@ -1,0 +1,220 @@
+"""The live monitor: per arm, over its latest rows, what the feedback says, and what to do.
+
+Automated rollback, never automated promotion. Production breaching the environment's
+threshold for a live error figure (mae, mape: the same Threshold the gates judge) on at least
+`live.min_feedback_rows` rows with feedback: the alias moves back to its previous holder
+(`registry.rollback_alias`, in the history). The challenger confidently worse than production
+on the same rows (the paired bootstrap of the champion gate, lower bound above zero): the
+server stops routing to it (in the log, which servers poll, and in the registry). A
+challenger confidently better is reported as a candidate; only gate evidence moves an alias to it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import Settings
+from pipeline.errors import InputError
+from pipeline.live.log import PredictionLog
+from pipeline.live.service import CHALLENGER, PRODUCTION
+
+LIVE_GATES = ("mae", "mape")  # error figures with a live meaning: judged per arm against the environment's thresholds
+WHO = "run-pipeline monitor"
+
+
+@dataclass
+class ArmReport:
+    arm: str
+    alias: str
+    version: str | None
+    requests: int = 0  # answered rows in the window
+    feedback_rows: int = 0  # of the rows the figures are on
+    figures_on: str = "answered rows"
+    figures: dict[str, float] = field(default_factory=dict)  # mae, mae_lower, mae_upper, mape, bias
+    drift: dict[str, Any] = field(default_factory=dict)
+    comparison: dict[str, Any] = field(default_factory=dict)  # challenger vs production on the same rows
+    decision: str = "none"
+    why: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _mae_interval(y: np.ndarray, p: np.ndarray, confidence: float, resamples: int, seed: int) -> tuple[float, float]:
+    """A two-sided bootstrap interval of the MAE at `confidence`: the gates' paired bootstrap
+    against a reference whose every error is 1, whose relative change is then the MAE less 1,
+    resample by resample (its one-sided bounds at (1 + c) / 2 are the two-sided interval at c)."""
+    from pipeline import figures
+
+    b = figures.paired_bootstrap_mae(y, p, y - 1.0, resamples=resamples, confidence=(1 + confidence) / 2, seed=seed)
+    return 1.0 + b.lower, 1.0 + b.upper
+
+
+class Monitor:
+    """One look at the prediction log, with the registry, the environment's thresholds and the training data."""
+
+    def __init__(self, settings: Settings, log: PredictionLog):
+        self.settings, self.log = settings, log
+        self.name = settings.mlflow.registered_model
+        self._train = None
+
+    def _training(self):
+        if self._train is None:
+            from pipeline import data as data_mod
+
+            dataset = data_mod.load(self.settings)
+            self._train = (data_mod.split(self.settings, dataset).train, dataset.features)
+        return self._train
+
+    def _holder(self, alias: str) -> str | None:
+        from pipeline import registry
+
+        try:
+            return str(registry.get_version(self.settings, self.name, f"@{alias}").version)
+        except InputError:
+            return None
+
+    def _figures(self, rep: ArmReport, frame) -> None:
+        live = self.settings.live
+        answered = frame[frame["answered"] == 1]
+        rep.requests = len(answered)
+        # An arm that answered nothing (the challenger in shadow mode) is judged on the rows it scored.
+        scored = answered if len(answered) else frame
+        rep.figures_on = "answered rows" if len(answered) else "shadow-scored rows"
+        joined = scored[scored["truth"].notna()]
+        rep.feedback_rows = len(joined)
+        if len(joined):
+            from pipeline import figures
+
+            y, p = joined["truth"].to_numpy(float), joined["prediction"].to_numpy(float)
+            lo, hi = _mae_interval(y, p, live.confidence, live.bootstrap_resamples, self.settings.seed)
+            rep.figures = {"mae": figures.mae(y, p), "mae_lower": lo, "mae_upper": hi, "mape": figures.mape(y, p),
+                           "bias": float(np.mean(p - y)), "confidence": live.confidence}
+        if len(scored):
+            rep.drift = self._drift(scored)
+
+    def _drift(self, answered) -> dict[str, Any]:
+        """The live inputs against the training rows: the data gate's own figure and threshold."""
+        import pandas as pd
+
+        from pipeline import checks
+
+        train, features = self._training()
+        rows = pd.DataFrame([json.loads(t) for t in answered["features"]])
+        for c in features.numeric:
+            if c in rows:
+                rows[c] = pd.to_numeric(rows[c], errors="coerce")
+        cols = [c for c in features.columns if c in rows]
+        numeric = [c for c in features.numeric if c in cols]
+        categorical = [c for c in features.categorical if c in cols]
+        found = checks.feature_drift(train[cols], rows[cols], numeric, categorical, self.settings.gates.drift.min_rows)
+        th = self.settings.thresholds.get("feature_drift")
+        out = {"feature_drift": found.value, "detail": found.detail}
+        if th is not None and not np.isnan(found.value):
+            out["threshold"] = th.describe()
+            out["holds"] = th.holds(found.value)
+        return out
+
+    def _breach(self, frame) -> str | None:
+        """The first live error figure of production outside the environment's threshold, as one line."""
+        from pipeline import checks
+
+        joined = frame[(frame["answered"] == 1) & frame["truth"].notna()]
+        y, p = joined["truth"].to_numpy(float), joined["prediction"].to_numpy(float)
+        baseline = np.full_like(y, float(np.median(self._training()[0][self.settings.data.target])))
+        for gate in LIVE_GATES:
+            th = self.settings.thresholds.get(gate)
+            if th is None:
+                continue
+            found = getattr(checks, gate)(y, p, baseline)
+            ratio = found.reported.get(f"{gate}_ratio_to_baseline")
+            if not th.holds(found.value, ratio):
+                return f"live {th.explain(found.label, found.value, f'{len(y)} rows with feedback', ratio=ratio)}"
+        return None
+
+    def _compare(self, rep: ArmReport, frame, production_version: str) -> Any:
+        """The challenger's rows with feedback against production's predictions of the same rows."""
+        from pipeline import figures
+
+        joined = frame[frame["truth"].notna()]
+        keys = list(zip(joined["request_id"], joined["row"].astype(int)))
+        theirs = self.log.predictions_of(PRODUCTION, keys, production_version)
+        both = [i for i, k in enumerate(keys) if k in theirs]
+        rep.comparison = {"rows": len(both), "against": f"production v{production_version}"}
+        if not both:
+            return None
+        y = joined["truth"].to_numpy(float)[both]
+        p = joined["prediction"].to_numpy(float)[both]
+        q = np.array([theirs[keys[i]] for i in both])
+        live = self.settings.live
+        b = figures.paired_bootstrap_mae(y, p, q, resamples=live.bootstrap_resamples, confidence=live.confidence, seed=self.settings.seed)
+        rep.comparison.update({"mae_change": b.delta, "lower": b.lower, "upper": b.upper, "confidence": live.confidence})
+        return b
+
+    def run(self, act: bool = True) -> list[ArmReport]:
+        """Figures and decision per arm; with `act`, the rollback or the stop is carried out and recorded."""
+        from pipeline import registry
+
+        live, alias = self.settings.live, self.settings.environment.alias
+        version = self._holder(alias)
+        prod = ArmReport(PRODUCTION, alias, version)
+        reports = [prod]
+        frame = self.log.window(PRODUCTION, version, live.window) if version else None
+        if frame is not None:
+            self._figures(prod, frame)
+            if prod.feedback_rows < live.min_feedback_rows:
+                prod.decision, prod.why = "wait", f"{prod.feedback_rows} rows with feedback of the {live.min_feedback_rows} needed to act"
+            else:
+                breach = self._breach(frame)
+                if breach is None:
+                    prod.decision, prod.why = "keep", f"live figures hold the {self.settings.env} thresholds on {prod.feedback_rows} rows"
+                else:
+                    prod.decision, prod.why = "rollback", breach
+                    if act:
+                        try:
+                            restored, demoted = registry.rollback_alias(self.settings, self.name, alias, who=WHO)
+                        except InputError as e:
+                            prod.decision, prod.why = "breach", f"{breach}; not rolled back: {e}"
+                        else:
+                            prod.why = f"{breach}; @{alias} moved back from v{demoted} to v{restored}"
+                            self.log.record_event("rollback", alias, demoted, prod.why)
+        chal_alias = self.log.latest_alias(CHALLENGER)
+        if chal_alias:
+            cv = self._holder(chal_alias)
+            chal = ArmReport(CHALLENGER, chal_alias, cv)
+            reports.append(chal)
+            if cv and version:
+                cframe = self.log.window(CHALLENGER, cv, live.window)
+                self._figures(chal, cframe)
+                self._judge_challenger(chal, cframe, version, act)
+        return reports
+
+    def _judge_challenger(self, chal: ArmReport, frame, production_version: str, act: bool) -> None:
+        from pipeline import registry
+
+        live = self.settings.live
+        b = self._compare(chal, frame, production_version)
+        stopped = self.log.stopped(chal.alias, chal.version)
+        if stopped:
+            chal.decision, chal.why = "stopped", stopped
+            return
+        rows = chal.comparison["rows"]
+        if b is None or rows < live.min_feedback_rows:
+            chal.decision, chal.why = "wait", f"{rows} rows with feedback on both arms of the {live.min_feedback_rows} needed to act"
+            return
+        interval = f"MAE {b.delta:+.2%} against production v{production_version}, {live.confidence:.0%} bounds [{b.lower:+.2%}, {b.upper:+.2%}] on {rows} rows"
+        if b.lower > 0:
+            chal.decision, chal.why = "stop", f"challenger @{chal.alias} v{chal.version} is confidently worse: {interval}"
+            if act:
+                self.log.record_event("stop-routing", chal.alias, chal.version, chal.why)
+                registry.record_live_decision(self.settings, self.name, chal.alias, chal.version, "stop-routing", chal.why, WHO)
+        elif b.upper < 0:
+            chal.decision = "candidate"
+            chal.why = (f"challenger @{chal.alias} v{chal.version} is confidently better: {interval}; a candidate only: "
+                        f"gate it (run-pipeline validate models:/{self.name}/{chal.version} --env {self.settings.env}) to promote it")
+        else:
+            chal.decision, chal.why = "keep", f"no confident difference: {interval}"

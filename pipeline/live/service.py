@@ -1,0 +1,316 @@
+"""The live service: the environment's alias (production) and optionally a challenger alias,
+behind MLflow's scoring protocol, every answered row in the prediction log.
+
+Split mode answers a row from the challenger when a stable hash of its key falls under the
+share (one entity, one arm); shadow mode answers every row from production. In both, the arm
+that did not answer scores the same rows off the answer's path (a bounded queue and one
+thread: when it falls behind, shadow rows are skipped and counted, never waited for), so the
+monitor compares the two arms on the same rows. A poller asks the registry every few seconds
+who holds the aliases, and the log whether the monitor stopped the challenger; a moved alias
+is loaded beside the old model and swapped in whole, so no request sees half of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.errors import InputError
+from pipeline.live.log import PredictionLog, features_digest, shown_url
+
+PRODUCTION, CHALLENGER = "production", "challenger"
+MODES = ("split", "shadow")
+MAX_REQUEST_ID = 128
+SHADOW_QUEUE = 1000  # requests waiting to be scored off the answer's path
+
+
+class BadRequest(Exception):
+    """The caller's error: answered 4xx with one line."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(" ".join(str(message).split())[:500])
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str  # production | challenger
+    alias: str
+    version: str
+    model: Any  # an MLflow pyfunc model
+    stopped: str | None = None  # why the monitor stopped routing to it
+
+
+def route_share(key: str) -> float:
+    """A stable number in [0, 1) for a routing key: the same key, the same arm, in every process."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(getattr(e, "message", None) or e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
+
+
+class Service:
+    """The arms, the routing, the prediction log and the poller of one serving process."""
+
+    def __init__(self, settings: Settings, log: PredictionLog, *, challenger: str | None = None, mode: str = "split",
+                 share: float | None = None, poll_s: float | None = None):
+        if mode not in MODES:
+            raise InputError(f"--mode {mode}: expected one of {', '.join(MODES)}")
+        share = settings.live.share if share is None else share
+        if not (0 <= share <= 1) or math.isnan(share):
+            raise InputError(f"--share {share}: expected a share in [0, 1]")
+        self.settings, self.log, self.mode, self.share = settings, log, mode, float(share)
+        self.name = settings.mlflow.registered_model
+        self.poll_s = settings.live.poll_s if poll_s is None else poll_s
+        self.aliases = {PRODUCTION: settings.environment.alias}
+        if challenger:
+            if challenger == settings.environment.alias:
+                raise InputError(f"--challenger {challenger}: is the production alias of {settings.env} itself")
+            self.aliases[CHALLENGER] = challenger
+        self.arms: dict[str, Arm] = {arm: self._load(arm, alias) for arm, alias in self.aliases.items()}
+        self.schema = self.arms[PRODUCTION].model.metadata.get_input_schema()
+        self._shadow: queue.Queue = queue.Queue(maxsize=SHADOW_QUEUE)
+        self.shadow_skipped = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.poll_error: str | None = None
+        from pipeline.live.metrics import Metrics
+
+        self.metrics = Metrics(self)
+
+    # ------------------------------------------------------------ models and the registry
+
+    def _version(self, alias: str) -> str:
+        from pipeline import registry
+
+        try:
+            return str(registry.get_version(self.settings, self.name, f"@{alias}").version)
+        except InputError:
+            raise InputError(f"model registry: {self.name} has no alias @{alias}") from None
+
+    def _load(self, arm: str, alias: str, version: str | None = None) -> Arm:
+        from pipeline import registry
+
+        version = version or self._version(alias)
+        model = registry.load_pyfunc(self.settings, f"models:/{self.name}/{version}")
+        return Arm(arm, alias, version, model, self.log.stopped(alias, version))
+
+    def refresh(self) -> list[str]:
+        """Ask the registry who holds the aliases (and the log whether the challenger was stopped);
+        load any new holder and swap the arms whole. Returns what changed."""
+        changed = []
+        arms = dict(self.arms)
+        for arm, alias in self.aliases.items():
+            version = self._version(alias)
+            if version != arms[arm].version:
+                arms[arm] = self._load(arm, alias, version)
+                changed.append(f"@{alias} -> v{version}")
+            else:
+                stopped = self.log.stopped(alias, version)
+                if stopped != arms[arm].stopped:
+                    arms[arm] = replace(arms[arm], stopped=stopped)
+                    changed.append(f"@{alias} v{version} stopped")
+        self.arms = arms  # one assignment: a request holds either the old arms or the new
+        return changed
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.refresh()
+                self.poll_error = None
+            except Exception as e:  # the registry away for a while: keep serving what is loaded
+                self.poll_error = _one_line(e)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> "Service":
+        self.log.start()
+        for target, name in ((self._poll, "alias-poller"), (self._score_shadow, "shadow-scorer")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self._shadow.put_nowait(None)
+        except queue.Full:
+            pass
+        for t in self._threads:
+            t.join(10)
+        self.log.close()
+
+    # ------------------------------------------------------------ answering
+
+    def parse(self, body: bytes, content_type: str):
+        """The request's rows as a DataFrame, as `mlflow models serve` reads them (dataframe_split,
+        dataframe_records, or CSV); BadRequest naming what is wrong."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.pyfunc.scoring_server import infer_and_parse_data, parse_csv_input
+
+        mime = (content_type or "").split(";")[0].strip().lower()
+        try:
+            if mime == "text/csv":
+                frame = parse_csv_input(io.StringIO(body.decode("utf-8")), schema=self.schema)
+            elif mime in ("application/json", ""):
+                try:
+                    doc = json.loads(body)
+                except (ValueError, UnicodeDecodeError) as e:
+                    raise BadRequest(f"body: not valid JSON ({e})") from None
+                if not isinstance(doc, dict):
+                    raise BadRequest("body: expected a JSON object with dataframe_split or dataframe_records")
+                frame = infer_and_parse_data({k: v for k, v in doc.items() if k != "params"}, self.schema)
+            else:
+                raise BadRequest(f"Content-Type {mime}: expected application/json or text/csv", 415)
+        except BadRequest:
+            raise
+        except UnicodeDecodeError as e:
+            raise BadRequest(f"body: not UTF-8 text ({e.reason})") from None
+        except (MlflowException, ValueError, TypeError, KeyError, AttributeError) as e:
+            raise BadRequest(f"payload: {_one_line(e)}") from None
+        if frame is None or not len(frame):
+            raise BadRequest("payload: no rows")
+        return frame
+
+    def route(self, frame, request_id: str, route_key: str | None, arms: dict[str, Arm]) -> list[str]:
+        """The arm answering each row."""
+        chal = arms.get(CHALLENGER)
+        if chal is None or chal.stopped or self.mode == "shadow" or self.share <= 0:
+            return [PRODUCTION] * len(frame)
+        column = self.settings.live.key
+        if column and column in frame.columns:
+            keys = [str(v) for v in frame[column].tolist()]
+        else:
+            keys = [route_key or request_id] * len(frame)
+        return [CHALLENGER if route_share(k) < self.share else PRODUCTION for k in keys]
+
+    def _predict(self, arm: Arm, rows):
+        import numpy as np
+        from mlflow.exceptions import MlflowException
+
+        try:
+            out = arm.model.predict(rows)
+        except (MlflowException, ValueError, TypeError, KeyError) as e:  # schema enforcement: unknown or missing columns, text in numbers
+            raise BadRequest(f"payload: {_one_line(e)}") from None
+        return np.asarray(out, dtype=float).reshape(-1)
+
+    def answer(self, body: bytes, content_type: str, request_id: str | None, route_key: str | None) -> dict[str, Any]:
+        """Predict a request's rows, log them, queue the other arm's shadow scoring; the response document."""
+        import numpy as np
+
+        started = time.perf_counter()
+        request_id = request_id or uuid.uuid4().hex
+        if len(request_id) > MAX_REQUEST_ID:
+            raise BadRequest(f"X-Request-Id: longer than {MAX_REQUEST_ID} characters")
+        arms = self.arms
+        frame = self.parse(body, content_type)
+        chosen = self.route(frame, request_id, route_key, arms)
+        predictions = np.empty(len(frame))
+        for name in set(chosen):
+            idx = [i for i, a in enumerate(chosen) if a == name]
+            t0 = time.perf_counter()
+            predictions[idx] = self._predict(arms[name], frame.iloc[idx])
+            self.metrics.observe(name, len(idx), time.perf_counter() - t0)
+        latency_ms = 1000 * (time.perf_counter() - started)
+        now = time.time()
+        records = _records(frame)
+        self.log.put(_row(request_id, i, arms[a], 1, now, predictions[i], latency_ms, records[i]) for i, a in enumerate(chosen))
+        self._queue_shadow(request_id, frame, records, chosen, arms, now)
+        return {"predictions": predictions.tolist(), "arms": chosen, "versions": [arms[a].version for a in chosen], "request_id": request_id}
+
+    def _queue_shadow(self, request_id, frame, records, chosen, arms, now) -> None:
+        if CHALLENGER not in arms or (arms[CHALLENGER].stopped and self.mode == "shadow"):
+            return
+        others = {PRODUCTION: CHALLENGER, CHALLENGER: PRODUCTION}
+        try:
+            self._shadow.put_nowait((request_id, frame, records, [others[a] for a in chosen], arms, now))
+        except queue.Full:
+            self.shadow_skipped += len(frame)
+
+    def _score_shadow(self) -> None:
+        while not self._stop.is_set():
+            job = self._shadow.get()
+            try:
+                if job is None:
+                    return
+                self._score(*job)
+            finally:
+                self._shadow.task_done()
+
+    def _score(self, request_id, frame, records, wanted, arms, now) -> None:
+        import numpy as np
+
+        for name in set(wanted):
+            arm = arms[name]
+            if name == CHALLENGER and arm.stopped:
+                continue
+            idx = [i for i, a in enumerate(wanted) if a == name]
+            t0 = time.perf_counter()
+            try:
+                p = np.asarray(arm.model.predict(frame.iloc[idx]), dtype=float).reshape(-1)
+            except Exception:  # a shadow failure never reaches the caller: counted
+                self.metrics.shadow_failed(name, len(idx))
+                continue
+            ms = 1000 * (time.perf_counter() - t0)
+            self.metrics.shadow_scored(name, len(idx))
+            self.log.put(_row(request_id, i, arm, 0, now, v, ms, records[i]) for i, v in zip(idx, p))
+
+    def drain_shadow(self, timeout: float = 10.0) -> None:
+        """Wait until the shadow queue is empty (for feedback and tests; never on the answer path)."""
+        deadline = time.monotonic() + timeout
+        while self._shadow.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    # ------------------------------------------------------------ what is live
+
+    def versions(self) -> dict[str, Any]:
+        return {"model": self.name, "mode": self.mode, "share": self.share if CHALLENGER in self.arms else 0.0,
+                "arms": {a.name: {"alias": a.alias, "version": a.version, "stopped": a.stopped} for a in self.arms.values()}}
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", **self.versions(),
+                "log": {"url": shown_url(self.log.url), "written": self.log.written, "dropped": self.log.dropped,
+                        "pending": self.log.pending(), "last_error": self.log.last_error},
+                "shadow_skipped": self.shadow_skipped, "registry_poll_error": self.poll_error}
+
+    def feedback(self, body: bytes) -> dict[str, Any]:
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BadRequest(f"body: not valid JSON ({e})") from None
+        items = doc.get("feedback") if isinstance(doc, dict) else doc
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise BadRequest('body: expected {"feedback": [{"request_id": ..., "row": 0, "value": ...}, ...]}')
+        self.drain_shadow(2.0)
+        self.log.flush(5.0)  # the rows just answered are joinable
+        return self.log.add_feedback(items).as_dict()
+
+
+def _row(request_id: str, i: int, arm: Arm, answered: int, at: float, prediction: float, latency_ms: float,
+         values: dict[str, Any]) -> dict[str, Any]:
+    """One prediction log row."""
+    return {"request_id": request_id, "row": i, "arm": arm.name, "alias": arm.alias, "version": arm.version, "answered": answered,
+            "at": at, "prediction": float(prediction), "latency_ms": latency_ms, "features_sha256": features_digest(values),
+            "features": json.dumps(values)}
+
+
+def _records(frame) -> list[dict[str, Any]]:
+    """Each row's values, JSON-ready (NaN as null)."""
+    out = []
+    for rec in frame.to_dict("records"):
+        out.append({k: (None if isinstance(v, float) and math.isnan(v) else (v.item() if hasattr(v, "item") else v)) for k, v in rec.items()})
+    return out
+
+
