@@ -323,6 +323,7 @@ def cmd_serve(args, settings, out: Out) -> int:
     from pipeline.live.app import serve
     from pipeline.live.service import Service
 
+    Service.check(settings, args.challenger)  # an alias nobody holds stops here, before the log is opened
     log = live.open_log(settings)
     service = Service(settings, log, challenger=args.challenger, mode=args.mode, share=args.share)
     arms = ", ".join(f"{a.name} @{a.alias} v{a.version}" for a in service.arms.values())

@@ -237,3 +237,208 @@ def test_split_replay_live_mae_per_arm_and_degraded_challenger_stopped(live_proj
     assert f'live_rows_total{{arm="challenger"}} {float(len(replay.rows_of("challenger")[1]))}' in metrics_text
     assert f'live_rows_total{{arm="production"}} {float(len(replay.rows_of("production")[1]))}' in metrics_text
     assert 'live_predict_latency_seconds_bucket{arm="production",le="+Inf"}' in metrics_text
+
+
+# ---------------------------------------------------------------- production rolled back; the server follows without a restart
+
+
+def test_degraded_production_rolled_back_to_previous_holder_and_served_without_restart(live_project, tmp_path):
+    from pipeline import registry
+    from pipeline.live.monitor import Monitor
+
+    base, frame, features = live_project
+    settings = fresh_settings(base, tmp_path)
+    point(settings, production="3", previous_production="1", challenger=None)
+    moves_before = history_actions(settings)
+    service = service_for(settings)
+    with running(service) as url:
+        replay = Replay(url, frame, features, settings.data.target)
+        ids = replay.send(0, MIN_FEEDBACK + 10)
+        replay.feedback(ids)
+        # Traffic keeps flowing while the alias moves and the server swaps models: no request fails.
+        failures, versions_seen, stop = [], set(), threading.Event()
+
+        def load():
+            i = 0
+            while not stop.is_set():
+                rows = frame.iloc[[i % len(frame)]][features.columns]
+                status, body = http(url + "/invocations", payload(rows))
+                if status != 200:
+                    failures.append((status, body[:200]))
+                else:
+                    versions_seen.update(json.loads(body)["versions"])
+                i += 1
+
+        t = threading.Thread(target=load)
+        t.start()
+        try:
+            while not versions_seen and not failures and t.is_alive():
+                time.sleep(0.02)
+            (prod,) = Monitor(settings, service.log).run(act=True)
+            assert prod.decision == "rollback" and "@production moved back from v3 to v1" in prod.why, prod.as_dict()
+            deadline = time.monotonic() + 10
+            while json.loads(http(url + "/version")[1])["arms"]["production"]["version"] != "1":
+                assert time.monotonic() < deadline, "the running server did not pick up the rollback"
+                time.sleep(0.1)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            t.join(30)
+        after = replay.send(100, 110)
+    assert not failures, failures[:3]
+    assert versions_seen == {"3", "1"}, versions_seen  # the old holder until the swap, the restored one after
+    assert {v for rid in after for v in replay.answers[rid]["versions"]} == {"1"}
+    assert registry.alias_map(settings, NAME) == {"production": "1", "previous-production": "3"}
+    assert history_actions(settings)[len(moves_before):] == [("production", "rollback", "1", "run-pipeline monitor")]
+    assert [(e["action"], e["alias"], e["version"]) for e in service.log.event_list()] == [("rollback", "production", "3")]
+    assert "MAE" in service.log.event_list()[0]["why"] and "(production)" in service.log.event_list()[0]["why"]
+
+
+# ---------------------------------------------------------------- a good challenger is a candidate, never promoted
+
+
+def test_good_challenger_reported_as_candidate_not_promoted(live_project, tmp_path):
+    from pipeline import registry
+    from pipeline.live.monitor import Monitor
+
+    base, frame, features = live_project
+    settings = fresh_settings(base, tmp_path)
+    point(settings, production="2", previous_production=None, challenger="1")
+    moves_before = history_actions(settings)
+    service = service_for(settings, challenger="challenger", mode="split", share=0.5)
+    with running(service) as url:
+        replay = Replay(url, frame, features, settings.data.target)
+        replay.feedback(replay.send(0, 300))
+        service.drain_shadow()
+        reports = {r.arm: r for r in Monitor(settings, service.log).run()}
+    assert reports["production"].decision == "keep", reports["production"].as_dict()
+    chal = reports["challenger"]
+    assert chal.decision == "candidate" and chal.comparison["upper"] < 0, chal.as_dict()
+    assert chal.comparison["rows"] == 300  # every row: the arm that did not answer scored it in the shadow
+    assert "gate it" in chal.why
+    assert registry.alias_map(settings, NAME) == {"production": "2", "challenger": "1"}
+    assert history_actions(settings) == moves_before
+
+
+# ---------------------------------------------------------------- shadow mode
+
+
+def test_shadow_mode_answers_as_production_alone_and_scores_the_challenger_on_every_row(live_project, tmp_path):
+    from pipeline.live.monitor import Monitor
+
+    base, frame, features = live_project
+    settings = fresh_settings(base, tmp_path)
+    point(settings, production="1", challenger="3")
+    alone = service_for(fresh_settings(base, tmp_path / "alone"))
+    service = service_for(settings, challenger="challenger", mode="shadow", share=0.5)
+    with running(service) as url:
+        replay = Replay(url, frame, features, settings.data.target)
+        ids = replay.send(0, 200)
+        replay.feedback(ids)
+        service.drain_shadow()
+        service.log.flush()
+        reports = {r.arm: r for r in Monitor(settings, service.log).run(act=False)}
+    for rid in ids:
+        doc = replay.answers[rid]
+        expected = alone.answer(payload(replay.sent[rid][features.columns]), "application/json", None, None)
+        assert doc["predictions"] == expected["predictions"] and set(doc["arms"]) == {"production"} and set(doc["versions"]) == {"1"}
+    alone.stop()
+    chal = service.log.window("challenger", "3", 10_000)
+    assert len(chal) == 200 and set(chal["answered"]) == {0}
+    assert set(zip(chal["request_id"], chal["row"])) == {(rid, j) for rid in ids for j in range(len(replay.sent[rid]))}
+    assert reports["challenger"].figures_on == "shadow-scored rows" and reports["challenger"].feedback_rows == 200
+    assert reports["challenger"].decision == "stop"  # judged (30 % high), not carried out: act=False
+    assert reports["production"].drift["feature_drift"] >= 0 and "threshold" in reports["production"].drift
+
+
+# ---------------------------------------------------------------- bad input: 4xx with one line, never a 5xx
+
+
+def test_bad_payloads_and_feedback_are_4xx_one_line_and_counted(live_project, tmp_path):
+    base, frame, features = live_project
+    settings = fresh_settings(base, tmp_path)
+    point(settings, production="1", challenger="3")
+    service = service_for(settings, challenger="challenger", mode="split", share=0.5)
+    row = frame.iloc[[0]][features.columns]
+    good = json.loads(payload(row))["dataframe_split"]
+    text_in_number = {**good, "data": [[("many" if c == "Gr_Liv_Area" else v) for c, v in zip(good["columns"], good["data"][0])]]}
+    missing = {"columns": good["columns"][1:], "data": [good["data"][0][1:]]}
+    bad = {
+        "not JSON": (b"{not json", "application/json"),
+        "a JSON list": (b"[1, 2]", "application/json"),
+        "no known format": (json.dumps({"rows": [1]}).encode(), "application/json"),
+        "two formats": (json.dumps({"dataframe_split": good, "dataframe_records": []}).encode(), "application/json"),
+        "missing column": (json.dumps({"dataframe_split": missing}).encode(), "application/json"),
+        "text in a numeric column": (json.dumps({"dataframe_split": text_in_number}).encode(), "application/json"),
+        "no rows": (json.dumps({"dataframe_records": []}).encode(), "application/json"),
+        "CSV without the columns": (b"a,b\n1,2\n", "text/csv"),
+        "not UTF-8 CSV": (b"\xff\xfe,\x00\n", "text/csv"),
+        "unknown content type": (b"<x/>", "application/xml"),
+    }
+    with running(service) as url:
+        statuses = {}
+        for what, (body, ctype) in bad.items():
+            status, answer = http(url + "/invocations", body, content_type=ctype)
+            statuses[what] = status
+            doc = json.loads(answer)
+            assert set(doc) == {"error"} and "\n" not in doc["error"] and doc["error"], (what, answer)
+        # The accepted formats, the same row each time: one answer.
+        answers = [json.loads(http(url + "/invocations", body, content_type=ctype)[1])["predictions"] for body, ctype in (
+            (payload(row), "application/json"),
+            (json.dumps({"dataframe_records": json.loads(row.to_json(orient="records"))}).encode(), "application/json"),
+            (row.to_csv(index=False).encode(), "text/csv"))]
+        ok_status, ok = http(url + "/invocations", payload(row), headers={"X-Request-Id": "known"})
+        fb = [{"request_id": "known", "value": 200000}, {"request_id": "known", "value": 1},  # a duplicate: the first stands
+              {"request_id": "nobody", "value": 1}, {"request_id": "known", "row": 7, "value": 1},  # unknown id, unknown row
+              {"request_id": "known", "row": 1, "value": "lots"}, {"request_id": "x", "value": None}, {"value": 3}]
+        fb_status, fb_answer = http(url + "/feedback", json.dumps({"feedback": fb}).encode())
+        again = json.loads(http(url + "/feedback", json.dumps([{"request_id": "known", "value": 5}]).encode())[1])
+        malformed = [http(url + "/feedback", body)[0] for body in (b"nope", b'{"feedback": 3}', b'{"feedback": [1]}')]
+        unknown_route = http(url + "/nowhere")
+        metrics_text = http(url + "/metrics")[1].decode()
+    assert all(400 <= s < 500 for s in statuses.values()), statuses
+    assert statuses["unknown content type"] == 415
+    assert answers[0] == answers[1] == answers[2], answers
+    assert ok_status == 200 and json.loads(ok)["request_id"] == "known"
+    assert fb_status == 200
+    assert json.loads(fb_answer) == {"accepted": 1, "duplicates": 1, "unknown": 2, "invalid": 3, "unknown_ids": ["nobody", "known#7"],
+                                     "invalid_rows": ["request id 'known' row 1: value 'lots' is not a number",
+                                                      "request id 'x' row 0: value None is missing", "item 6: no request_id"]}
+    assert again["duplicates"] == 1 and again["accepted"] == 0
+    assert malformed == [400, 400, 400]
+    assert unknown_route[0] == 404 and set(json.loads(unknown_route[1])) == {"error"}
+    assert f'live_errors_total{{status="400"}} {float(sum(1 for s in statuses.values() if s == 400) + 3)}' in metrics_text
+
+
+def test_cli_refuses_a_bad_share_an_unknown_challenger_and_an_unreachable_log_with_exit_2(live_project, tmp_path, capsys):
+    from pipeline import cli
+
+    base, _, _ = live_project
+    point(base, production="1")
+    cfg = Path(base.config_path)
+    unreachable = tmp_path / "unreachable.yaml"
+    raw = yaml.safe_load(cfg.read_text())
+    raw["live"]["log_url"] = "postgresql+psycopg2://postgres@127.0.0.1:9/nowhere"  # the discard port: nothing listens
+    raw["model_config"] = str(cfg.parent / raw["model_config"])
+    unreachable.write_text(yaml.safe_dump(raw))
+    no_id = tmp_path / "truth.csv"
+    no_id.write_text("request,Sale_Price\nr1,100000\n")
+    project_log = cfg.parent / "live" / "predictions.db"
+    cases = {
+        "share": (["serve", "--config", str(cfg), "--env", "production", "--share", "1.5", "--port", "9"], "--share: 1.5 is outside [0, 1]"),
+        "challenger": (["serve", "--config", str(cfg), "--env", "production", "--challenger", "nosuch"], "ames-price has no alias @nosuch"),
+        "log": (["serve", "--config", str(unreachable), "--env", "production"], "the prediction log cannot be reached"),
+        "feedback column": (["feedback", "--config", str(cfg), "--env", "production", "--data", str(no_id), "--key", "id"],
+                            f"{no_id}: --key column 'id' not found"),
+    }
+    for what, (args, expected) in cases.items():
+        if what == "share":  # argparse's own refusal
+            with pytest.raises(SystemExit) as exited:
+                cli.main(args)
+            code = exited.value.code
+        else:
+            code = cli.main(args)
+        err = capsys.readouterr().err.strip()
+        assert code == 2, (what, code, err)
+        assert len(err.splitlines()) == 1 and expected in err, (what, err)
+    assert not project_log.exists()  # refused before anything was written

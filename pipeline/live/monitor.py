@@ -20,7 +20,7 @@ import numpy as np
 from pipeline.config import Settings
 from pipeline.errors import InputError
 from pipeline.live.log import PredictionLog
-from pipeline.live.service import CHALLENGER, PRODUCTION
+from pipeline.live.service import CHALLENGER, PRODUCTION, holder
 
 LIVE_GATES = ("mae", "mape")  # error figures with a live meaning: judged per arm against the environment's thresholds
 WHO = "run-pipeline monitor"
@@ -71,10 +71,8 @@ class Monitor:
         return self._train
 
     def _holder(self, alias: str) -> str | None:
-        from pipeline import registry
-
         try:
-            return str(registry.get_version(self.settings, self.name, f"@{alias}").version)
+            return holder(self.settings, self.name, alias)
         except InputError:
             return None
 

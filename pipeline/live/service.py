@@ -89,15 +89,17 @@ class Service:
 
         self.metrics = Metrics(self)
 
+    @staticmethod
+    def check(settings: Settings, challenger: str | None) -> None:
+        """The aliases to serve are held (InputError naming the one that is not), before anything is opened."""
+        name = settings.mlflow.registered_model
+        for alias in filter(None, (settings.environment.alias, challenger)):
+            holder(settings, name, alias)
+
     # ------------------------------------------------------------ models and the registry
 
     def _version(self, alias: str) -> str:
-        from pipeline import registry
-
-        try:
-            return str(registry.get_version(self.settings, self.name, f"@{alias}").version)
-        except InputError:
-            raise InputError(f"model registry: {self.name} has no alias @{alias}") from None
+        return holder(self.settings, self.name, alias)
 
     def _load(self, arm: str, alias: str, version: str | None = None) -> Arm:
         from pipeline import registry
@@ -296,6 +298,16 @@ class Service:
         self.drain_shadow(2.0)
         self.log.flush(5.0)  # the rows just answered are joinable
         return self.log.add_feedback(items).as_dict()
+
+
+def holder(settings: Settings, name: str, alias: str) -> str:
+    """The version holding `alias`; InputError when none does."""
+    from pipeline import registry
+
+    try:
+        return str(registry.get_version(settings, name, f"@{alias}").version)
+    except InputError:
+        raise InputError(f"model registry: {name} has no alias @{alias}") from None
 
 
 def _row(request_id: str, i: int, arm: Arm, answered: int, at: float, prediction: float, latency_ms: float,
