@@ -313,13 +313,45 @@ def directional(before: np.ndarray, after: np.ndarray, *, direction: str, featur
 
 
 @check(0)
-def refit_identical(model: Any, X: pd.DataFrame, y: pd.Series, rows: pd.DataFrame) -> Finding:
-    """Two fits of clones on the same rows with the same seed predict the same."""
+def refit_identical(model: Any, X: pd.DataFrame, y: pd.Series, rows: pd.DataFrame, reference: np.ndarray, *,
+                    refit_rows: int, seed: int) -> Finding:
+    """Fits of clones of `model` on the same rows with the same seed predict the same.
+
+    `X`, `y`: the training rows; `reference`: the model's own predictions of `rows`. With at
+    most 2 x refit_rows training rows, one refit on all of them is compared with the model
+    itself: it costs no more than two refits on a sample, and answers more (the model is what
+    its own fit gives). When they differ, that may be a fit that does not repeat or a model
+    fitted on other rows or in another way: a second refit on the same rows tells which, as
+    does the two-refit comparison on a seeded sample of refit_rows where the rows are more.
+    """
     from sklearn.base import clone
 
-    first = clone(model).fit(X, y).predict(rows)
-    return _difference("max prediction difference between two refits", first, lambda: clone(model).fit(X, y).predict(rows),
-                       f"two refits on {len(X)} rows with the same seed, compared on {len(rows)} rows")
+    def fitted_predict(Xf: pd.DataFrame, yf: pd.Series) -> np.ndarray:
+        return np.asarray(clone(model).fit(Xf, yf).predict(rows), float)
+
+    label, note = "max prediction difference between two refits", ""
+    if len(X) <= 2 * refit_rows:
+        fit_X, fit_y = X, y
+        try:
+            first = fitted_predict(X, y)
+        except Exception as e:
+            return Finding(INF, label, f"fit or predict raised {type(e).__name__}: {str(e).splitlines()[0][:150]}")
+        itself = figures.answer_difference(reference, first)
+        if itself.value == 0:
+            return Finding(0.0, "max prediction difference between the model and its refit",
+                           f"a refit on all {len(X)} training rows with the same seed reproduces the model on {len(rows)} rows" + itself.note())
+        note = (f"; the model itself is {itself.value:.6g} from the first refit (fitted on other rows or in another way: "
+                "what a second refit says decides)")
+    else:
+        # The positions DataFrame.sample(n=refit_rows, random_state=seed) takes of the rows.
+        at = pd.RangeIndex(len(X)).to_series().sample(n=refit_rows, random_state=seed).to_numpy()
+        fit_X, fit_y = X.iloc[at], y.iloc[at]
+        try:
+            first = fitted_predict(fit_X, fit_y)
+        except Exception as e:
+            return Finding(INF, label, f"fit or predict raised {type(e).__name__}: {str(e).splitlines()[0][:150]}")
+    return _difference(label, first, lambda: fitted_predict(fit_X, fit_y),
+                       f"two refits on {len(fit_X)} rows with the same seed, compared on {len(rows)} rows{note}")
 
 
 @check(0)

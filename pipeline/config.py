@@ -266,6 +266,8 @@ class RobustnessSettings(_Strict):
 
 
 class DeterminismSettings(_Strict):
+    # The refit gate's bound: up to 2 x refit_rows training rows, one refit on all of them is
+    # compared with the model; beyond, two refits on a seeded sample of refit_rows rows.
     refit_rows: int = Field(default=2000, ge=50)
     # Evaluation rows the determinism gates compare, a seeded sample beyond this many: whether
     # a prediction changes between two asks shows on any rows (at a million rows, comparing

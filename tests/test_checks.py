@@ -204,10 +204,35 @@ def test_robustness_checks(linear):
     assert checks.wider_dtypes(model, wider, base, "Float64").value == 0
 
 
+def test_refit_check_refits_once_where_the_model_is_its_own_fit_and_twice_where_it_must(linear):
+    from tests.bad_models import UnseededFit
+
+    model, X, y = linear
+    base = model.predict(X)
+    # 200 training rows, at most 2 x 100: one refit on all of them, compared with the model.
+    once = checks.refit_identical(model, X, y, X, base, refit_rows=100, seed=0)
+    assert once.value == 0 and once.label == "max prediction difference between the model and its refit"
+    assert once.detail == "a refit on all 200 training rows with the same seed reproduces the model on 200 rows"
+    # A model fitted on other rows is not its refit, and still deterministic: two refits agree.
+    noisy = y + np.random.default_rng(1).normal(size=len(y))
+    elsewhere = LinearRegression().fit(X.iloc[:50], noisy.iloc[:50])
+    other = checks.refit_identical(elsewhere, X, noisy, X, elsewhere.predict(X), refit_rows=100, seed=0)
+    assert other.value == 0 and other.label == "max prediction difference between two refits"
+    assert "two refits on 200 rows" in other.detail and "fitted on other rows or in another way" in other.detail
+    # A fit that does not repeat fails, whichever way it is asked.
+    jitter = UnseededFit(LinearRegression(), jitter=1e-3).fit(X, y)
+    for rows in (100, 50):
+        bad = checks.refit_identical(jitter, X, y, X, jitter.predict(X), refit_rows=rows, seed=0)
+        assert bad.value > 1e-6 and bad.label == "max prediction difference between two refits"
+    # More than 2 x refit_rows: two refits on the seeded sample DataFrame.sample takes.
+    many = checks.refit_identical(model, X, y, X, base, refit_rows=50, seed=0)
+    assert many.value == 0 and many.detail == "two refits on 50 rows with the same seed, compared on 200 rows"
+    assert checks.refit_identical(model, X, y.iloc[:10], X, base, refit_rows=100, seed=0).value == checks.INF  # fit raised
+
+
 def test_determinism_checks(linear):
     model, X, y = linear
     base = model.predict(X)
-    assert checks.refit_identical(model, X, y, X).value == 0
     assert checks.predict_twice_identical(model, X, base).value == 0
     assert checks.predict_twice_identical(model, X, base + 1e-3).value == pytest.approx(1e-3)
     assert checks.batch_independent(model, X, base, seed=3).value == 0
