@@ -56,6 +56,7 @@ class GateSession:
         self.model_uri = model_uri
         self.eval_data = Path(eval_data) if eval_data else None
         self.timings: dict[str, float] = {}
+        self._shared: dict[str, Any] = {}
 
     def _timed(self, key: str, fn, *args):
         t0 = time.perf_counter()
@@ -63,6 +64,13 @@ class GateSession:
             return fn(*args)
         finally:
             self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+
+    def shared(self, key: str, compute):
+        """`compute()` once per session under `key`: one measurement that two gates judge, made by
+        whichever of them runs first."""
+        if key not in self._shared:
+            self._shared[key] = compute()
+        return self._shared[key]
 
     @functools.cached_property
     def dataset(self) -> data_mod.Dataset:
