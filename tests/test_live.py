@@ -93,6 +93,16 @@ def fresh_settings(settings, tmp_path: Path, **live):
     return settings.model_copy(update={"live": settings.live.model_copy(update={"log_url": f"sqlite:///{tmp_path / 'log.db'}", **live})})
 
 
+def config_copy(settings, path: Path, **live) -> Path:
+    """The module's config file with other live settings, written to `path`."""
+    cfg = Path(settings.config_path)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["live"] = {**raw["live"], **live}
+    raw["model_config"] = str(cfg.parent / raw["model_config"])
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 @contextlib.contextmanager
 def running(service):
     """The service's app in a real uvicorn server on a free 127.0.0.1 port, in a thread; stopped after."""
@@ -382,8 +392,9 @@ def test_bad_payloads_and_feedback_are_4xx_one_line_and_counted(live_project, tm
             statuses[what] = status
             doc = json.loads(answer)
             assert set(doc) == {"error"} and "\n" not in doc["error"] and doc["error"], (what, answer)
-        # The accepted formats, the same row each time: one answer.
-        answers = [json.loads(http(url + "/invocations", body, content_type=ctype)[1])["predictions"] for body, ctype in (
+        # The accepted formats, the same row each time (one routing key: one arm): one answer.
+        answers = [json.loads(http(url + "/invocations", body, content_type=ctype, headers={"X-Route-Key": "one entity"})[1])["predictions"]
+                   for body, ctype in (
             (payload(row), "application/json"),
             (json.dumps({"dataframe_records": json.loads(row.to_json(orient="records"))}).encode(), "application/json"),
             (row.to_csv(index=False).encode(), "text/csv"))]
@@ -416,11 +427,8 @@ def test_cli_refuses_a_bad_share_an_unknown_challenger_and_an_unreachable_log_wi
     base, _, _ = live_project
     point(base, production="1")
     cfg = Path(base.config_path)
-    unreachable = tmp_path / "unreachable.yaml"
-    raw = yaml.safe_load(cfg.read_text())
-    raw["live"]["log_url"] = "postgresql+psycopg2://postgres@127.0.0.1:9/nowhere"  # the discard port: nothing listens
-    raw["model_config"] = str(cfg.parent / raw["model_config"])
-    unreachable.write_text(yaml.safe_dump(raw))
+    # The discard port: nothing listens.
+    unreachable = config_copy(base, tmp_path / "unreachable.yaml", log_url="postgresql+psycopg2://postgres@127.0.0.1:9/nowhere")
     no_id = tmp_path / "truth.csv"
     no_id.write_text("request,Sale_Price\nr1,100000\n")
     project_log = cfg.parent / "live" / "predictions.db"
@@ -442,3 +450,119 @@ def test_cli_refuses_a_bad_share_an_unknown_challenger_and_an_unreachable_log_wi
         assert code == 2, (what, code, err)
         assert len(err.splitlines()) == 1 and expected in err, (what, err)
     assert not project_log.exists()  # refused before anything was written
+
+
+# ---------------------------------------------------------------- the log store: slow, killed, PostgreSQL
+
+
+def test_a_locked_log_store_never_blocks_an_answer_and_every_row_is_written_or_counted_dropped(live_project, tmp_path):
+    import sqlite3
+
+    from pipeline.live.log import PredictionLog
+    from pipeline.live.service import Service
+
+    base, frame, features = live_project
+    settings = fresh_settings(base, tmp_path)
+    point(settings, production="1", challenger=None)
+    url_ = settings.live.log_url
+    PredictionLog(url_).close()  # the tables exist
+    service = Service(settings, PredictionLog(url_, connect_timeout_s=0.5))
+    lock = sqlite3.connect(url_.removeprefix("sqlite:///"), timeout=0, isolation_level=None)
+    with running(service) as url:
+        replay = Replay(url, frame, features, settings.data.target)
+        replay.send(0, 20)
+        time.sleep(0.5)  # these reach the store
+        lock.execute("BEGIN EXCLUSIVE")  # another process holds the database: every write waits, then fails
+        try:
+            # Answered (send asserts 200) while the lock is held: none waited for the store.
+            held = replay.send(20, 60)
+            time.sleep(1.5)  # the writer tries, times out, drops and counts
+            during = json.loads(http(url + "/health")[1])["log"]
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        replay.send(60, 80)
+        service.log.flush()
+        health = json.loads(http(url + "/health")[1])["log"]
+    answered = sum(len(r) for r in replay.sent.values())
+    reader = PredictionLog(url_)
+    ids = reader.logged_ids()
+    counts = reader.counts()
+    reader.close()
+    assert len(held) == 8
+    assert during["dropped"] > 0 and during["last_error"], during
+    assert health["written"] + health["dropped"] == answered, (health, answered)
+    assert counts["logged"] == health["written"] and counts["dropped"] == health["dropped"], (counts, health)
+    assert all(ids.get(rid, 0) <= len(rows) for rid, rows in replay.sent.items())  # never a row twice
+    assert all(ids.get(rid) == len(rows) for rid, rows in list(replay.sent.items())[:4])  # before the lock: all written
+
+
+def test_server_stopped_mid_load_and_restarted_logs_every_answered_request_exactly_once(live_project, tmp_path):
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.live.log import PredictionLog
+
+    base, frame, features = live_project
+    point(base, production="1", challenger=None)
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    cfg = config_copy(base, tmp_path / "pipeline_config.yaml", log_url=log_url)
+    port = servers.free_port()
+    args = [sys.executable, "-m", "pipeline.cli", "serve", "--config", str(cfg), "--env", "production", "--port", str(port)]
+    rows = [payload(frame.iloc[[i]][features.columns]) for i in range(len(frame))]
+    answered: dict[str, int] = {}  # request id -> status, last try
+    lock = threading.Lock()
+
+    def client(worker: int, count: int, stop: threading.Event, offset: int) -> None:
+        for i in range(count):
+            if stop.is_set():
+                return
+            rid = f"w{worker}-{offset + i}"
+            try:
+                status, _ = http(f"http://127.0.0.1:{port}/invocations", rows[(offset + i) % len(rows)], headers={"X-Request-Id": rid}, timeout=10)
+            except OSError:  # the server went away under it: not answered
+                status = 0
+            with lock:
+                answered[rid] = status
+            if status != 200:
+                return  # until the server is back
+
+    def load(offset: int, count: int, stop: threading.Event):
+        pool = ThreadPoolExecutor(2)
+        return pool, [pool.submit(client, w, count, stop, offset) for w in range(2)]
+
+    first = servers.Server(args, port, "/ping", tmp_path / "serve-1.log", env={"OMP_NUM_THREADS": "1"}, name="run-pipeline serve")
+    with first.start(timeout=120):
+        stop = threading.Event()
+        pool, futures = load(0, 400, stop)
+        deadline = time.monotonic() + 60
+        while sum(1 for s in answered.values() if s == 200) < 60:
+            assert time.monotonic() < deadline, f"no load: {first.tail()}"
+            time.sleep(0.05)
+        first.stop()  # SIGTERM mid-load: in-flight requests finish, the log is flushed on the way out
+        stop.set()
+        for f in futures:
+            f.result(60)
+        pool.shutdown()
+    before = dict(answered)
+    second = servers.Server(args, port, "/ping", tmp_path / "serve-2.log", env={"OMP_NUM_THREADS": "1"}, name="run-pipeline serve")
+    with second.start(timeout=120):
+        # The client retries what was not answered, with the same ids; then more load.
+        for rid in [r for r, s in before.items() if s != 200]:
+            worker, n = rid[1:].split("-")
+            client(int(worker), 1, threading.Event(), int(n))
+        pool, futures = load(10_000, 20, threading.Event())
+        for f in futures:
+            f.result(60)
+        pool.shutdown()
+        health = json.loads(http(second.url + "/health")[1])
+    reader = PredictionLog(log_url)
+    logged, counts = reader.logged_ids(), reader.counts()
+    reader.close()
+    ok = [r for r, s in answered.items() if s == 200]
+    assert len(ok) == len(answered), {r: s for r, s in answered.items() if s != 200}
+    assert any(s != 200 for s in before.values()), "the stop came after the load ended: nothing was mid-flight"
+    missing = [r for r in ok if logged.get(r) != 1]
+    assert counts["dropped"] == 0 and not missing, (counts, missing[:5])  # every answered request once, none dropped
+    assert set(logged) <= set(answered) and counts["logged"] == len(logged) == len(ok)
+    assert health["log"]["dropped"] == 0
