@@ -566,3 +566,34 @@ def test_server_stopped_mid_load_and_restarted_logs_every_answered_request_exact
     assert counts["dropped"] == 0 and not missing, (counts, missing[:5])  # every answered request once, none dropped
     assert set(logged) <= set(answered) and counts["logged"] == len(logged) == len(ok)
     assert health["log"]["dropped"] == 0
+
+
+@pytest.mark.postgres
+def test_postgresql_log_store_shared_by_two_servers(live_project, tmp_path):
+    """Two serving processes' worth of services on one PostgreSQL log: one log, the monitor reads both."""
+    from pipeline.live.monitor import Monitor
+    from tests.test_servers import fresh_pg_database
+
+    base, frame, features = live_project
+    point(base, production="1", challenger="2")
+    with fresh_pg_database() as uri:
+        settings = base.model_copy(update={"live": base.live.model_copy(update={"log_url": uri})})
+        one = service_for(settings, challenger="challenger", mode="split", share=0.5)
+        two = service_for(settings, challenger="challenger", mode="split", share=0.5)
+        with running(one) as url_one, running(two) as url_two:
+            a = Replay(url_one, frame, features, settings.data.target)
+            b = Replay(url_two, frame, features, settings.data.target)
+            ids_a, ids_b = a.send(0, 50), b.send(50, 100)
+            for s in (one, two):  # what each answered is in the shared log before the other joins feedback to it
+                s.drain_shadow()
+                s.log.flush()
+            # Feedback through either server joins rows the other logged.
+            a.sent.update(b.sent)
+            b.sent.update(a.sent)
+            joined = [a.feedback(ids_b), b.feedback(ids_a)]
+            reports = {r.arm: r for r in Monitor(settings, one.log).run(act=False)}
+            counts = one.log.counts()
+    assert [j["accepted"] for j in joined] == [50, 50] and all(j["unknown"] == 0 for j in joined), joined
+    assert counts == {"logged": 200, "feedback": 100, "dropped": 0}, counts  # each row answered by one arm, shadow-scored by the other
+    assert reports["production"].requests + reports["challenger"].requests == 100
+    assert reports["challenger"].comparison["rows"] == 100
