@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline import config as config_mod
 from pipeline.errors import EXIT_BAD_INPUT, EXIT_GATES_FAILED, EXIT_OK, InputError, PipelineError
+from pipeline.teardown import fast_interpreter_exit
 
 # ---------------------------------------------------------------- output
 
@@ -503,6 +504,7 @@ def _version(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fast_interpreter_exit()
     args = parser().parse_args(argv)
     out = Out(args.json)
     settings = None

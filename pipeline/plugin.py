@@ -104,6 +104,10 @@ def _collect_only_writes_nothing(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     plugin = config.stash.get(PLUGIN, None)
     if plugin is not None:
+        if plugin._session is not None:  # a gate run: its heap makes the exit slow
+            from pipeline.teardown import fast_interpreter_exit
+
+            fast_interpreter_exit()
         config.pluginmanager.unregister(plugin)
         del config.stash[PLUGIN]
 
