@@ -15,8 +15,6 @@ import contextlib
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -26,6 +24,8 @@ import yaml
 
 from pipeline import config as config_mod
 from pipeline import servers
+from pipeline.live.client import http
+from pipeline.live.client import scoring_payload as payload
 from tests.conftest import CHEAP, LIGHT_MODEL, deep_merge, write_project
 
 pytestmark = [pytest.mark.slow, pytest.mark.solo]
@@ -126,21 +126,6 @@ def running(service):
         assert not thread.is_alive(), "the live server did not stop"
 
 
-def http(url: str, body: bytes | None = None, *, content_type: str = "application/json", headers: dict | None = None,
-         timeout: float = 30) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET",
-                                 headers={"Content-Type": content_type, **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def payload(rows) -> bytes:
-    return json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}).encode()
-
-
 class Replay:
     """The evaluation rows sent in requests of ROWS_PER_REQUEST, what each answer said, and their truth as feedback."""
 
@@ -175,6 +160,14 @@ class Replay:
         return frame[self.columns], frame[self.target].to_numpy(float)
 
 
+def split_arms(live_project, tmp_path, production: str, challenger: str):
+    """(settings with a fresh log, a split service at share 0.5, the history before) with the aliases pointed."""
+    base, _, _ = live_project
+    settings = fresh_settings(base, tmp_path)
+    point(settings, production=production, previous_production=None, challenger=challenger)
+    return settings, service_for(settings, challenger="challenger", mode="split", share=0.5), history_actions(settings)
+
+
 def service_for(settings, **kw):
     from pipeline import live
     from pipeline.live.service import Service
@@ -195,11 +188,8 @@ def test_split_replay_live_mae_per_arm_and_degraded_challenger_stopped(live_proj
     from pipeline import registry
     from pipeline.live.monitor import Monitor
 
-    base, frame, features = live_project
-    settings = fresh_settings(base, tmp_path)
-    point(settings, production="1", previous_production=None, challenger="3")
-    moves_before = history_actions(settings)
-    service = service_for(settings, challenger="challenger", mode="split", share=0.5)
+    _, frame, features = live_project
+    settings, service, moves_before = split_arms(live_project, tmp_path, production="1", challenger="3")
     with running(service) as url:
         replay = Replay(url, frame, features, settings.data.target)
         monitor = Monitor(settings, service.log)
@@ -311,11 +301,8 @@ def test_good_challenger_reported_as_candidate_not_promoted(live_project, tmp_pa
     from pipeline import registry
     from pipeline.live.monitor import Monitor
 
-    base, frame, features = live_project
-    settings = fresh_settings(base, tmp_path)
-    point(settings, production="2", previous_production=None, challenger="1")
-    moves_before = history_actions(settings)
-    service = service_for(settings, challenger="challenger", mode="split", share=0.5)
+    _, frame, features = live_project
+    settings, service, moves_before = split_arms(live_project, tmp_path, production="2", challenger="1")
     with running(service) as url:
         replay = Replay(url, frame, features, settings.data.target)
         replay.feedback(replay.send(0, 300))
