@@ -514,12 +514,53 @@ class Gate:
                 last = self._observed[-1]
                 self.record(last, f"minimal failing example; {last.detail}")
             raise
+        self._record_worst()
+
+    def _record_worst(self) -> None:
         worst = max(self._observed, key=lambda f: f.value)
         reported: dict[str, float] = {}
         for f in self._observed:
             for k, v in f.reported.items():
                 reported[k] = max(reported.get(k, -checks.INF), float(v))
         self.record(checks.Finding(worst.value, worst.label, f"worst of {len(self._observed)} examples; {worst.detail}", reported))
+
+    def explore_batched(self, predict: Callable[[Any], Any], *perturbations: Any) -> None:
+        """Hypothesis draws every example of each perturbation (robustness.Perturbation); all
+        of them are predicted in one batch and judged. When one fails, or the batch predict
+        raises, they are explored again one predict per example (explore), so that hypothesis
+        finds the failure and shrinks it to a minimal example for the message. A batch is only
+        formed of examples with the same columns and dtypes (else: one predict per example)."""
+        from hypothesis import given
+
+        from pipeline import robustness as rb
+
+        drawn: list[tuple[Any, Any, Any]] = []
+        checking = False
+
+        def prop(pert):
+            @given(spec=pert.strategy)
+            def example(spec):
+                rows = pert.perturb(spec)
+                if checking:
+                    self.observe(pert.judge(spec, rows, predict))
+                else:
+                    drawn.append((pert, spec, rows))
+
+            return example
+
+        props = [prop(pert) for pert in perturbations]
+        for example in props:  # draws only: nothing is judged, so nothing fails or shrinks
+            example()
+        findings = rb.judged_in_one_batch(predict, drawn)
+        if findings is not None and all(self.threshold.holds(f.value) for f in findings):
+            self._observed = findings
+            return self._record_worst()
+        checking = True
+        self.explore(*props)
+        if findings is not None:  # hypothesis drew other examples this time: the batch's failure stands
+            worst = max(findings, key=lambda f: f.value)
+            self.record(worst)
+            pytest.fail(self.explain(worst), pytrace=False)
 
 
 @pytest.fixture

@@ -7,10 +7,38 @@ failure message; applying it to a batch of rows is vectorised, one predict per e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 from hypothesis import strategies as st
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One robustness property: hypothesis draws `strategy`'s specs; `perturb(spec)` is the
+    perturbed batch of rows; `judge(spec, rows, predict)` its finding, with `predict` the
+    model's (or, when every example was predicted in one batch, this example's share of it)."""
+
+    strategy: st.SearchStrategy
+    perturb: Callable[[Any], pd.DataFrame]
+    judge: Callable[[Any, pd.DataFrame, Callable[[pd.DataFrame], np.ndarray]], Any]
+
+
+def judged_in_one_batch(predict: Callable[[pd.DataFrame], np.ndarray], drawn: list[tuple[Perturbation, Any, pd.DataFrame]]) -> list | None:
+    """The finding of every drawn example ((perturbation, spec, rows) each) from one predict of
+    all their rows; None when they cannot share a batch (other columns or dtypes) or the
+    predict raises."""
+    frames = [rows for _, _, rows in drawn]
+    if not frames or any(list(f.columns) != list(frames[0].columns) or not f.dtypes.equals(frames[0].dtypes) for f in frames):
+        return None
+    try:
+        p = np.asarray(predict(pd.concat(frames, ignore_index=True)), float)
+    except Exception:
+        return None
+    ends = np.cumsum([len(f) for f in frames])
+    return [pert.judge(spec, rows, lambda _rows, share=p[end - len(rows):end]: share)
+            for (pert, spec, rows), end in zip(drawn, ends)]
 
 
 @dataclass(frozen=True)
@@ -25,6 +53,18 @@ class RowSample:
 
     def take(self, frame: pd.DataFrame) -> pd.DataFrame:
         return frame.iloc[self.positions(len(frame))]
+
+
+def _is_text(dtype) -> bool:
+    return dtype == object or isinstance(dtype, pd.StringDtype)
+
+
+def _assign(out: pd.DataFrame, col: str, values: np.ndarray) -> None:
+    """`values` into column `col` in the column's own dtype: a perturbation changes values, not
+    dtypes (given an object array of strings, pandas 3 would make the column its str dtype, and
+    examples that perturb other columns could not share one batch)."""
+    dtype = out[col].dtype
+    out[col] = pd.Series(values, index=out.index, dtype=dtype) if _is_text(dtype) else values
 
 
 @dataclass(frozen=True)
@@ -54,9 +94,10 @@ class MaskSpec:
         hit = rng.random(len(out)) < self.share
         hit[0] = True  # at least one row is hit whatever the share
         for col in self.columns:
-            values = out[col].to_numpy(copy=True).astype(object if out[col].dtype == object else float)
-            values[hit] = None if out[col].dtype == object else np.nan
-            out[col] = values
+            text = _is_text(out[col].dtype)
+            values = out[col].to_numpy(copy=True).astype(object if text else float)
+            values[hit] = None if text else np.nan
+            _assign(out, col, values)
         return out
 
 
@@ -68,7 +109,7 @@ class UnseenSpec:
     def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
         out = frame.copy()
         for i, col in enumerate(self.columns):
-            out[col] = np.array([f"__unseen_{i}_{j % 3}__" for j in range(len(out))], dtype=object)
+            _assign(out, col, np.array([f"__unseen_{i}_{j % 3}__" for j in range(len(out))], dtype=object))
         return out
 
 

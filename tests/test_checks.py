@@ -204,6 +204,42 @@ def test_robustness_checks(linear):
     assert checks.wider_dtypes(model, wider, base, "Float64").value == 0
 
 
+def test_robustness_examples_share_one_predict_and_are_judged_as_one_by_one():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300),
+                          "c": np.array(["x", "y", "z"], dtype=object)[rng.integers(0, 3, 300)]}).astype({"c": object})
+
+    def model(rows):  # NaN where `a` is missing, a code per known category of `c`
+        return rows["a"].to_numpy(float) + rows["c"].map({"x": 1.0, "y": 2.0, "z": 3.0}).fillna(0).to_numpy(float)
+
+    calls = []
+
+    def predict(rows):
+        calls.append(len(rows))
+        return model(rows)
+
+    specs = [rb.MaskSpec(rb.RowSample(seed, 40), cols, 0.5) for seed, cols in ((1, ("b",)), (2, ("c",)), (3, ("a", "c")))]
+    specs += [rb.UnseenSpec(rb.RowSample(4, 40), ("c",))]
+    pert = rb.Perturbation(None, lambda spec: spec.apply(spec.sample.take(frame)),
+                           lambda spec, rows, pr: checks.missing_values(pr, rows, spec))
+    drawn = [(pert, spec, pert.perturb(spec)) for spec in specs]
+    # A perturbation changes values, never dtypes: every example can share the batch.
+    assert all(rows.dtypes.equals(frame.dtypes) for *_, rows in drawn)
+    batched = rb.judged_in_one_batch(predict, drawn)
+    assert calls == [160]  # one predict of every example's rows
+    one_by_one = [checks.missing_values(model, rows, spec) for _, spec, rows in drawn]
+    assert [f.value for f in batched] == [f.value for f in one_by_one] and batched[2].value > 0  # `a` missing: NaN answers
+    assert [f.detail for f in batched] == [f.detail for f in one_by_one]
+    # Not one batch: other dtypes, or a predict that raises (the gate then predicts one by one).
+    wider = [*drawn, (pert, "wider", drawn[0][2].astype({"b": "Float64"}))]
+    assert rb.judged_in_one_batch(predict, wider) is None and calls == [160]
+
+    def refuses(rows):
+        raise ValueError("no")
+
+    assert rb.judged_in_one_batch(refuses, drawn) is None
+
+
 def test_refit_check_refits_once_where_the_model_is_its_own_fit_and_twice_where_it_must(linear):
     from tests.bad_models import UnseededFit
 

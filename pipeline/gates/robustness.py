@@ -1,4 +1,6 @@
-"""Robustness gates (hypothesis): perturbation specs drawn by hypothesis, one batched predict each.
+"""Robustness gates (hypothesis): perturbation specs drawn by hypothesis, one batched predict each
+(missing values, unseen categories and the directional expectations: one predict for all
+their examples; a failure is explored again one predict per example, to shrink it).
 
 The noise gate is the exception: its figure is one stable statistic over a fixed seeded
 sample (hypothesis's worst-of-random-examples figure changed from run to run).
@@ -46,11 +48,10 @@ def test_noise_stability(gate_session, eval_predictions, feature_spec, pipeline_
 
 @family("robustness")
 def test_missing_values(gate_session, eval_frame, feature_spec, pipeline_settings, gate):
-    @given(spec=rb.mask_specs(feature_spec.columns, pipeline_settings.gates.robustness.rows_per_example))
-    def example(spec):
-        gate.observe(checks.missing_values(gate_session.predict, spec.apply(spec.sample.take(eval_frame)), spec))
-
-    gate.explore(example)
+    gate.explore_batched(gate_session.predict, rb.Perturbation(
+        rb.mask_specs(feature_spec.columns, pipeline_settings.gates.robustness.rows_per_example),
+        lambda spec: spec.apply(spec.sample.take(eval_frame)),
+        lambda spec, rows, predict: checks.missing_values(predict, rows, spec)))
 
 
 @family("robustness")
@@ -60,12 +61,10 @@ def test_unseen_categories(gate_session, eval_frame, feature_spec, pipeline_sett
         return gate.not_applicable("no categorical feature to inject unseen categories into",
                                    stated=pipeline_settings.stated(data, "categorical_features") and data.categorical_features == [],
                                    how="set data.categorical_features: [] to say the data has none")
-
-    @given(spec=rb.unseen_specs(list(feature_spec.categorical), pipeline_settings.gates.robustness.rows_per_example))
-    def example(spec):
-        gate.observe(checks.unseen_categories(gate_session.predict, spec.apply(spec.sample.take(eval_frame)), spec))
-
-    gate.explore(example)
+    gate.explore_batched(gate_session.predict, rb.Perturbation(
+        rb.unseen_specs(list(feature_spec.categorical), pipeline_settings.gates.robustness.rows_per_example),
+        lambda spec: spec.apply(spec.sample.take(eval_frame)),
+        lambda spec, rows, predict: checks.unseen_categories(predict, rows, spec)))
 
 
 @family("robustness")
@@ -105,12 +104,13 @@ def test_directional(gate_session, eval_predictions, pipeline_settings, gate):
                                    how="list the expectations under gates.robustness.directional, or set it to [] to say there are none")
 
     def expectation(exp):
-        @given(spec=rb.shift_specs(exp.feature, cfg.rows_per_example, exp.step_relative))
-        def example(spec):
-            at = spec.sample.positions(len(frame))
-            after = gate_session.predict(spec.apply(frame.iloc[at], float(gate_session.spread[exp.feature]), +1))
-            gate.observe(checks.directional(eval_predictions.p[at], after, direction=exp.direction, feature=exp.feature, spec=spec))
+        spread = float(gate_session.spread[exp.feature])
 
-        return example
+        def judge(spec, shifted, predict):
+            before = eval_predictions.p[spec.sample.positions(len(frame))]
+            return checks.directional(before, predict(shifted), direction=exp.direction, feature=exp.feature, spec=spec)
 
-    gate.explore(*[expectation(exp) for exp in cfg.directional])
+        return rb.Perturbation(rb.shift_specs(exp.feature, cfg.rows_per_example, exp.step_relative),
+                               lambda spec: spec.apply(spec.sample.take(frame), spread, +1), judge)
+
+    gate.explore_batched(gate_session.predict, *[expectation(exp) for exp in cfg.directional])
