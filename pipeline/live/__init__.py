@@ -21,7 +21,18 @@ def open_log(settings: Settings):
     """The configured prediction log, its tables created; InputError (exit 2) when it cannot be reached."""
     from pipeline.live.log import PredictionLog, default_url
 
-    return PredictionLog(default_url(Path(settings.config_path).parent, settings.live.log_url), queue_rows=settings.live.queue_rows)
+    url = default_url(Path(settings.config_path).parent, settings.live.log_url)
+    return PredictionLog(url, queue_rows=settings.live.queue_rows, spool_dir=spool_dir(settings, url))
+
+
+def spool_dir(settings: Settings, url: str) -> Path:
+    """Where this machine's servers spool rows for the log at `url` (one folder per log: a killed
+    server's rows are replayed into its own log only): beside a SQLite file, else in live/ beside the config."""
+    import hashlib
+
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///") + ".spool")
+    return Path(settings.config_path).parent / "live" / f"spool-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
 
 
 def read_feedback(path: Path, key: str, value: str, row: str | None = None) -> list[dict]:

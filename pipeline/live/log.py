@@ -1,11 +1,12 @@
 """The prediction log: every answered row, the feedback joined to it, and what the monitor did.
 
 SQLite beside the project by default, PostgreSQL (or any SQLAlchemy URL) when several server
-processes share one log. The answer path only puts rows on a bounded queue; a writer thread
-inserts them in batches, so a slow or unreachable store never blocks or fails an answer: a
-row that finds the queue full, or whose batch cannot be written, is counted as dropped (and
-the count is written to the store as soon as it answers again). Rows are keyed by
-(request id, row, arm): a row written twice, by a retry or a replay, is in the log once.
+processes share one log. The answer path only appends rows to a spool file and a bounded
+queue; a writer thread inserts them in batches, so a slow or unreachable store never blocks
+or fails an answer. A batch the store refuses is tried again; rows finding the queue full
+meanwhile are dropped and counted (the count goes to the store too, as soon as it answers).
+Rows are keyed by (request id, row, arm): a row written twice, by a client's retry or a
+replayed spool, is in the log once.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import queue
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -23,7 +26,8 @@ from typing import Any, Iterable
 from pipeline.errors import InputError
 
 BATCH_ROWS = 500
-FLUSH_S = 0.2
+FLUSH_S = 0.2  # the writer's longest wait for a batch
+RETRY_S = 0.5  # before it tries a refused batch again
 
 
 def default_url(config_dir: Path, log_url: str | None) -> str:
@@ -65,9 +69,9 @@ def _tables(md):
         Column("value", Float, nullable=False),
         Column("at", Float, nullable=False),
     )
-    drops = Table(
+    drops = Table(  # rows dropped, counted: one record per drop, keyed so that a replayed spool never counts one twice
         "drops", md,
-        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("key", String(64), primary_key=True),
         Column("at", Float, nullable=False),
         Column("rows", Integer, nullable=False),
         Column("reason", Text, nullable=False),
@@ -99,9 +103,18 @@ class FeedbackResult:
 
 
 class PredictionLog:
-    """One log store: its tables, the batched writer, feedback and the monitor's reads."""
+    """One log store: its tables, the batched writer, feedback and the monitor's reads.
 
-    def __init__(self, url: str, *, queue_rows: int = 20_000, connect_timeout_s: float = 5.0):
+    With a `spool_dir`, every row is appended to this process's spool file (one write per
+    request, before its answer goes out) as it is queued; the file is emptied whenever
+    everything in it is in the store. A process killed with rows still queued leaves its file
+    behind, and the next PredictionLog started on the same spool folder writes them (a row
+    the store has already is left as it is) and the drops it had counted, then deletes it: an
+    answered row is in the log exactly once, or counted as dropped, even after a SIGKILL
+    (not after a power cut: the file is not fsynced).
+    """
+
+    def __init__(self, url: str, *, queue_rows: int = 20_000, connect_timeout_s: float = 5.0, spool_dir: Path | None = None):
         from sqlalchemy import MetaData, create_engine
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -125,10 +138,16 @@ class PredictionLog:
             raise InputError(f"live.log_url {shown_url(url)}: the prediction log cannot be reached "
                              f"({str(e.orig if getattr(e, 'orig', None) else e).splitlines()[0][:160]})") from None
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_rows)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # put (spool and queue together) against the spool's emptying
         self.written = 0  # rows this process wrote
-        self.dropped = 0  # rows this process dropped (queue full, or their batch failed)
-        self._unrecorded_drops: list[tuple[int, str]] = []
+        self.dropped = 0  # rows this process dropped: the queue was full when they came
+        self.replayed = 0  # rows of killed processes' spool files written at start
+        self._drops: list[dict[str, Any]] = []  # drop records not yet in the store
+        self._held: list[dict[str, Any]] = []  # a batch the store refused, tried again (it is in the spool)
+        self._inflight = 0  # rows the writer has taken and not yet written
+        self._token, self._seq = uuid.uuid4().hex[:12], 0
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else None
+        self._spool = None
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self.last_error: str | None = None
@@ -136,29 +155,43 @@ class PredictionLog:
     # ------------------------------------------------------------ writing (the answer path)
 
     def start(self) -> "PredictionLog":
+        """Write what killed processes left in the spool folder, open this process's spool, start the writer."""
+        import fcntl
+
+        if self.spool_dir is not None and self._spool is None:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            self._replay_orphans()
+            self._spool = open(self.spool_dir / f"{os.getpid()}-{self._token}.jsonl", "ab", buffering=0)
+            fcntl.flock(self._spool, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held for this process's life: not an orphan
         if self._writer is None:
             self._writer = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
             self._writer.start()
         return self
 
     def put(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Queue rows for the writer; never blocks: a row finding the queue full is dropped and counted."""
-        lost = 0
-        for r in rows:
-            try:
-                self._queue.put_nowait(r)
-            except queue.Full:
-                lost += 1
-        if lost:
-            self._dropped(lost, "the log writer's queue was full")
-
-    def _dropped(self, rows: int, reason: str) -> None:
+        """Spool and queue rows for the writer; never blocks: rows finding the queue full are dropped and counted."""
+        rows = list(rows)
         with self._lock:
-            self.dropped += rows
-            self._unrecorded_drops.append((rows, reason))
+            room = max(0, self._queue.maxsize - self._queue.qsize())  # only put adds, under this lock: room only grows
+            taken, lost = rows[:room], len(rows) - min(room, len(rows))
+            lines = [json.dumps(r) for r in taken]
+            drop = self._drop_record(lost, "the log writer's queue was full") if lost else None
+            if drop:
+                lines.append(json.dumps({"drop": drop}))
+            if self._spool is not None and lines:
+                self._spool.write(("\n".join(lines) + "\n").encode())
+            for r in taken:
+                self._queue.put_nowait(r)
+            if drop:
+                self._drops.append(drop)
+                self.dropped += lost
+
+    def _drop_record(self, rows: int, reason: str) -> dict[str, Any]:
+        self._seq += 1
+        return {"key": f"{self._token}-{self._seq}", "at": time.time(), "rows": rows, "reason": reason}
 
     def pending(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._held) + self._inflight
 
     def _take(self, wait: float) -> list[dict[str, Any]]:
         batch: list[dict[str, Any]] = []
@@ -172,33 +205,75 @@ class PredictionLog:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            batch = self._take(FLUSH_S)
-            if batch:
-                self._write(batch)
-            elif self._unrecorded_drops:
-                self._write([])
+            batch, self._held = (self._held, []) if self._held else (self._take(FLUSH_S), [])
+            self._inflight = len(batch)
+            if (batch or self._drops) and not self._write(batch):
+                self._held = batch  # the store is away: keep it (new rows queue, then drop, counted)
+                self._inflight = 0
+                self._stop.wait(RETRY_S)
+            self._inflight = 0
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
+    def _write(self, batch: list[dict[str, Any]]) -> bool:
+        """Insert a batch and the drop records not yet in the store; False when the store refused."""
         from sqlalchemy.exc import SQLAlchemyError
 
         with self._lock:
-            drops, self._unrecorded_drops = self._unrecorded_drops, []
+            drops = list(self._drops)
         try:
             with self.engine.begin() as con:
                 if batch:
                     con.execute(self._insert_ignoring(self.predictions), batch)
                 if drops:
-                    now = time.time()
-                    con.execute(self.drops.insert(), [{"at": now, "rows": n, "reason": why} for n, why in drops])
+                    con.execute(self._insert_ignoring(self.drops), drops)
         except SQLAlchemyError as e:
             self.last_error = str(getattr(e, "orig", None) or e).splitlines()[0][:200]
-            with self._lock:
-                self._unrecorded_drops = drops + self._unrecorded_drops
-            if batch:
-                self._dropped(len(batch), f"the log store refused the batch: {self.last_error}")
-            return
+            return False
         self.last_error = None
         self.written += len(batch)
+        done = {d["key"] for d in drops}
+        with self._lock:
+            self._drops = [d for d in self._drops if d["key"] not in done]
+            if self._spool is not None and self._queue.empty() and not self._drops and not self._held:
+                self._spool.truncate(0)  # everything it holds is in the store
+        return True
+
+    def _replay_orphans(self) -> None:
+        """Write the rows and drops of spool files whose process is gone (none holds its lock), then delete them."""
+        import fcntl
+
+        from sqlalchemy.exc import SQLAlchemyError
+
+        for path in sorted(self.spool_dir.glob("*.jsonl")):
+            try:
+                f = open(path, "rb")
+            except OSError:  # another process replayed it meanwhile
+                continue
+            with f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:  # its process is alive
+                    continue
+                rows, drops, cut = [], [], 0
+                for line in f.read().splitlines():
+                    try:
+                        doc = json.loads(line)
+                    except ValueError:  # a line cut by the kill: its request was never answered
+                        cut += 1
+                        continue
+                    (drops if "drop" in doc else rows).append(doc.get("drop", doc))
+                if cut:
+                    drops.append({"key": f"{path.stem}-cut", "at": time.time(), "rows": cut, "reason": f"{path.name}: a line cut by a kill"})
+                try:
+                    with self.engine.begin() as con:
+                        for start in range(0, len(rows), BATCH_ROWS):
+                            con.execute(self._insert_ignoring(self.predictions), rows[start:start + BATCH_ROWS])
+                        if drops:
+                            con.execute(self._insert_ignoring(self.drops), drops)
+                except SQLAlchemyError as e:  # left for the next start
+                    self.last_error = f"{path.name}: not replayed: {str(getattr(e, 'orig', None) or e).splitlines()[0][:160]}"
+                    continue
+                self.replayed += len(rows)
+                path.unlink()
 
     def _insert_ignoring(self, table):
         """INSERT that leaves a row already there (same primary key) as it is."""
@@ -210,27 +285,35 @@ class PredictionLog:
             raise InputError(f"live.log_url {shown_url(self.url)}: only SQLite and PostgreSQL logs are supported")
         return insert(table).on_conflict_do_nothing()
 
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait until every queued row has been written (or dropped)."""
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued row and drop count is in the store; False when the timeout came first."""
         deadline = time.monotonic() + timeout
-        while (self._queue.qsize() or self._unrecorded_drops) and time.monotonic() < deadline:
+        while self.pending() or self._drops:
+            if time.monotonic() >= deadline:
+                return False
             if self._writer is None or not self._writer.is_alive():
-                batch = self._take(0)
-                self._write(batch)
+                batch = self._held or self._take(0)
+                self._held = []
+                if not self._write(batch):
+                    self._held = batch
+                    time.sleep(RETRY_S)
             else:
                 time.sleep(0.02)
-        time.sleep(FLUSH_S if self._writer is not None else 0)  # the batch the writer holds
+        return True
 
     def close(self, timeout: float = 10.0) -> None:
-        """Flush on shutdown, then stop the writer: a clean stop loses nothing."""
+        """Flush on shutdown, then stop the writer: a clean stop loses nothing. What the store would
+        not take stays in the spool file, for the next start."""
         self.flush(timeout)
         self._stop.set()
         if self._writer is not None:
             self._writer.join(timeout)
-        while self._queue.qsize():  # anything queued while the writer stopped
-            self._write(self._take(0))
-        if self._unrecorded_drops:
-            self._write([])
+        if self._spool is not None:
+            empty = os.fstat(self._spool.fileno()).st_size == 0 and not self.pending() and not self._drops
+            name = self._spool.name
+            self._spool.close()  # and its lock: an orphan now, if anything is left in it
+            if empty:
+                Path(name).unlink(missing_ok=True)
         self.engine.dispose()
 
     # ------------------------------------------------------------ feedback

@@ -284,7 +284,7 @@ class Service:
     def health(self) -> dict[str, Any]:
         return {"status": "ok", **self.versions(),
                 "log": {"url": shown_url(self.log.url), "written": self.log.written, "dropped": self.log.dropped,
-                        "pending": self.log.pending(), "last_error": self.log.last_error},
+                        "pending": self.log.pending(), "replayed": self.log.replayed, "last_error": self.log.last_error},
                 "shadow_skipped": self.shadow_skipped, "registry_poll_error": self.poll_error}
 
     def feedback(self, body: bytes) -> dict[str, Any]:
