@@ -352,6 +352,23 @@ def test_shadow_mode_answers_as_production_alone_and_scores_the_challenger_on_ev
     assert reports["production"].drift["feature_drift"] >= 0 and "threshold" in reports["production"].drift
 
 
+def test_split_by_a_configured_column_sends_one_entity_to_one_arm(live_project, tmp_path):
+    from pipeline.live.service import route_share
+
+    base, frame, features = live_project
+    settings = fresh_settings(base, tmp_path, key="Neighborhood")
+    point(settings, production="1", challenger="3")
+    service = service_for(settings, challenger="challenger", mode="split", share=0.5)
+    rows = frame.iloc[:120][features.columns]
+    docs = [service.answer(payload(rows), "application/json", f"batch-{n}", None) for n in range(2)]  # two requests, other ids
+    service.stop()
+    expected = ["challenger" if route_share(str(v)) < 0.5 else "production" for v in rows["Neighborhood"]]
+    assert docs[0]["arms"] == docs[1]["arms"] == expected
+    assert 0 < expected.count("challenger") < len(expected)
+    versions = {"production": "1", "challenger": "3"}
+    assert docs[0]["versions"] == [versions[a] for a in expected]
+
+
 # ---------------------------------------------------------------- bad input: 4xx with one line, never a 5xx
 
 

@@ -123,6 +123,8 @@ class Service:
                 if stopped != arms[arm].stopped:
                     arms[arm] = replace(arms[arm], stopped=stopped)
                     changed.append(f"@{alias} v{version} stopped")
+        if arms[PRODUCTION] is not self.arms[PRODUCTION]:
+            self.schema = arms[PRODUCTION].model.metadata.get_input_schema()
         self.arms = arms  # one assignment: a request holds either the old arms or the new
         return changed
 
@@ -233,7 +235,7 @@ class Service:
         return {"predictions": predictions.tolist(), "arms": chosen, "versions": [arms[a].version for a in chosen], "request_id": request_id}
 
     def _queue_shadow(self, request_id, frame, records, chosen, arms, now) -> None:
-        if CHALLENGER not in arms or (arms[CHALLENGER].stopped and self.mode == "shadow"):
+        if CHALLENGER not in arms or arms[CHALLENGER].stopped:  # nothing to compare with any more
             return
         others = {PRODUCTION: CHALLENGER, CHALLENGER: PRODUCTION}
         try:
