@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import getpass
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pipeline import evidence, registry, signing
@@ -52,12 +53,26 @@ def finish(plugin, result) -> None:
     if signature is not None:  # beside the evidence: key id and signature of its digest
         write_atomic(result.evidence_path.with_suffix(".sig"), f"{signature.key_id} {signature.value}\n".encode())
     result.evidence = doc
-    result.report_files = report_mod.write(doc, plugin.report.plots, plugin.evidence_dir, target=settings.data.target)
+    # The report is drawn beside the verdict, not before it: while the plots are drawn, the
+    # evidence is stored and the promotion decided. The report is logged either way.
+    drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate-report")
+    report = drawing.submit(report_mod.write, doc, plugin.report.plots, plugin.evidence_dir, target=settings.data.target)
+    refused = None
+    try:
+        if source.version is not None:
+            registry.store_evidence(settings, source.name, source.version, source.run_id, doc, signature)
+        if plugin.promote:
+            try:
+                result.promotion = promote(settings, source.name, source.version, settings.env)
+            except PromotionRefused as e:
+                refused = e
+    finally:
+        result.report_files = report.result()
+        drawing.shutdown()
     if source.version is not None:
-        registry.store_evidence(settings, source.name, source.version, source.run_id, doc, signature)
         registry.log_files(settings, source.run_id, list(result.report_files.values()), f"reports/{settings.env}")
-    if plugin.promote:
-        result.promotion = promote(settings, source.name, source.version, settings.env)
+    if refused is not None:
+        raise refused
 
 
 def _who() -> str:
