@@ -372,7 +372,9 @@ def test_split_by_a_configured_column_sends_one_entity_to_one_arm(live_project, 
 # ---------------------------------------------------------------- bad input: 4xx with one line, never a 5xx
 
 
-def test_bad_payloads_and_feedback_are_4xx_one_line_and_counted(live_project, tmp_path):
+def test_bad_payloads_and_feedback_are_4xx_one_line_and_counted(live_project, tmp_path, capsys):
+    from pipeline import cli
+
     base, frame, features = live_project
     settings = fresh_settings(base, tmp_path)
     point(settings, production="1", challenger="3")
@@ -422,11 +424,21 @@ def test_bad_payloads_and_feedback_are_4xx_one_line_and_counted(live_project, tm
     assert fb_status == 200
     assert json.loads(fb_answer) == {"accepted": 1, "duplicates": 1, "unknown": 2, "invalid": 3, "unknown_ids": ["nobody", "known#7"],
                                      "invalid_rows": ["request id 'known' row 1: value 'lots' is not a number",
-                                                      "request id 'x' row 0: value None is missing", "item 6: no request_id"]}
+                                                      "request id 'x' row 0: value missing", "item 6: no request_id"]}
     assert again["duplicates"] == 1 and again["accepted"] == 0
     assert malformed == [400, 400, 400]
     assert unknown_route[0] == 404 and set(json.loads(unknown_route[1])) == {"error"}
     assert f'live_errors_total{{status="400"}} {float(sum(1 for s in statuses.values() if s == 400) + 3)}' in metrics_text
+    # The same through the CLI, from a CSV, against the same log.
+    truth = tmp_path / "truth.csv"
+    truth.write_text("request_id,Sale_Price\nknown,1\nnobody,2\nknown,lots\nknown,\n")
+    cfg = config_copy(base, tmp_path / "pipeline_config.yaml", log_url=settings.live.log_url)
+    capsys.readouterr()
+    code = cli.main(["feedback", "--config", str(cfg), "--env", "production", "--data", str(truth), "--key", "request_id", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and (doc["accepted"], doc["duplicates"], doc["unknown"], doc["invalid"]) == (0, 1, 1, 2), doc
+    assert doc["unknown_ids"] == ["nobody"]
+    assert doc["invalid_rows"] == ["request id 'known' row 0: value 'lots' is not a number", "request id 'known' row 0: value missing"]
 
 
 def test_cli_refuses_a_bad_share_an_unknown_challenger_and_an_unreachable_log_with_exit_2(live_project, tmp_path, capsys):

@@ -39,6 +39,10 @@ def create_app(service: Service, *, manage: bool = True):
     async def http_error(request, exc):  # 404, 405: the same one-line JSON shape as every other error
         return error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
 
+    @app.exception_handler(Exception)
+    async def failed(request, exc):  # the model's or the service's fault, not the caller's: still one line, counted
+        return error(500, f"{request.method} {request.url.path}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc):
         return error(422, f"{request.method} {request.url.path}: {exc.errors()[0].get('msg', 'invalid request') if exc.errors() else 'invalid request'}")

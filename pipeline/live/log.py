@@ -339,7 +339,8 @@ class PredictionLog:
                 continue
             number = _number(value)
             if number is None:
-                invalid.append(f"{where}: value {value!r} is {'missing' if value in (None, '') else 'not a number'}")
+                absent = value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+                invalid.append(f"{where}: value missing" if absent else f"{where}: value {value!r} is not a number")
                 continue
             if (rid, row) in wanted:
                 duplicates += 1
