@@ -198,7 +198,7 @@ def promote(settings: Settings, name: str, version: str, env: str) -> str:
     previous = registry.move_alias(settings, name, alias, version, evidence_sha256=ev_digest, who=_who(), evidence_env=doc["environment"],
                                    approved_by=approval.by if approval else None)
     archived = registry.archive_old_versions(settings, name)
-    prev = f" (previous: version {previous}, now @previous-{alias})" if previous and previous != version else ""
+    prev = f" (previous: version {previous}, now @previous-{alias})" if previous else ""
     arch = f"; archived versions {', '.join(archived)}" if archived else ""
     return f"promoted {name} version {version} to @{alias}{prev}{arch}"
 

@@ -120,6 +120,24 @@ def test_evidence_promotion_and_listing_on_one_settings_set_up_the_connection_on
     assert [v.tags.get("archived") for v in listed] == [None, "true", "true"]
 
 
+def test_promoting_the_holder_again_replaces_nobody_and_keeps_the_previous_holder(settings_in, tmp_path: Path):
+    settings = settings_in(tmp_path / "p")
+    run_ids = seed_versions(settings, 2)
+    for version, run_id in zip(("1", "2"), run_ids):
+        registry.store_evidence(settings, NAME, version, run_id, {"environment": "staging", "status": "passed", "ended": "2025-01-02T03:04:05+00:00"})
+
+    def promote(version: str) -> str | None:
+        (_, digest), = registry.load_evidence(settings, NAME, version).values()
+        return registry.move_alias(settings, NAME, "staging", version, evidence_sha256=digest, who="tester", evidence_env="staging")
+
+    assert [promote("1"), promote("2"), promote("2")] == [None, "1", None]
+    assert registry.alias_map(settings, NAME) == {"staging": "2", "previous-staging": "1"}  # not @previous-staging -> 2
+    moves = [(m.action, m.version, m.replaced) for m in registry.history(settings, NAME)]
+    assert moves == [("promote", "1", None), ("promote", "2", "1"), ("promote", "2", None)]
+    tags = {v.version: v.tags for v in registry.versions(settings, NAME)}
+    assert tags["2"]["promoted.staging.replaced"] == "1"  # still the version it replaced
+
+
 def test_versions_are_plain_frozen_data_with_aliases_and_run_metrics(settings_in, tmp_path: Path):
     settings = settings_in(tmp_path / "p")
     run_ids = seed_versions(settings, 3)

@@ -61,7 +61,9 @@ def _evidence_is_still(client, name: str, version: str, env: str, digest: str) -
 
 def move_alias(settings: Settings, name: str, alias: str, version: str, *, evidence_sha256: str, who: str, evidence_env: str,
                approved_by: str | None = None) -> str | None:
-    """Point `alias` at `version`; the previous holder keeps `previous-<alias>`. Returns it.
+    """Point `alias` at `version`; the previous holder keeps `previous-<alias>`. Returns it (None
+    when nobody held the alias, or `version` did: promoting the holder again moves no alias,
+    and its `replaced` tag keeps naming the version it replaced when it got the alias).
 
     The evidence that allowed the move (`evidence_sha256`, from `evidence_env`) must still be
     the version's just before and just after the alias moves; when a re-gate replaced it in
@@ -70,11 +72,12 @@ def move_alias(settings: Settings, name: str, alias: str, version: str, *, evide
     client = store.connect(settings)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     with store.reachable(settings):
-        previous = _holder(client, name, alias)
+        holder = _holder(client, name, alias)
+        previous = None if holder == version else holder  # promoting the holder again replaces nobody
         why = _evidence_is_still(client, name, version, evidence_env, evidence_sha256)
         if why:
             raise PromotionRefused(why)
-        if previous != version:
+        if holder != version:
             before_previous = _holder(client, name, f"previous-{alias}")
             if previous is not None:
                 store.retry(client.set_registered_model_alias, name, f"previous-{alias}", previous)
@@ -87,7 +90,7 @@ def move_alias(settings: Settings, name: str, alias: str, version: str, *, evide
                     else:
                         store.retry(client.set_registered_model_alias, name, a, holder)
                 raise PromotionRefused(why)
-        for key, value in {
+        tags = {
             f"promoted.{alias}.by": who,
             f"promoted.{alias}.at": now,
             f"promoted.{alias}.evidence_sha256": evidence_sha256,
@@ -96,7 +99,10 @@ def move_alias(settings: Settings, name: str, alias: str, version: str, *, evide
             f"promoted.{alias}.approved_by": approved_by or "",
             # Stages are deprecated in MLflow 3; the name stays visible as a tag.
             "stage": alias,
-        }.items():
+        }
+        if holder == version:  # the version it replaced when it first got the alias stays named
+            del tags[f"promoted.{alias}.replaced"]
+        for key, value in tags.items():
             store.retry(client.set_model_version_tag, name, version, key, value)
         if (client.get_model_version(name, version).tags or {}).get("archived") == "true":
             client.delete_model_version_tag(name, version, "archived")  # holding an alias again
