@@ -389,6 +389,8 @@ def test_bad_payloads_and_feedback_are_4xx_one_line_and_counted(live_project, tm
         "no known format": (json.dumps({"rows": [1]}).encode(), "application/json"),
         "two formats": (json.dumps({"dataframe_split": good, "dataframe_records": []}).encode(), "application/json"),
         "missing column": (json.dumps({"dataframe_split": missing}).encode(), "application/json"),
+        "unknown column": (json.dumps({"dataframe_split": {"columns": [*good["columns"], "Bogus"], "data": [[*good["data"][0], 1]]}}).encode(),
+                           "application/json"),
         "text in a numeric column": (json.dumps({"dataframe_split": text_in_number}).encode(), "application/json"),
         "no rows": (json.dumps({"dataframe_records": []}).encode(), "application/json"),
         "CSV without the columns": (b"a,b\n1,2\n", "text/csv"),
@@ -396,10 +398,10 @@ def test_bad_payloads_and_feedback_are_4xx_one_line_and_counted(live_project, tm
         "unknown content type": (b"<x/>", "application/xml"),
     }
     with running(service) as url:
-        statuses = {}
+        statuses, http_errors = {}, {}
         for what, (body, ctype) in bad.items():
             status, answer = http(url + "/invocations", body, content_type=ctype)
-            statuses[what] = status
+            statuses[what], http_errors[what] = status, answer
             doc = json.loads(answer)
             assert set(doc) == {"error"} and "\n" not in doc["error"] and doc["error"], (what, answer)
         # The accepted formats, the same row each time (one routing key: one arm): one answer.
@@ -419,6 +421,7 @@ def test_bad_payloads_and_feedback_are_4xx_one_line_and_counted(live_project, tm
         metrics_text = http(url + "/metrics")[1].decode()
     assert all(400 <= s < 500 for s in statuses.values()), statuses
     assert statuses["unknown content type"] == 415
+    assert "unknown column Bogus" in json.loads(http_errors["unknown column"])["error"], http_errors["unknown column"]
     assert answers[0] == answers[1] == answers[2], answers
     assert ok_status == 200 and json.loads(ok)["request_id"] == "known"
     assert fb_status == 200

@@ -186,6 +186,11 @@ class Service:
             raise BadRequest(f"payload: {_one_line(e)}") from None
         if frame is None or not len(frame):
             raise BadRequest("payload: no rows")
+        known = set(self.schema.input_names()) | {self.settings.live.key}
+        unknown = [str(c) for c in frame.columns if c not in known]
+        if unknown:  # MLflow would drop them silently: a caller sending them has the wrong idea of the model
+            raise BadRequest(f"payload: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown[:5])}"
+                             f"{' ...' if len(unknown) > 5 else ''} (the model takes {len(known - {self.settings.live.key})} columns)")
         return frame
 
     def route(self, frame, request_id: str, route_key: str | None, arms: dict[str, Arm]) -> list[str]:
