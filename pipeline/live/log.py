@@ -40,9 +40,10 @@ def default_url(config_dir: Path, log_url: str | None) -> str:
     return log_url
 
 
-def features_digest(values: dict[str, Any]) -> str:
-    """SHA-256 of one row's feature values (canonical JSON): the same inputs, the same digest."""
-    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+def features_text(values: dict[str, Any]) -> tuple[str, str]:
+    """One row's feature values as canonical JSON, and its SHA-256: the same inputs, the same digest."""
+    text = json.dumps(values, sort_keys=True, default=str)
+    return text, hashlib.sha256(text.encode()).hexdigest()
 
 
 def _tables(md):

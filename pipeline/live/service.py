@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import InputError
-from pipeline.live.log import PredictionLog, features_digest, shown_url
+from pipeline.live.log import PredictionLog, features_text, shown_url
 
 PRODUCTION, CHALLENGER = "production", "challenger"
 MODES = ("split", "shadow")
@@ -166,7 +166,7 @@ class Service:
 
         mime = (content_type or "").split(";")[0].strip().lower()
         try:
-            if mime == "text/csv":
+            if mime == "text/csv":  # CSV text has no types: read as the schema says
                 frame = parse_csv_input(io.StringIO(body.decode("utf-8")), schema=self.schema)
             elif mime in ("application/json", ""):
                 try:
@@ -175,6 +175,7 @@ class Service:
                     raise BadRequest(f"body: not valid JSON ({e})") from None
                 if not isinstance(doc, dict):
                     raise BadRequest("body: expected a JSON object with dataframe_split or dataframe_records")
+                # With the schema, as `mlflow models serve` parses (numbers sent as text are cast, as there).
                 frame = infer_and_parse_data({k: v for k, v in doc.items() if k != "params"}, self.schema)
             else:
                 raise BadRequest(f"Content-Type {mime}: expected application/json or text/csv", 415)
@@ -230,7 +231,7 @@ class Service:
         for name in set(chosen):
             idx = [i for i, a in enumerate(chosen) if a == name]
             t0 = time.perf_counter()
-            predictions[idx] = self._predict(arms[name], frame.iloc[idx])
+            predictions[idx] = self._predict(arms[name], frame if len(idx) == len(frame) else frame.iloc[idx])
             self.metrics.observe(name, len(idx), time.perf_counter() - t0)
         latency_ms = 1000 * (time.perf_counter() - started)
         now = time.time()
@@ -320,16 +321,13 @@ def holder(settings: Settings, name: str, alias: str) -> str:
 def _row(request_id: str, i: int, arm: Arm, answered: int, at: float, prediction: float, latency_ms: float,
          values: dict[str, Any]) -> dict[str, Any]:
     """One prediction log row."""
+    text, digest = features_text(values)
     return {"request_id": request_id, "row": i, "arm": arm.name, "alias": arm.alias, "version": arm.version, "answered": answered,
-            "at": at, "prediction": float(prediction), "latency_ms": latency_ms, "features_sha256": features_digest(values),
-            "features": json.dumps(values)}
+            "at": at, "prediction": float(prediction), "latency_ms": latency_ms, "features_sha256": digest, "features": text}
 
 
 def _records(frame) -> list[dict[str, Any]]:
-    """Each row's values, JSON-ready (NaN as null)."""
-    out = []
-    for rec in frame.to_dict("records"):
-        out.append({k: (None if isinstance(v, float) and math.isnan(v) else (v.item() if hasattr(v, "item") else v)) for k, v in rec.items()})
-    return out
+    """Each row's values, JSON-ready (NaN as null): one pass through pandas' JSON writer."""
+    return json.loads(frame.to_json(orient="records"))
 
 
