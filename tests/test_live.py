@@ -296,6 +296,7 @@ def test_degraded_production_rolled_back_to_previous_holder_and_served_without_r
     assert history_actions(settings)[len(moves_before):] == [("production", "rollback", "1", "run-pipeline monitor")]
     assert [(e["action"], e["alias"], e["version"]) for e in service.log.event_list()] == [("rollback", "production", "3")]
     assert "MAE" in service.log.event_list()[0]["why"] and "(production)" in service.log.event_list()[0]["why"]
+    assert registry.get_version(settings, NAME, "3").tags["live.production.rollback.why"] == service.log.event_list()[0]["why"]
 
 
 # ---------------------------------------------------------------- a good challenger is a candidate, never promoted

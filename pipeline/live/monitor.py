@@ -180,6 +180,7 @@ class Monitor:
                         else:
                             prod.why = f"{breach}; @{alias} moved back from v{demoted} to v{restored}"
                             self.log.record_event("rollback", alias, demoted, prod.why)
+                            registry.record_live_decision(self.settings, self.name, alias, demoted, "rollback", prod.why, WHO, history=False)
         chal_alias = self.log.latest_alias(CHALLENGER)
         if chal_alias:
             cv = self._holder(chal_alias)
