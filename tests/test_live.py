@@ -302,7 +302,7 @@ def test_degraded_production_rolled_back_to_previous_holder_and_served_without_r
 # ---------------------------------------------------------------- a good challenger is a candidate, never promoted
 
 
-def test_good_challenger_reported_as_candidate_not_promoted(live_project, tmp_path):
+def test_good_challenger_reported_as_candidate_not_promoted(live_project, tmp_path, capsys):
     from pipeline import registry
     from pipeline.live.monitor import Monitor
 
@@ -320,6 +320,16 @@ def test_good_challenger_reported_as_candidate_not_promoted(live_project, tmp_pa
     assert "gate it" in chal.why
     assert registry.alias_map(settings, NAME) == {"production": "2", "challenger": "1"}
     assert history_actions(settings) == moves_before
+    # `run-pipeline monitor --once --json` reads the same log to the same decisions.
+    from pipeline import cli
+
+    cfg = config_copy(settings, tmp_path / "pipeline_config.yaml", log_url=settings.live.log_url)
+    capsys.readouterr()
+    assert cli.main(["monitor", "--config", str(cfg), "--env", "production", "--once", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(a["arm"], a["version"], a["decision"]) for a in doc["arms"]] == [("production", "2", "keep"), ("challenger", "1", "candidate")]
+    assert doc["arms"][1]["figures"]["mae"] == pytest.approx(chal.figures["mae"], rel=1e-12)
+    assert registry.alias_map(settings, NAME) == {"production": "2", "challenger": "1"} and history_actions(settings) == moves_before
 
 
 # ---------------------------------------------------------------- shadow mode
@@ -350,7 +360,18 @@ def test_shadow_mode_answers_as_production_alone_and_scores_the_challenger_on_ev
     assert set(zip(chal["request_id"], chal["row"])) == {(rid, j) for rid in ids for j in range(len(replay.sent[rid]))}
     assert reports["challenger"].figures_on == "shadow-scored rows" and reports["challenger"].feedback_rows == 200
     assert reports["challenger"].decision == "stop"  # judged (30 % high), not carried out: act=False
-    assert reports["production"].drift["feature_drift"] >= 0 and "threshold" in reports["production"].drift
+    # The live inputs' drift is the data gate's own figure on the same rows.
+    import pandas as pd
+
+    from pipeline import checks
+    from pipeline import data as data_mod
+
+    train = data_mod.split(settings, data_mod.load(settings)).train
+    live_rows = pd.concat([replay.sent[rid] for rid in ids])[features.columns]
+    gate = checks.feature_drift(train[features.columns], live_rows, list(features.numeric), list(features.categorical),
+                                settings.gates.drift.min_rows)
+    assert reports["production"].drift["feature_drift"] == pytest.approx(gate.value, abs=1e-12), (reports["production"].drift, gate)
+    assert reports["production"].drift["threshold"] == settings.thresholds["feature_drift"].describe()
 
 
 def test_split_by_a_configured_column_sends_one_entity_to_one_arm(live_project, tmp_path):
