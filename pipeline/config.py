@@ -335,8 +335,8 @@ class LiveSettings(_Strict):
     log_url: str | None = None
     # Rows the answer path may queue for the log writer; beyond them a row is dropped and counted.
     queue_rows: int = Field(default=20_000, ge=100)
-    # The monitor judges each arm on its latest `window` answered rows, and acts only on at
-    # least `min_feedback_rows` of them with feedback.
+    # The monitor judges each arm on the latest `window` rows it scored (answered, or in the
+    # shadow), and acts only on at least `min_feedback_rows` of them with feedback.
     window: int = Field(default=5000, ge=10)
     min_feedback_rows: int = Field(default=200, ge=5)
     # Of the live figures' bootstrap intervals and of "confidently worse".
