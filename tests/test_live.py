@@ -226,6 +226,10 @@ def test_split_replay_live_mae_per_arm_and_degraded_challenger_stopped(live_proj
         assert rep.version == version and rep.requests == len(y) == rep.feedback_rows, (arm, rep.as_dict(), len(y))
         assert rep.figures["mae_lower"] <= offline <= rep.figures["mae_upper"], (arm, offline, rep.figures)
         assert rep.figures["mae"] == pytest.approx(offline, rel=1e-9), (arm, offline, rep.figures)
+        for name in ("mae", "mape", "bias"):  # each interval holds its own figure
+            assert rep.figures[f"{name}_lower"] < rep.figures[name] < rep.figures[f"{name}_upper"], (arm, name, rep.figures)
+    # v3 answers 30 % high: its live bias is confidently positive; v1's interval holds its own, smaller bias.
+    assert reports["challenger"].figures["bias_lower"] > reports["production"].figures["bias_upper"], reports
     # Until the stop, each request went where the stable hash of its id sends it (share 0.5); after it, to production.
     stopped_ids = set(after)
     for rid, doc in replay.answers.items():

@@ -44,14 +44,19 @@ class ArmReport:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def _mae_interval(y: np.ndarray, p: np.ndarray, confidence: float, resamples: int, seed: int) -> tuple[float, float]:
-    """A two-sided bootstrap interval of the MAE at `confidence`: the gates' paired bootstrap
-    against a reference whose every error is 1, whose relative change is then the MAE less 1,
-    resample by resample (its one-sided bounds at (1 + c) / 2 are the two-sided interval at c)."""
+def _mean_interval(x: np.ndarray, confidence: float, resamples: int, seed: int) -> tuple[float, float]:
+    """A two-sided bootstrap interval of the mean of `x` at `confidence`, by the gates' own
+    bootstrap: paired_bootstrap_mae of predictions x + shift (shifted to be >= 0) against truth 0
+    has errors x + shift; against a reference whose every error is 1, its relative change is,
+    resample by resample, the mean of x + shift less 1 (and its one-sided bounds at (1 + c) / 2
+    are the two-sided interval at c)."""
     from pipeline import figures
 
-    b = figures.paired_bootstrap_mae(y, p, y - 1.0, resamples=resamples, confidence=(1 + confidence) / 2, seed=seed)
-    return 1.0 + b.lower, 1.0 + b.upper
+    x = np.asarray(x, float)
+    shift = max(0.0, -float(x.min()))
+    zero = np.zeros_like(x)
+    b = figures.paired_bootstrap_mae(zero, x + shift, zero - 1.0, resamples=resamples, confidence=(1 + confidence) / 2, seed=seed)
+    return 1.0 + b.lower - shift, 1.0 + b.upper - shift
 
 
 class Monitor:
@@ -89,9 +94,11 @@ class Monitor:
             from pipeline import figures
 
             y, p = joined["truth"].to_numpy(float), joined["prediction"].to_numpy(float)
-            lo, hi = _mae_interval(y, p, live.confidence, live.bootstrap_resamples, self.settings.seed)
-            rep.figures = {"mae": figures.mae(y, p), "mae_lower": lo, "mae_upper": hi, "mape": figures.mape(y, p),
-                           "bias": float(np.mean(p - y)), "confidence": live.confidence}
+            rep.figures = {"mae": figures.mae(y, p), "mape": figures.mape(y, p), "bias": float(np.mean(p - y)), "confidence": live.confidence}
+            per_row = {"mae": np.abs(y - p), "mape": 100.0 * np.abs(y - p) / np.abs(y), "bias": p - y}  # each figure is their mean
+            for name, x in per_row.items():
+                lo, hi = _mean_interval(x, live.confidence, live.bootstrap_resamples, self.settings.seed)
+                rep.figures.update({f"{name}_lower": lo, f"{name}_upper": hi})
         if len(scored):
             rep.drift = self._drift(scored)
 
