@@ -211,7 +211,7 @@ def test_split_replay_live_mae_per_arm_and_degraded_challenger_stopped(live_proj
         while not json.loads(http(url + "/version")[1])["arms"]["challenger"]["stopped"]:
             assert time.monotonic() < deadline, "the server did not pick up the stop"
             time.sleep(0.1)
-        after = replay.send(looked, len(frame))
+        after = replay.send(looked, looked + STEP_ROWS)  # the next rows: all to production
         assert {a for rid in after for a in replay.answers[rid]["arms"]} == {"production"}
         replay.feedback(after)
         service.drain_shadow()
