@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -457,7 +458,10 @@ def test_bad_payloads_and_feedback_are_4xx_one_line_and_counted(live_project, tm
     assert again["duplicates"] == 1 and again["accepted"] == 0
     assert malformed == [400, 400, 400]
     assert unknown_route[0] == 404 and set(json.loads(unknown_route[1])) == {"error"}
-    assert f'live_errors_total{{status="400"}} {float(sum(1 for s in statuses.values() if s == 400) + 3)}' in metrics_text
+    counted = {tuple(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])): float(line.split()[-1])
+               for line in metrics_text.splitlines() if line.startswith("live_errors_total{")}
+    assert sum(v for labels, v in counted.items() if ("status", "400") in labels) == sum(1 for s in statuses.values() if s == 400) + 3, counted
+    assert {dict(labels)["arm"] for labels in counted} <= {"none", "production", "challenger"}, counted
     # The same through the CLI, from a CSV, against the same log.
     truth = tmp_path / "truth.csv"
     truth.write_text("request_id,Sale_Price\nknown,1\nnobody,2\nknown,lots\nknown,\n")

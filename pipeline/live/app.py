@@ -31,8 +31,8 @@ def create_app(service: Service, *, manage: bool = True):
 
     app = FastAPI(title="run-pipeline serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
-    def error(status: int, message: str) -> JSONResponse:
-        service.metrics.error(status)
+    def error(status: int, message: str, arm: str | None = None) -> JSONResponse:
+        service.metrics.error(status, arm)
         return JSONResponse({"error": message}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
@@ -72,7 +72,7 @@ def create_app(service: Service, *, manage: bool = True):
             doc = await run_in_threadpool(service.answer, body, request.headers.get("content-type", ""),
                                           request.headers.get("x-request-id"), request.headers.get("x-route-key"))
         except BadRequest as e:
-            return error(e.status, str(e))
+            return error(e.status, str(e), e.arm)
         return JSONResponse(doc, headers={"X-Request-Id": doc["request_id"]})
 
     @app.post("/feedback")

@@ -15,7 +15,8 @@ class Metrics:
         r = self.registry
         self.requests = Counter("live_requests", "Requests answered, per arm that answered rows of them", ["arm"], registry=r)
         self.rows = Counter("live_rows", "Rows answered, per arm", ["arm"], registry=r)
-        self.errors = Counter("live_errors", "Requests answered with an error, per HTTP status", ["status"], registry=r)
+        self.errors = Counter("live_errors", "Requests answered with an error, per arm whose model refused them (none: before routing) and HTTP status",
+                              ["arm", "status"], registry=r)
         self.latency = Histogram("live_predict_latency_seconds", "Time to predict one request's rows, per arm", ["arm"], registry=r,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.shadow_rows = Counter("live_shadow_rows", "Rows scored off the answer's path, per arm", ["arm"], registry=r)
@@ -34,8 +35,8 @@ class Metrics:
         self.rows.labels(arm).inc(rows)
         self.latency.labels(arm).observe(seconds)
 
-    def error(self, status: int) -> None:
-        self.errors.labels(str(status)).inc()
+    def error(self, status: int, arm: str | None = None) -> None:
+        self.errors.labels(arm or "none", str(status)).inc()
 
     def shadow_scored(self, arm: str, rows: int) -> None:
         self.shadow_rows.labels(arm).inc(rows)

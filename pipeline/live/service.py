@@ -36,9 +36,10 @@ SHADOW_QUEUE = 1000  # requests waiting to be scored off the answer's path
 class BadRequest(Exception):
     """The caller's error: answered 4xx with one line."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str, status: int = 400, arm: str | None = None):
         super().__init__(" ".join(str(message).split())[:500])
         self.status = status
+        self.arm = arm  # the arm whose model refused the rows; None: refused before routing
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ class Service:
         try:
             out = arm.model.predict(rows)
         except (MlflowException, ValueError, TypeError, KeyError) as e:  # schema enforcement: unknown or missing columns, text in numbers
-            raise BadRequest(f"payload: {_one_line(e)}") from None
+            raise BadRequest(f"payload: {_one_line(e)}", arm=arm.name) from None
         return np.asarray(out, dtype=float).reshape(-1)
 
     def answer(self, body: bytes, content_type: str, request_id: str | None, route_key: str | None) -> dict[str, Any]:
