@@ -7,30 +7,15 @@ they are skipped (a skipped required gate refuses promotion, so this never opens
 
 import json
 import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
 
 from pipeline import checks, registry, servers
 from pipeline.gates import family
+from pipeline.live.client import http, scoring_payload
 
 __all__ = ["served", "test_serving_matches_in_process", "test_serving_rejects_malformed", "test_serving_latency"]
-
-
-def _post(url: str, body: bytes, content_type: str = "application/json", timeout: float = 30) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def _payload(frame) -> bytes:
-    # pandas writes missing values as null, which the server reads back as missing.
-    return json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode()
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +35,7 @@ def served(gate_plugin, gate_session, pipeline_settings, candidate_model, featur
 
 @family("serving")
 def test_serving_matches_in_process(served, eval_predictions, feature_spec, gate):
-    status, body = _post(served, _payload(eval_predictions.frame[feature_spec.columns]))
+    status, body = http(served, scoring_payload(eval_predictions.frame[feature_spec.columns]))
     assert status == 200, f"the model server answered {status} to the evaluation rows: {body[:200]!r}"
     finding = checks.serving_matches_in_process(eval_predictions.p, np.asarray(json.loads(body)["predictions"], float))
     assert gate.holds(finding), gate.explain(finding)
@@ -65,11 +50,11 @@ def test_serving_rejects_malformed(served, eval_frame, feature_spec, gate):
     cases = {
         "not JSON": (b"{this is not json", "application/json"),
         "no dataframe key": (json.dumps({"rows": [1, 2, 3]}).encode(), "application/json"),
-        "missing a column": (_payload(row.drop(columns=[feature_spec.columns[0]])), "application/json"),
-        "text in a numeric column": (_payload(text_in_numeric), "application/json"),
+        "missing a column": (scoring_payload(row.drop(columns=[feature_spec.columns[0]])), "application/json"),
+        "text in a numeric column": (scoring_payload(text_in_numeric), "application/json"),
         "unsupported content type": (b"a,b\n1,2", "text/plain"),
     }
-    finding = checks.serving_rejects_malformed({name: _post(served, body, ctype)[0] for name, (body, ctype) in cases.items()})
+    finding = checks.serving_rejects_malformed({name: http(served, body, content_type=ctype)[0] for name, (body, ctype) in cases.items()})
     assert gate.holds(finding), gate.explain(finding)
 
 
@@ -77,13 +62,13 @@ def test_serving_rejects_malformed(served, eval_frame, feature_spec, gate):
 def test_serving_latency(served, eval_frame, feature_spec, pipeline_settings, gate):
     X = eval_frame[feature_spec.columns]
     n = pipeline_settings.gates.serving.requests
-    bodies = [_payload(X.iloc[[i]]) for i in np.random.default_rng(pipeline_settings.seed).integers(0, len(X), size=n + 5)]
+    bodies = [scoring_payload(X.iloc[[i]]) for i in np.random.default_rng(pipeline_settings.seed).integers(0, len(X), size=n + 5)]
     for body in bodies[:5]:  # warm-up: first requests load lazily
-        _post(served, body)
+        http(served, body)
     times = []
     for body in bodies[5:]:
         t0 = time.perf_counter()
-        status, _ = _post(served, body)
+        status, _ = http(served, body)
         times.append((time.perf_counter() - t0) * 1000)
         assert status == 200, f"single-row request answered {status}"
     finding = checks.serving_latency(np.asarray(times))
