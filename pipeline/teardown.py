@@ -1,4 +1,5 @@
-"""A process that ran gates or talked to MLflow ends quickly.
+"""Keeping the garbage collector off a big, long-lived heap: a process that ran gates or talked
+to MLflow ends quickly, and a server does not stall an answer to trace what it loaded.
 
 Kept light (no import beyond the standard library): the CLI registers it for every command.
 """
@@ -11,7 +12,9 @@ import gc
 _EXIT_REGISTERED = False
 
 
-def _collect_then_freeze() -> None:
+def collect_then_freeze() -> None:
+    """Collect garbage once, then freeze every survivor out of the collector's view: later
+    collections trace only what is allocated after this."""
     gc.collect()  # garbage cycles are finalised as they would be (their files flushed, ...)
     gc.freeze()
 
@@ -25,4 +28,4 @@ def fast_interpreter_exit() -> None:
     global _EXIT_REGISTERED
     if not _EXIT_REGISTERED:
         _EXIT_REGISTERED = True
-        atexit.register(_collect_then_freeze)
+        atexit.register(collect_then_freeze)
