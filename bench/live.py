@@ -7,9 +7,10 @@ in one run, with the load average beside every figure:
 
   - single-row latency, p50 and p99, of the same version (a) called in process (pyfunc), (b)
     behind `run-pipeline serve` (production alone), (c) behind `run-pipeline serve` with a
-    challenger in split mode (the other arm scores every row in the shadow), (d) behind
-    `mlflow models serve`; the rounds interleave (a, b, c, d, a, ...) so a stretch of load
-    falls on all of them;
+    challenger in split mode (the other arm scores every row in the shadow), (d) the same in
+    shadow mode (production answers, the challenger scores every row), (e) behind `mlflow
+    models serve`; the rounds interleave (a, b, c, d, e, a, ...) so a stretch of load falls on
+    all of them; how many rows (c) and (d) scored in the shadow, and skipped;
   - throughput of (b) with two clients for --seconds, and how many requests were lost (any
     answer but 200, or none);
   - prediction log rows written per second (SQLite, batched), straight through the writer.
@@ -77,18 +78,21 @@ def main() -> int:
 
         env = {"OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri}
         serve = [sys.executable, "-m", "pipeline.cli", "serve", "--config", str(cfg), "--env", "production"]
-        alone_port, split_port = servers.free_port(), servers.free_port()
+        alone_port, split_port, shadow_port = servers.free_port(), servers.free_port(), servers.free_port()
         alone = servers.Server(serve + ["--port", str(alone_port)], alone_port, "/ping", folder / "alone.log", env=env, name="serve")
         split = servers.Server(serve + ["--port", str(split_port), "--challenger", "challenger", "--share", "0.5"], split_port, "/ping",
                                folder / "split.log", env=env, name="serve with a challenger")
+        shadow = servers.Server(serve + ["--port", str(shadow_port), "--challenger", "challenger", "--mode", "shadow"], shadow_port, "/ping",
+                                folder / "shadow.log", env=env, name="serve with a challenger in the shadow")
         mlflow_srv = servers.model_server(f"models:/{name}/{v1}", folder / "mlflow.log", env=env)
         result: dict = {"loadavg_start": os.getloadavg()}
         say("starting run-pipeline serve (alone and with a challenger) and mlflow models serve")
-        with alone.start(120), split.start(120), mlflow_srv.start(120):
+        with alone.start(120), split.start(120), shadow.start(120), mlflow_srv.start(120):
             ways = {
                 "in_process": lambda b, r: model.predict(r),
                 "serve": lambda b, r: http(alone.url + "/invocations", b),
                 "serve_with_challenger": lambda b, r: http(split.url + "/invocations", b),
+                "serve_shadow": lambda b, r: http(shadow.url + "/invocations", b),
                 "mlflow_models_serve": lambda b, r: http(mlflow_srv.url + "/invocations", b),
             }
             for fn in ways.values():  # warm up: first calls load lazily
@@ -105,6 +109,12 @@ def main() -> int:
                         raise SystemExit(f"{k}: answered {out[0]}: {out[1][:200]!r}")
             result["single_row"] = {k: percentiles(v) for k, v in times.items()}
             result["loadavg_single_row"] = os.getloadavg()
+            for key, srv in (("serve_with_challenger", split), ("serve_shadow", shadow)):
+                h = json.loads(http(srv.url + "/health")[1])
+                result["single_row"][key]["shadow"] = {k: h["shadow"][k] for k in ("pending", "skipped", "restarts")}
+                result["single_row"][key]["shadow"]["scored"] = sum(
+                    float(line.split()[-1]) for line in http(srv.url + "/metrics")[1].decode().splitlines()
+                    if line.startswith("live_shadow_rows_total"))
             say("single row: " + ", ".join(f"{k} p50 {v['p50_ms']:.2f} ms p99 {v['p99_ms']:.2f} ms" for k, v in result["single_row"].items()))
 
             answered, lost = [0, 0], [0, 0]
@@ -149,8 +159,9 @@ def main() -> int:
         say(f"prediction log: {n / elapsed:,.0f} rows/s written (SQLite, batches of 500), {log.dropped} dropped")
 
     s = result["single_row"]
-    ratios = {f"{k}_over_in_process_p{q}": s[k][f"p{q}_ms"] / s["in_process"][f"p{q}_ms"] for k in ("serve", "serve_with_challenger", "mlflow_models_serve")
-              for q in (50, 99)}
+    ratios = {f"{k}_over_in_process_p{q}": s[k][f"p{q}_ms"] / s["in_process"][f"p{q}_ms"]
+              for k in ("serve", "serve_with_challenger", "serve_shadow", "mlflow_models_serve") for q in (50, 99)}
+    ratios.update({f"{k}_over_serve_p{q}": s[k][f"p{q}_ms"] / s["serve"][f"p{q}_ms"] for k in ("serve_with_challenger", "serve_shadow") for q in (50, 99)})
     ratios.update({f"serve_over_mlflow_models_serve_p{q}": s["serve"][f"p{q}_ms"] / s["mlflow_models_serve"][f"p{q}_ms"] for q in (50, 99)})
     result["ratios"] = ratios
     if args.json:
@@ -159,7 +170,11 @@ def main() -> int:
         print(f"in one run (load {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores): run-pipeline serve answers one row in "
               f"{ratios['serve_over_in_process_p50']:.1f}x (p50) / {ratios['serve_over_in_process_p99']:.1f}x (p99) the in-process time, "
               f"{ratios['serve_over_mlflow_models_serve_p50']:.2f}x / {ratios['serve_over_mlflow_models_serve_p99']:.2f}x mlflow models serve's; "
-              f"with a challenger {ratios['serve_with_challenger_over_in_process_p50']:.1f}x / {ratios['serve_with_challenger_over_in_process_p99']:.1f}x; "
+              f"with a challenger {ratios['serve_with_challenger_over_in_process_p50']:.1f}x / {ratios['serve_with_challenger_over_in_process_p99']:.1f}x "
+              f"({ratios['serve_with_challenger_over_serve_p50']:.2f}x / {ratios['serve_with_challenger_over_serve_p99']:.2f}x serving alone; "
+              f"in shadow mode {ratios['serve_shadow_over_serve_p50']:.2f}x / {ratios['serve_shadow_over_serve_p99']:.2f}x; "
+              f"{s['serve_with_challenger']['shadow']['scored']:.0f} and {s['serve_shadow']['shadow']['scored']:.0f} rows shadow-scored, "
+              f"{s['serve_with_challenger']['shadow']['skipped'] + s['serve_shadow']['shadow']['skipped']} skipped); "
               f"{result['throughput']['requests_per_s']:.0f} requests/s with {result['throughput']['lost']} lost; "
               f"the log writes {result['log']['rows_per_s']:,.0f} rows/s")
     return 0

@@ -713,3 +713,87 @@ def test_postgresql_log_store_shared_by_two_servers(live_project, tmp_path):
     assert counts == {"logged": 200, "feedback": 100, "dropped": 0}, counts  # each row answered by one arm, shadow-scored by the other
     assert reports["production"].requests + reports["challenger"].requests == 100
     assert reports["challenger"].comparison["rows"] == 100
+
+
+def _shadow_counts(url: str) -> dict[str, float]:
+    """The shadow counters of /metrics, summed over arms: scored, failed, skipped rows."""
+    text = http(url + "/metrics")[1].decode()
+
+    def total(name: str) -> float:
+        return sum(float(v) for v in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
+
+    return {"scored": total("live_shadow_rows_total"), "failed": total("live_shadow_errors_total"),
+            "skipped": total("live_shadow_rows_skipped")}
+
+
+def test_shadow_scoring_runs_in_a_worker_process_and_a_killed_worker_is_counted_and_replaced(live_project, tmp_path):
+    import os
+    import signal
+
+    base, frame, features = live_project
+    settings = fresh_settings(base, tmp_path)
+    point(settings, production="1", challenger="3")
+    service = service_for(settings, challenger="challenger", mode="shadow")
+    with running(service) as url:
+        replay = Replay(url, frame, features, settings.data.target)
+        shadow = json.loads(http(url + "/health")[1])["shadow"]
+        pid = shadow["worker_pid"]
+        assert shadow["ready"] and pid not in (None, os.getpid()), shadow  # ready before the first answer, not this process
+        first = replay.send(0, 40)
+        service.drain_shadow()
+        assert _shadow_counts(url) == {"scored": 40, "failed": 0, "skipped": 0}
+        os.kill(pid, signal.SIGKILL)
+        during = replay.send(40, 80)  # answered while the worker is gone: scored by the next one, or counted failed
+        deadline = time.monotonic() + 60
+        while not (json.loads(http(url + "/health")[1])["shadow"] or {}).get("restarts") or not service._shadow.ready.is_set():
+            assert time.monotonic() < deadline, "the killed shadow worker was not replaced"
+            time.sleep(0.1)
+        after = replay.send(80, 120)
+        service.drain_shadow()
+        counts = _shadow_counts(url)
+        shadow = json.loads(http(url + "/health")[1])["shadow"]
+    assert all(set(replay.answers[r]["arms"]) == {"production"} for r in first + during + after)  # answers never depended on it
+    assert shadow["restarts"] == 1 and shadow["worker_pid"] != pid and shadow["pending"] == 0, shadow
+    assert counts["scored"] + counts["failed"] + counts["skipped"] == 120, counts  # every row scored or counted
+    scored = set(zip(*[service.log.window("challenger", "3", 10_000)[c] for c in ("request_id", "row")]))
+    assert {(r, j) for r in first + after for j in range(ROWS_PER_REQUEST)} <= scored and len(scored) == counts["scored"]
+
+
+def test_a_shadow_worker_ends_with_its_parent(live_project, tmp_path):
+    """A serving process killed (no stop, no atexit) leaves no worker behind."""
+    import os
+    import subprocess
+    import sys
+
+    base, _, _ = live_project
+    point(base, production="1", challenger="3")
+    script = (
+        "import pickle, sys, time\n"
+        "from pipeline.live.shadow import ShadowScorer\n"
+        "s = ShadowScorer(pickle.load(open(sys.argv[1], 'rb')), lambda *a: None, maxsize=10).start(['1', '3'])\n"
+        "print(s.pid, s.ready.is_set(), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    import pickle
+
+    (tmp_path / "settings.pkl").write_bytes(pickle.dumps(base))
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "settings.pkl")], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        pid, ready = parent.stdout.readline().split()
+        assert ready == "True"
+        os.kill(int(pid), 0)  # alive
+    finally:
+        parent.kill()
+        parent.wait(10)
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
+        assert time.monotonic() < deadline, f"shadow worker {pid} outlived its parent"
+        time.sleep(0.1)
+
+
+def _state(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return "zombie"

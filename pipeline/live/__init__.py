@@ -1,7 +1,8 @@
 """Online: champion and challenger behind one HTTP service, the prediction log, feedback, the monitor.
 
     log      the prediction log store (SQLite beside the project, PostgreSQL by URL): batched writes, feedback, events
-    service  arms, routing (split by a stable hash, or shadow), shadow scoring, alias polling
+    service  arms, routing (split by a stable hash, or shadow), alias polling
+    shadow   the other arm's scoring, in a worker process fed by a bounded queue
     metrics  /metrics in Prometheus text format
     app      the FastAPI routes and uvicorn
     monitor  live figures per arm, drift against the training data, rollback and stop decisions

@@ -3,9 +3,9 @@ behind MLflow's scoring protocol, every answered row in the prediction log.
 
 Split mode answers a row from the challenger when a stable hash of its key falls under the
 share (one entity, one arm); shadow mode answers every row from production. In both, the arm
-that did not answer scores the same rows off the answer's path (a bounded queue and one
-thread: when it falls behind, shadow rows are skipped and counted, never waited for), so the
-monitor compares the two arms on the same rows. A poller asks the registry every few seconds
+that did not answer scores the same rows off the answer's path, in a worker process fed by a
+bounded queue (pipeline.live.shadow: when it falls behind, shadow rows are skipped and
+counted, never waited for), so the monitor compares the two arms on the same rows. A poller asks the registry every few seconds
 who holds the aliases, and the log whether the monitor stopped the challenger; a moved alias
 is loaded beside the old model and swapped in whole, so no request sees half of it.
 """
@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import math
-import queue
 import threading
 import time
 import uuid
@@ -81,8 +80,11 @@ class Service:
             self.aliases[CHALLENGER] = challenger
         self.arms: dict[str, Arm] = {arm: self._load(arm, alias) for arm, alias in self.aliases.items()}
         self.schema = self.arms[PRODUCTION].model.metadata.get_input_schema()
-        self._shadow: queue.Queue = queue.Queue(maxsize=SHADOW_QUEUE)
-        self.shadow_skipped = 0
+        self._shadow = None
+        if CHALLENGER in self.aliases:
+            from pipeline.live.shadow import ShadowScorer
+
+            self._shadow = ShadowScorer(settings, self._scored, maxsize=SHADOW_QUEUE)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.poll_error: str | None = None
@@ -141,21 +143,24 @@ class Service:
 
     def start(self) -> "Service":
         self.log.start()
-        for target, name in ((self._poll, "alias-poller"), (self._score_shadow, "shadow-scorer")):
-            t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
+        if self._shadow is not None:  # both arms' versions loaded in the worker before the first answer
+            self._shadow.start([a.version for a in self.arms.values()])
+        t = threading.Thread(target=self._poll, name="alias-poller", daemon=True)
+        t.start()
+        self._threads.append(t)
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        try:
-            self._shadow.put_nowait(None)
-        except queue.Full:
-            pass
+        if self._shadow is not None:
+            self._shadow.stop()
         for t in self._threads:
             t.join(10)
         self.log.close()
+
+    @property
+    def shadow_skipped(self) -> int:
+        return self._shadow.skipped if self._shadow is not None else 0
 
     # ------------------------------------------------------------ answering
 
@@ -242,47 +247,28 @@ class Service:
         return {"predictions": predictions.tolist(), "arms": chosen, "versions": [arms[a].version for a in chosen], "request_id": request_id}
 
     def _queue_shadow(self, request_id, frame, records, chosen, arms, now) -> None:
-        if CHALLENGER not in arms or arms[CHALLENGER].stopped:  # nothing to compare with any more
+        """Hand the rows to the shadow worker, each to the arm that did not answer it."""
+        if self._shadow is None or CHALLENGER not in arms or arms[CHALLENGER].stopped:  # nothing to compare with any more
             return
         others = {PRODUCTION: CHALLENGER, CHALLENGER: PRODUCTION}
-        try:
-            self._shadow.put_nowait((request_id, frame, records, [others[a] for a in chosen], arms, now))
-        except queue.Full:
-            self.shadow_skipped += len(frame)
+        wanted = [others[a] for a in chosen]
+        parts = [(name, arms[name].version, [i for i, a in enumerate(wanted) if a == name]) for name in dict.fromkeys(wanted)]
+        self._shadow.submit((request_id, records, arms, now), frame, parts)
 
-    def _score_shadow(self) -> None:
-        while not self._stop.is_set():
-            job = self._shadow.get()
-            try:
-                if job is None:
-                    return
-                self._score(*job)
-            finally:
-                self._shadow.task_done()
-
-    def _score(self, request_id, frame, records, wanted, arms, now) -> None:
-        import numpy as np
-
-        for name in set(wanted):
-            arm = arms[name]
-            if name == CHALLENGER and arm.stopped:
-                continue
-            idx = [i for i, a in enumerate(wanted) if a == name]
-            t0 = time.perf_counter()
-            try:
-                p = np.asarray(arm.model.predict(frame.iloc[idx]), dtype=float).reshape(-1)
-            except Exception:  # a shadow failure never reaches the caller: counted
+    def _scored(self, context, parts, outcomes) -> None:
+        """What the shadow worker scored, into the log (in its reader thread)."""
+        request_id, records, arms, now = context
+        for (name, _, idx), (predictions, ms) in zip(parts, outcomes):
+            if predictions is None:  # a shadow failure never reaches the caller: counted
                 self.metrics.shadow_failed(name, len(idx))
                 continue
-            ms = 1000 * (time.perf_counter() - t0)
             self.metrics.shadow_scored(name, len(idx))
-            self.log.put(_row(request_id, i, arm, 0, now, v, ms, records[i]) for i, v in zip(idx, p))
+            self.log.put(_row(request_id, i, arms[name], 0, now, v, ms, records[i]) for i, v in zip(idx, predictions))
 
-    def drain_shadow(self, timeout: float = 10.0) -> None:
-        """Wait until the shadow queue is empty (for feedback and tests; never on the answer path)."""
-        deadline = time.monotonic() + timeout
-        while self._shadow.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.02)
+    def drain_shadow(self, timeout: float = 30.0) -> None:
+        """Wait until every queued row is shadow-scored (for feedback and tests; never on the answer path)."""
+        if self._shadow is not None:
+            self._shadow.drain(timeout)
 
     # ------------------------------------------------------------ what is live
 
@@ -294,7 +280,14 @@ class Service:
         return {"status": "ok", **self.versions(),
                 "log": {"url": shown_url(self.log.url), "written": self.log.written, "dropped": self.log.dropped,
                         "pending": self.log.pending(), "replayed": self.log.replayed, "last_error": self.log.last_error},
-                "shadow_skipped": self.shadow_skipped, "registry_poll_error": self.poll_error}
+                "shadow_skipped": self.shadow_skipped, "shadow": self._shadow_health(), "registry_poll_error": self.poll_error}
+
+    def _shadow_health(self) -> dict[str, Any] | None:
+        sh = self._shadow
+        if sh is None:
+            return None
+        return {"worker_pid": sh.pid, "ready": sh.ready.is_set(), "pending": sh.pending(), "skipped": sh.skipped,
+                "restarts": sh.restarts, "last_error": sh.last_error}
 
     def feedback(self, body: bytes) -> dict[str, Any]:
         try:
