@@ -114,7 +114,7 @@ def running(service):
     server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # the shadow worker loads both arms before the first answer (up to 60 s)
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the live server did not start"
         time.sleep(0.02)
