@@ -19,8 +19,9 @@ run: $(STAMP)
 	$(BIN)/run-pipeline run
 
 ## test: the whole suite, in three pytest sessions: the gates in model_tests/ (serially, so the
-## latency gates measure a quiet process); the harness's tests in tests/ on two workers; then
-## the `solo` tests (real servers, 8 concurrent pipelines), which must not share the cores.
+## latency gates measure a quiet process); the harness's tests in tests/ on two workers (a
+## module with a module-scoped fixture as one unit, other tests one by one: tests/conftest.py);
+## then the `solo` tests (real servers, 8 concurrent pipelines), which must not share the cores.
 ## No test collected is a failure. The suite runs many processes on few cores: OpenMP workers
 ## that spin-wait for a busy core make a boosted-tree predict 100x slower, so every process
 ## gets one OpenMP thread.
@@ -32,12 +33,12 @@ endef
 
 test: $(STAMP)
 	$(call pytest_step,model_tests)
-	$(call pytest_step,tests -n 2 --dist loadfile -m "not solo")
+	$(call pytest_step,tests -n 2 --dist loadscope -m "not solo")
 	$(call pytest_step,tests -m solo)
 
 ## test-harness: only the harness's own tests (tests/)
 test-harness: $(STAMP)
-	$(call pytest_step,tests -n 2 --dist loadfile -m "not solo")
+	$(call pytest_step,tests -n 2 --dist loadscope -m "not solo")
 	$(call pytest_step,tests -m solo)
 
 ## gates: only the gates at $(ENV), against the model fitted in process; JUnit XML, evidence,

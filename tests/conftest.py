@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import functools
 import os
+import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -38,14 +41,36 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def empty_store() -> Path:
+    """An empty MLflow store (SQLite) migrated to the installed MLflow's schema, made once per
+    machine and MLflow version in the temporary folder: migrating a new store takes ~2.5 s of
+    every first command in a project, and the suite makes dozens. Made by a process of its own
+    in a folder of its own (MLflow places its default experiment under the creator's working
+    folder), then moved into place in one step, so concurrent workers never see half of one."""
+    import importlib.metadata
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"model-qa-empty-store-mlflow-{importlib.metadata.version('mlflow')}.db"
+    if not path.exists():
+        where = Path(tempfile.mkdtemp(prefix="model-qa-empty-store-"))
+        subprocess.run([sys.executable, "-c", "import sys; from mlflow import MlflowClient; "
+                        "MlflowClient(tracking_uri='sqlite:///' + sys.argv[1]).search_experiments()", str(where / "mlflow.db")],
+                       cwd=where, check=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=300)
+        os.replace(where / "mlflow.db", path)
+        shutil.rmtree(where, ignore_errors=True)
+    return path
+
+
 def write_project(folder: Path, overrides: dict[str, Any] | None = None, model: dict[str, Any] | None = None,
-                  families: tuple[str, ...] | None = None) -> Path:
+                  families: tuple[str, ...] | None = None, store: bool = True) -> Path:
     """A copy of the Ames config in `folder`, its MLflow store inside `folder`; returns the config path.
 
     `overrides` are merged into the pipeline config, `model` into the model config's `model`.
     `families`: the project's gate suite (what `run-pipeline run` gates) is only the standard
     gates of these families, imported into the project's own test file as another repository
     does, and only their gates are required; None: this repository's model_tests, as configured.
+    `store`: the store starts as a copy of `empty_store()` (as after a first command); False
+    for tests that show a refused command creates no store at all.
     """
     folder.mkdir(parents=True, exist_ok=True)
     cfg = yaml.safe_load(CONFIG.read_text())
@@ -67,6 +92,10 @@ def write_project(folder: Path, overrides: dict[str, Any] | None = None, model: 
     cfg["model_config"] = "model_config.yaml"
     path = folder / "pipeline_config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    db = Path(cfg["mlflow"]["tracking_uri"].removeprefix("sqlite:///"))
+    if store and cfg["mlflow"]["tracking_uri"].startswith("sqlite:///") and not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(empty_store(), db)
     return path
 
 
@@ -345,3 +374,43 @@ def run_gates_in_process(folder: Path, config: Path, *extra: str, expect_evidenc
             if ours is not None:
                 sys.modules["conftest"] = ours
     return read_gate_run(folder, int(code), out.getvalue() + err.getvalue(), expect_evidence)
+
+
+# ---------------------------------------------------------------- spreading the suite over workers
+#
+# `pytest tests -n 2 --dist loadscope` (make test) hands each worker one unit at a time: a
+# module that defines a module-scoped fixture (a fitted model, a store with versions, a run of
+# the CLI) is one unit, so that fixture is built once; every other test is a unit of its own,
+# so the two workers finish together instead of one waiting on the other's last file. Units go
+# out in collection order, and modules marked `slow` are collected first: the long work starts
+# first and the short tests fill the end. (xdist's own `loadgroup` cannot carry this: with
+# pytest 9 the group it appends to a node id is lost.)
+
+_MODULE_FIXTURE = re.compile(r"@pytest\.fixture\(\s*scope\s*=\s*[\"']module[\"']")
+
+
+@functools.lru_cache(maxsize=None)
+def _shares_a_module_fixture(path: Path) -> bool:
+    try:
+        return bool(_MODULE_FIXTURE.search(path.read_text()))
+    except OSError:
+        return False
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return module if _shares_a_module_fixture(config.rootpath / module) else nodeid
+
+    config.option.loadscopereorder = False  # keep the collection's order (below), not the largest units first
+    return ModuleFixtureScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, order[id(item)]))

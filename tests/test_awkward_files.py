@@ -152,7 +152,7 @@ def test_awkward_file_trains_and_registers(tmp_path: Path, capsys: pytest.Captur
     path = _write(tmp_path / "awkward.csv", header, rows, newline="\r\n", bom=True)
     folder = tmp_path / "p"
     # A small booster: this checks the file reaches the registry, not the model's quality.
-    cfg = write_project(folder, {"data": {"path": str(path), "drop_columns": EXTRA}}, model={"params": {"max_iter": 60}})
+    cfg = write_project(folder, {"data": {"path": str(path), "drop_columns": EXTRA}}, model={"params": {"max_iter": 60}}, store=False)
     main = _train_main()
     assert store_state(folder) == "absent"
     with threadpool_limits(limits=1, user_api="openmp"):  # a loaded 2-core machine: no OpenMP spinning

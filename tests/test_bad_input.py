@@ -179,7 +179,7 @@ def build(tmp_path: Path, case: Case) -> tuple[Path, Path, dict[str, str]]:
         data.write_text(case.text, encoding="utf-8", newline="")
     else:
         data = AMES
-    cfg = write_project(folder, deep_merge({"data": {"path": str(data)}}, case.overrides), case.model)
+    cfg = write_project(folder, deep_merge({"data": {"path": str(data)}}, case.overrides), case.model, store=False)
     if case.config_text is not None:
         cfg.write_text(case.config_text)
     return cfg, folder, {"data": str(data), "config": str(cfg), "model": str(folder / "model_config.yaml")}

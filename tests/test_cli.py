@@ -202,7 +202,7 @@ def test_run_with_a_threshold_for_no_gate_exits_2_before_training(tmp_path):
     # residual_autocorrelation): the suite is checked before training, and nothing is written.
     folder = tmp_path / "p"
     cfg = write_project(folder, deep_merge(CHEAP, {"environments": {"staging": {"thresholds": {
-        "durbin_watson": {"min": 1.7, "max": 2.3}}}}}))
+        "durbin_watson": {"min": 1.7, "max": 2.3}}}}}), store=False)
     r = cli(folder, "run", "--config", str(cfg))
     assert r.returncode == 2, r.stdout[-3000:] + r.stderr[-3000:]
     assert one_line(r.stderr) == (

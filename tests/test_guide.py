@@ -1,7 +1,9 @@
 """docs/PIPELINE_GUIDE.md: every block marked `bash runnable` runs as written.
 
 The blocks run in order, in one temporary copy of the project with its own MLflow store,
-with the project's virtualenv first on PATH (as after `. .venv/bin/activate`).
+with the project's virtualenv first on PATH (as after `. .venv/bin/activate`). A block that
+starts in a folder of its own (`cd "$(mktemp -d)"`) needs nothing the others made: it runs as
+a test of its own, so the blocks spread over the suite's workers.
 """
 
 from __future__ import annotations
@@ -23,8 +25,22 @@ GUIDE = ROOT / "docs" / "PIPELINE_GUIDE.md"
 pytestmark = pytest.mark.slow
 
 
+STANDALONE = 'cd "$(mktemp -d)"'
+
+
 def runnable_blocks(text: str) -> list[str]:
     return [m.group(1) for m in re.finditer(r"```bash runnable\n(.*?)```", text, flags=re.S)]
+
+
+def sequences(blocks: list[str]) -> dict[str, list[tuple[int, str]]]:
+    """The blocks that build on each other (in order, numbered as in the guide), and each block
+    that starts in a folder of its own, by test id."""
+    numbered = list(enumerate(blocks, 1))
+    return {"project": [(i, b) for i, b in numbered if not b.startswith(STANDALONE)],
+            **{f"block-{i}": [(i, b)] for i, b in numbered if b.startswith(STANDALONE)}}
+
+
+SEQUENCES = sequences(runnable_blocks(GUIDE.read_text()))
 
 
 def test_guide_has_runnable_blocks():
@@ -33,7 +49,8 @@ def test_guide_has_runnable_blocks():
     assert all(b.strip() for b in blocks)
 
 
-def test_runnable_blocks_run_as_written(tmp_path):
+@pytest.mark.parametrize("sequence", list(SEQUENCES))
+def test_runnable_blocks_run_as_written(tmp_path, sequence):
     work = tmp_path / "project"
     work.mkdir()
     for part in ("configs", "data", "model_tests"):
@@ -57,9 +74,10 @@ def test_runnable_blocks_run_as_written(tmp_path):
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PIPELINE_", "PYTEST_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    for i, block in enumerate(runnable_blocks(GUIDE.read_text()), 1):
+    env["TMPDIR"] = str(tmp_path)  # the blocks' `mktemp -d` folders go away with the test's
+    for i, block in SEQUENCES[sequence]:
         proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=work, env=env, capture_output=True,
                               text=True, stdin=subprocess.DEVNULL, timeout=600)
         assert proc.returncode == 0, f"block {i} failed (exit {proc.returncode}):\n{block}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
     # The blocks used the temporary store, never the repository's.
-    assert (work / "mlruns" / "mlflow.db").is_file()
+    assert sequence != "project" or (work / "mlruns" / "mlflow.db").is_file()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -23,25 +22,12 @@ from tests.conftest import write_project
 NAME = "ames-price"
 
 
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, migrated store file: each test's store is a copy (migrating one takes ~2 s)."""
-    db = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
-    return db
-
-
 @pytest.fixture
-def settings_in(empty_store: Path):
-    """Settings of a throwaway project in `folder` whose store starts as a copy of the empty one."""
+def settings_in():
+    """Settings of a throwaway project in `folder` (its store starts as a copy of conftest's empty one)."""
 
     def make(folder: Path, **mlflow_overrides):
-        settings = config.load(write_project(folder, {"mlflow": mlflow_overrides} if mlflow_overrides else None))
-        db = Path(settings.mlflow.tracking_uri.removeprefix("sqlite:///"))
-        if not db.exists():
-            db.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(empty_store, db)
-        return settings
+        return config.load(write_project(folder, {"mlflow": mlflow_overrides} if mlflow_overrides else None))
 
     return make
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import pytest
 import yaml
 
 from pipeline import servers
-from tests.conftest import CHEAP, LIGHT_MODEL, ROOT, deep_merge, write_project
+from tests.conftest import CHEAP, LIGHT_MODEL, ROOT, deep_merge, empty_store, write_project
 
 pytestmark = [pytest.mark.slow, pytest.mark.solo]
 
@@ -35,7 +36,7 @@ REGISTRY_ONLY = {"families": ("metrics", "champion"), "model": LIGHT_MODEL}
 
 
 def registry_project(folder: Path, mlflow: dict, **overrides) -> Path:
-    return write_project(folder, deep_merge(CHEAP, {"mlflow": mlflow, **overrides}), **REGISTRY_ONLY)
+    return write_project(folder, deep_merge(CHEAP, {"mlflow": mlflow, **overrides}), **REGISTRY_ONLY, store=False)  # the server's store only
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 
@@ -78,10 +79,17 @@ def fresh_pg_database():
         admin.close()
 
 
+def sqlite_backend(folder: Path) -> str:
+    """A SQLite backend for a server in `folder`, starting as conftest's empty store (as after a first start)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(empty_store(), folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
 @pytest.fixture(scope="module")
 def sqlite_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sqlite-server")
-    with servers.tracking_server(f"sqlite:///{folder / 'mlflow.db'}", folder / "artifacts", folder / "server.log") as srv:
+    with servers.tracking_server(sqlite_backend(folder), folder / "artifacts", folder / "server.log") as srv:
         yield srv
 
 
@@ -202,7 +210,7 @@ def test_eight_concurrent_pipelines_on_sqlite_server(sqlite_server, tmp_path, re
 def test_server_stopped_mid_run_then_rerun(tmp_path):
     """Stop the server after the version is registered, before the alias moves."""
     folder = tmp_path / "srv"
-    backend = f"sqlite:///{folder / 'mlflow.db'}"
+    backend = sqlite_backend(folder)
     port = servers.free_port()
     server = servers.tracking_server(backend, folder / "artifacts", folder / "server.log", port=port).start()
     # One retry with a short timeout: the run is to give up on the stopped server, not to wait it out.
@@ -325,7 +333,7 @@ def test_only_the_promoter_moves_an_alias_on_a_basic_auth_server(auth_server, tm
 
 
 def test_unreachable_server_fails_fast_in_one_line(tmp_path):
-    cfg = write_project(tmp_path / "p")
+    cfg = write_project(tmp_path / "p", store=False)
     port = servers.free_port()  # nothing listens there
     t0 = time.perf_counter()
     out = cli("run", "--config", str(cfg), cwd=cfg.parent, uri=f"http://127.0.0.1:{port}", timeout=120)
