@@ -92,7 +92,7 @@ def write_project(folder: Path, overrides: dict[str, Any] | None = None, model: 
     cfg["model_config"] = "model_config.yaml"
     path = folder / "pipeline_config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    db = Path(cfg["mlflow"]["tracking_uri"].removeprefix("sqlite:///"))
+    db = folder / cfg["mlflow"]["tracking_uri"].removeprefix("sqlite:///")  # a relative path is the config's folder's
     if store and cfg["mlflow"]["tracking_uri"].startswith("sqlite:///") and not db.exists():
         db.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(empty_store(), db)
