@@ -745,7 +745,7 @@ def test_shadow_scoring_runs_in_a_worker_process_and_a_killed_worker_is_counted_
         os.kill(pid, signal.SIGKILL)
         during = replay.send(40, 80)  # answered while the worker is gone: scored by the next one, or counted failed
         deadline = time.monotonic() + 60
-        while not (json.loads(http(url + "/health")[1])["shadow"] or {}).get("restarts") or not service._shadow.ready.is_set():
+        while not ((h := json.loads(http(url + "/health")[1])["shadow"])["restarts"] and h["ready"]):
             assert time.monotonic() < deadline, "the killed shadow worker was not replaced"
             time.sleep(0.1)
         after = replay.send(80, 120)

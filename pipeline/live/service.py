@@ -5,9 +5,10 @@ Split mode answers a row from the challenger when a stable hash of its key falls
 share (one entity, one arm); shadow mode answers every row from production. In both, the arm
 that did not answer scores the same rows off the answer's path, in a worker process fed by a
 bounded queue (pipeline.live.shadow: when it falls behind, shadow rows are skipped and
-counted, never waited for), so the monitor compares the two arms on the same rows. A poller asks the registry every few seconds
-who holds the aliases, and the log whether the monitor stopped the challenger; a moved alias
-is loaded beside the old model and swapped in whole, so no request sees half of it.
+counted, never waited for), so the monitor compares the two arms on the same rows. A poller
+asks the registry every few seconds who holds the aliases, and the log whether the monitor
+stopped the challenger; a moved alias is loaded beside the old model and swapped in whole, so
+no request sees half of it.
 """
 
 from __future__ import annotations
@@ -280,7 +281,7 @@ class Service:
         return {"status": "ok", **self.versions(),
                 "log": {"url": shown_url(self.log.url), "written": self.log.written, "dropped": self.log.dropped,
                         "pending": self.log.pending(), "replayed": self.log.replayed, "last_error": self.log.last_error},
-                "shadow_skipped": self.shadow_skipped, "shadow": self._shadow_health(), "registry_poll_error": self.poll_error}
+                "shadow": self._shadow_health(), "registry_poll_error": self.poll_error}
 
     def _shadow_health(self) -> dict[str, Any] | None:
         sh = self._shadow
