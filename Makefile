@@ -4,6 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
+# Every Python process may cache its bytecode (__pycache__/, ignored by git), whatever the
+# caller's PYTHONDONTWRITEBYTECODE: the suite starts ~200 interpreters that import the same
+# modules, and without a cache each compiles the pipeline package and pytest rewrites every
+# plugin's modules again (hypothesis alone: 0.8 s of a 2 s collection).
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: install run test test-harness gates bench bench-compare perf perf-verdicts perf-scale check docker-build clean
 
 # One install step for everything; constraints.txt pins every package (and keys CI's cache).
