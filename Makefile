@@ -27,7 +27,8 @@ run: $(STAMP)
 ## test: the whole suite, in three pytest sessions: the gates in model_tests/ (serially, so the
 ## latency gates measure a quiet process); the harness's tests in tests/ on two workers (a
 ## module with a module-scoped fixture as one unit, other tests one by one: tests/conftest.py);
-## then the `solo` tests (real servers, 8 concurrent pipelines), which must not share the cores.
+## then the `solo` tests (8 concurrent pipelines, latency under a load they make), which must
+## not share the cores.
 ## No test collected is a failure. The suite runs many processes on few cores: OpenMP workers
 ## that spin-wait for a busy core make a boosted-tree predict 100x slower, so every process
 ## gets one OpenMP thread.

@@ -28,7 +28,7 @@ from pipeline.live.client import http
 from pipeline.live.client import scoring_payload as payload
 from tests.conftest import CHEAP, LIGHT_MODEL, deep_merge, write_project
 
-pytestmark = [pytest.mark.slow, pytest.mark.solo]
+pytestmark = pytest.mark.slow
 
 NAME = "ames-price"
 MIN_FEEDBACK = 30  # live.min_feedback_rows: the monitor acts on no fewer rows with feedback

@@ -27,7 +27,11 @@ import yaml
 from pipeline import servers
 from tests.conftest import CHEAP, LIGHT_MODEL, ROOT, deep_merge, empty_store, write_project
 
-pytestmark = [pytest.mark.slow, pytest.mark.solo]
+pytestmark = pytest.mark.slow
+
+# Each test starts the servers it uses (function-scoped fixtures), so that every test is a unit
+# of its own for the suite's two workers (tests/conftest.py); the two eight-way tests are `solo`:
+# eight pipelines at once take both cores, and run after the other tests, alone.
 
 # These tests are about the registry behind a server, not about the gates or the model: each
 # project gates only the metric and champion families (the champion gate reads the registry),
@@ -49,7 +53,7 @@ def _pg_answers() -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def postgres_db():
     """A fresh PostgreSQL database for one server, dropped afterwards."""
     with fresh_pg_database() as uri:
@@ -86,14 +90,14 @@ def sqlite_backend(folder: Path) -> str:
     return f"sqlite:///{folder / 'mlflow.db'}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sqlite_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sqlite-server")
     with servers.tracking_server(sqlite_backend(folder), folder / "artifacts", folder / "server.log") as srv:
         yield srv
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def postgres_server(tmp_path_factory, postgres_db):
     """mlflow server on a fresh PostgreSQL database."""
     folder = tmp_path_factory.mktemp("pg-server")
@@ -181,6 +185,7 @@ def _check_registry_after(server: servers.Server, model_name: str, promoted_ok: 
         assert mv.tags["promoted.staging.evidence_sha256"] == mv.tags["gates.staging.evidence_sha256"]
 
 
+@pytest.mark.solo
 @pytest.mark.postgres
 def test_eight_concurrent_pipelines_on_postgres(postgres_server, tmp_path, record_property):
     t0 = time.perf_counter()
@@ -191,6 +196,7 @@ def test_eight_concurrent_pipelines_on_postgres(postgres_server, tmp_path, recor
     _check_registry_after(postgres_server, model_name, promoted_ok=8)
 
 
+@pytest.mark.solo
 def test_eight_concurrent_pipelines_on_sqlite_server(sqlite_server, tmp_path, record_property):
     """SQLite is documented as unfit for concurrent writers: each run must succeed or fail
     clearly, and the alias must never rest on an ungated version."""
@@ -256,10 +262,10 @@ def test_server_stopped_mid_run_then_rerun(tmp_path):
 AUTH_INI = ROOT / "deploy" / "mlflow_basic_auth.ini"  # what docker-compose's server reads
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def auth_server(tmp_path_factory):
     """`mlflow server --app-name basic-auth` on a fresh PostgreSQL database (runs and users both),
-    with deploy/mlflow_basic_auth.ini pointed at it and secrets made up for this module."""
+    with deploy/mlflow_basic_auth.ini pointed at it and secrets made up for this test."""
     import configparser
 
     folder = tmp_path_factory.mktemp("auth-server")
