@@ -99,11 +99,13 @@ class Server:
         self.stop()
 
 
-def tracking_server(backend_uri: str, artifacts: Path, log: Path, port: int | None = None, workers: int = 2,
+def tracking_server(backend_uri: str, artifacts: Path, log: Path, port: int | None = None, workers: int = 1,
                     auth_config: Path | None = None, env: dict[str, str] | None = None) -> Server:
     """`mlflow server` with its artifacts served through it (--serve-artifacts); with
     `auth_config` (a basic_auth.ini), MLflow's basic-auth app: users, passwords, permissions.
-    Its secrets (MLFLOW_AUTH_ADMIN_PASSWORD, MLFLOW_FLASK_SERVER_SECRET_KEY) come in `env`."""
+    Its secrets (MLFLOW_AUTH_ADMIN_PASSWORD, MLFLOW_FLASK_SERVER_SECRET_KEY) come in `env`.
+    One uvicorn worker serves one client's calls; more `workers` for many clients at once
+    (each imports MLflow's app and opens its stores: ~3 s of CPU and 2 s more to start here)."""
     port = port or free_port()
     args = [_mlflow_bin(), "server", "--host", "127.0.0.1", "--port", str(port),
             "--backend-store-uri", backend_uri, "--serve-artifacts",
