@@ -99,6 +99,13 @@ class Server:
         self.stop()
 
 
+# What the harness's tracking server runs without: MLflow's job execution (GenAI scorers,
+# prompt optimisation) starts a job runner and seven huey consumers beside the server, about
+# 7 s of CPU at every start here, for jobs the harness never submits. docker-compose.yaml's
+# server is set the same way (tests/test_servers.py checks it).
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def tracking_server(backend_uri: str, artifacts: Path, log: Path, port: int | None = None, workers: int = 1,
                     auth_config: Path | None = None, env: dict[str, str] | None = None) -> Server:
     """`mlflow server` with its artifacts served through it (--serve-artifacts); with
@@ -111,7 +118,7 @@ def tracking_server(backend_uri: str, artifacts: Path, log: Path, port: int | No
             "--backend-store-uri", backend_uri, "--serve-artifacts",
             "--artifacts-destination", Path(artifacts).resolve().as_uri(),
             "--default-artifact-root", "mlflow-artifacts:/", "--workers", str(workers)]
-    env = dict(env or {})
+    env = {**SERVER_ENV, **(env or {})}
     if auth_config is not None:
         args += ["--app-name", "basic-auth"]
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(Path(auth_config).resolve())

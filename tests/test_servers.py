@@ -377,6 +377,7 @@ def test_compose_and_dockerfile_match_what_the_tests_run():
     assert value["--artifacts-destination"].startswith("s3://")
     assert "5000:5000" in services["mlflow"]["ports"]
     assert services["mlflow"]["environment"]["MLFLOW_S3_ENDPOINT_URL"].startswith("http://minio:9000")
+    assert servers.SERVER_ENV.items() <= services["mlflow"]["environment"].items()  # the same server settings
     # The basic-auth app as the permission test runs it: the same ini, its secrets from files.
     assert value["--app-name"] == "basic-auth"
     mount = next(v for v in services["mlflow"]["volumes"] if v.endswith(":ro"))
