@@ -126,10 +126,16 @@ def run(config: Path, model_path: Path, eval_data: Path | None, env: str) -> dic
                                                  min_rows=sl.min_rows, metric=sl.metric)
     t = clk.add("slices", t)
 
-    # ---- residuals family: the same seeded sample the gate session draws
-    sample = checks.residual_sample(y, p, g.residuals.scale, g.residuals.sample_size, seed)
-    for name in ("residual_skew", "residual_kurtosis", "residual_spread", "residual_autocorrelation"):
+    # ---- residuals family: the same seeded samples the gate session draws, the autocorrelation's
+    # of the rows in their declared order (not applicable without one, as in the gate)
+    rs = g.residuals
+    sample = checks.residual_sample(y, p, rs.scale, rs.sample_size, seed)
+    for name in ("residual_skew", "residual_kurtosis", "residual_spread"):
         findings[name] = getattr(checks, name)(sample)
+    if rs.order_by:
+        order = checks.in_order(evaluation, rs.order_by)
+        findings["residual_autocorrelation"] = checks.residual_autocorrelation(
+            checks.residual_sample(y[order], p[order], rs.scale, rs.sample_size, seed), order=", ".join(rs.order_by))
     t = clk.add("residuals", t)
 
     # ---- robustness family: MAX_EXAMPLES examples each, one batched predict per example; the

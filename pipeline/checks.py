@@ -216,6 +216,14 @@ class ResidualSample:
         return {"y": self.y.tolist(), "p": self.p.tolist(), "resid": self.resid.tolist(), "pred": self.pred.tolist(), "scale": self.scale}
 
 
+def in_order(frame: pd.DataFrame, order_by: list[str] | tuple[str, ...] | None) -> np.ndarray:
+    """Positions of `frame`'s rows sorted by the columns `order_by` (stable: ties keep the
+    file's order); the file's order when there are none. What residual_autocorrelation reads along."""
+    if not order_by:
+        return np.arange(len(frame))
+    return frame.reset_index(drop=True).sort_values(list(order_by), kind="mergesort").index.to_numpy()
+
+
 def residual_sample(y: np.ndarray, p: np.ndarray, scale: str, sample_size: int, seed: int) -> ResidualSample:
     at = _sample_positions(len(y), sample_size, seed)
     y, p = np.asarray(y, float)[at], np.asarray(p, float)[at]

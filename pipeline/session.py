@@ -186,8 +186,7 @@ class GateSession:
 
             raise InputError(f"{self.settings.config_path}: gates.residuals.order_by: column '{missing[0]}' is neither a feature "
                              "nor one of data.id_columns of the evaluation data")
-        order = np.arange(len(pr.y)) if not cfg.order_by else \
-            pr.frame.reset_index(drop=True).sort_values(list(cfg.order_by), kind="mergesort").index.to_numpy()
+        order = checks.in_order(pr.frame, cfg.order_by)
         return checks.residual_sample(pr.y[order], pr.p[order], cfg.scale, cfg.sample_size, self.settings.seed)
 
     @functools.cached_property

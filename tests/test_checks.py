@@ -176,6 +176,23 @@ def test_residual_checks_share_one_bounded_sample():
     assert checks.residual_autocorrelation(trend).value < 0.1  # a slow wave: strongly correlated neighbours
 
 
+def test_rows_in_their_declared_order_show_the_autocorrelation_the_file_order_hides():
+    # A slow wave along time, the file shuffled: in file order neighbours are unrelated; along
+    # the declared column (ties kept in file order) the wave is back.
+    rng = np.random.default_rng(7)
+    t = rng.permutation(1000)
+    frame = pd.DataFrame({"t": t // 2, "x": np.arange(1000)})
+    y = 1000 + np.sin(t / 50) * 5
+    order = checks.in_order(frame, ["t"])
+    assert np.array_equal(checks.in_order(frame, None), np.arange(1000))
+    assert np.array_equal(frame["t"].to_numpy()[order], np.sort(t // 2))
+    assert all(np.diff(frame["x"].to_numpy()[order])[np.diff(frame["t"].to_numpy()[order]) == 0] > 0)  # stable
+    shuffled = checks.residual_autocorrelation(checks.residual_sample(y, np.full(1000, 1000.0), "raw", 5000, 0))
+    ordered = checks.residual_autocorrelation(checks.residual_sample(y[order], np.full(1000, 1000.0), "raw", 5000, 0), order="t")
+    assert shuffled.value > 1.8 and ordered.value < 0.1
+    assert ordered.detail.endswith("1000 rows ordered by t")
+
+
 # ---------------------------------------------------------------- robustness and determinism
 
 
