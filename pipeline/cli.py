@@ -84,12 +84,18 @@ def run_gates(settings, out: Out, model_uri: str | None, *, promote: bool, eval_
 
     reports = Path("reports")
     collect_only = "--collect-only" in (extra or [])
+    # pytest writes its JUnit file even when collection stops on bad input (an empty report):
+    # it is written aside and moved into place only once the gates gave a verdict, so a refused
+    # run leaves the last real report as it was.
+    junit = reports / f"gates-{settings.env}.xml"
+    partial = junit.with_name(f".{junit.name}.partial")
+    new_folder = not reports.exists()
     args = [str(settings.gate_tests), "-m", "gates", "-q", "--tb=line", "-p", "no:cacheprovider", "--benchmark-quiet",
             "-W", "ignore::pytest.PytestAssertRewriteWarning", "--evidence-dir", str(reports), "-o", "console_output_style=classic"]
     if model_uri:
         args += ["--model-uri", model_uri]
     if not collect_only:
-        args.append(f"--junitxml={reports / f'gates-{settings.env}.xml'}")
+        args.append(f"--junitxml={partial}")
     if promote:
         args.append("--promote")
     if eval_data:
@@ -111,6 +117,14 @@ def run_gates(settings, out: Out, model_uri: str | None, *, promote: bool, eval_
             if path and Path(path).resolve().is_relative_to(suite):
                 del sys.modules[name]
     result = request.result
+    verdict = result.error is None and code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and result.evidence is not None
+    if not collect_only:
+        if verdict and partial.exists():
+            os.replace(partial, junit)
+        else:
+            partial.unlink(missing_ok=True)
+            if new_folder and reports.is_dir() and not any(reports.iterdir()):
+                reports.rmdir()
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):
         raise InputError(result.usage or f"{settings.gate_tests}: no gate collected (tests marked gates)")
     sys.stderr.write(err.getvalue())
@@ -118,7 +132,7 @@ def run_gates(settings, out: Out, model_uri: str | None, *, promote: bool, eval_
         return result
     if result.error is not None:
         raise result.error
-    if code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and result.evidence is not None:
+    if verdict:
         return result
     raise InputError(f"pytest {settings.gate_tests}: exited {int(code)} ({getattr(code, 'name', code)}); no gate verdict")
 

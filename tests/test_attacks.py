@@ -15,6 +15,7 @@ lighter model; the CLI in process (`pipeline.cli.main`), as a user runs it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -52,7 +53,9 @@ def gate(store, scenario: str):
 
 
 def cli_run(capsys, *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(args))
+    """The CLI in this process, from its config's folder, as a user runs it there (reports/ go there)."""
+    with contextlib.chdir(Path(args[args.index("--config") + 1]).parent):
+        code = cli.main(list(args))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -235,12 +238,16 @@ def test_damaged_or_deleted_model_files_stop_a_gate_run_before_any_gate_and_refu
     tags_before = registry.get_version(store["settings"], NAME, v).tags
     skops = model_folder(store, v) / "model.skops"
     skops.write_bytes(skops.read_bytes()[:1000])
+    reports = store["config"].parent / "reports"  # where cli_run's runs write
+    reports_before = sorted(p.name for p in reports.iterdir()) if reports.exists() else None
     code, out, err = cli_run(capsys, "validate", f"models:/{NAME}/{v}", "--config", cfg)
     assert code == 2
     line = one_error_line(err)
     assert line.startswith(f"models:/{NAME}/{v}: model files changed since version {v} was logged (sha256 now "), line
     assert "Error" not in out and "BadZipFile" not in out + err  # no gate ran
     assert registry.get_version(store["settings"], NAME, v).tags == tags_before  # no evidence written
+    # Not even pytest's JUnit file, which pytest writes (empty) when collection stops on bad input.
+    assert (sorted(p.name for p in reports.iterdir()) if reports.exists() else None) == reports_before
     code, _, err = cli_run(capsys, "promote", v, "--config", cfg)
     assert code == 1
     assert one_error_line(err).startswith(f"{NAME} version {v}: model artifact digest changed since the staging evidence was written")

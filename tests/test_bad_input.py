@@ -223,13 +223,15 @@ def test_at_least_eighteen_cases():
 
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
 @pytest.mark.parametrize("name", list(CASES))
-def test_refused_in_process(name: str, entry: str, tmp_path: Path, capsys: pytest.CaptureFixture):
+def test_refused_in_process(name: str, entry: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch):
     case = CASES[name]
     cfg, folder, where = build(tmp_path, case)
+    monkeypatch.chdir(tmp_path)  # where a user would run it: the run's reports/ would go here
     code = ENTRY_POINTS[entry](["--config", str(cfg), *case.argv])
     _, err = capsys.readouterr()
     assert_refused(code, err, case.expect, where)
     assert store_state(folder) == "absent"
+    assert not (tmp_path / "reports").exists()  # no evidence, no report, no JUnit file
 
 
 SUBPROCESS_CASES = [

@@ -177,6 +177,9 @@ def test_validate_on_a_csv_of_other_columns_exits_2_and_keeps_the_evidence(proje
     stored = registry.load_evidence(settings, NAME, "1")
     local = folder / "reports" / f"evidence-{NAME}-v1-staging.json"
     local_bytes = local.read_bytes()
+    junit = folder / "reports" / "gates-staging.xml"  # the last real gate run's JUnit report
+    junit_bytes = junit.read_bytes()
+    assert b"<testcase " in junit_bytes
     before = aliases(cfg)
     r = cli(folder, "validate", f"models:/{NAME}/1", "--data", str(other), "--config", str(cfg))
     (folder / "transcript-validate-other-columns.txt").write_text(r.stdout + r.stderr)
@@ -187,6 +190,7 @@ def test_validate_on_a_csv_of_other_columns_exits_2_and_keeps_the_evidence(proje
     assert gate_tags() == tags
     assert registry.load_evidence(settings, NAME, "1") == stored
     assert local.read_bytes() == local_bytes
+    assert junit.read_bytes() == junit_bytes and not list(junit.parent.glob(".*partial"))  # not an empty report
     assert aliases(cfg) == before == {"staging": "2", "previous-staging": "1"}
     # The kept evidence still allows version 1 in; a rollback puts the aliases back.
     r = cli(folder, "promote", "1", "--config", str(cfg))
