@@ -105,7 +105,8 @@ def run(config: Path, model_path: Path, eval_data: Path | None, env: str) -> dic
         return np.asarray(model.predict(frame), float)
 
     # ---- data family
-    findings["train_eval_overlap"] = checks.train_eval_overlap(train, evaluation, cols)
+    record, what = data_mod.record_columns(evaluation, cols, target, settings.data.id_columns)
+    findings["train_eval_overlap"] = checks.train_eval_overlap(train, evaluation, record, what=what, grouped=parts.grouped)
     findings["feature_drift"] = checks.feature_drift(train, evaluation, num, cat, g.drift.min_rows)
     t = clk.add("data", t)
 

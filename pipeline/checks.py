@@ -72,20 +72,13 @@ def data_contract(violation: str | None, rows: int, source: str) -> Finding:
 
 
 @check(0)
-def train_eval_overlap(train: pd.DataFrame, evaluation: pd.DataFrame, columns: list[str], *, what: str = "feature columns") -> Finding:
-    """Evaluation rows that are training rows too, compared on whole records: `columns` are
-    the id columns when the data declares them, else every feature and the target (distinct
-    sales of identical houses are not a leak)."""
+def train_eval_overlap(train: pd.DataFrame, evaluation: pd.DataFrame, columns: list[str], *, what: str = "feature columns",
+                       grouped: int = 0) -> Finding:
+    """Evaluation rows that are training rows too, compared on whole records (`columns`:
+    data.record_columns); `grouped` is how many rows the split kept beside a copy of their record."""
     shared = figures.shared_rows(train, evaluation, columns)
-    return Finding(shared, "evaluation rows also in training", f"{len(evaluation)} evaluation rows compared on {len(columns)} {what}")
-
-
-def overlap_columns(frame: pd.DataFrame, features: list[str], target: str, id_columns: list[str]) -> tuple[list[str], str]:
-    """What identifies a record for the overlap gate: (columns, how the message names them)."""
-    ids = [c for c in id_columns if c in frame.columns]
-    if ids:
-        return ids, f"id column{'s' if len(ids) > 1 else ''} ({', '.join(ids)})"
-    return [*features, target], "columns (every feature and the target)"
+    kept = f"; the split kept {grouped} rows that repeat a record on their record's side" if grouped else ""
+    return Finding(shared, "evaluation rows also in training", f"{len(evaluation)} evaluation rows compared on {len(columns)} {what}{kept}")
 
 
 @check(0, 1)

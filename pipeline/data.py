@@ -57,6 +57,18 @@ class Dataset:
 class Split:
     train: pd.DataFrame
     eval: pd.DataFrame
+    grouped: int = 0  # rows that repeat another row's record, kept on the same side as it
+
+
+def record_columns(frame: pd.DataFrame, features: list[str], target: str, id_columns: list[str]) -> tuple[list[str], str]:
+    """What identifies a record (the split keeps a record's rows on one side; the overlap gate
+    counts records on both): (columns, how a message names them). The id columns when the
+    data declares them, else every feature and the target (distinct sales of identical
+    houses at different prices are different records)."""
+    ids = [c for c in id_columns if c in frame.columns]
+    if ids:
+        return ids, f"id column{'s' if len(ids) > 1 else ''} ({', '.join(ids)})"
+    return [*features, target], "columns (every feature and the target)"
 
 
 def file_digest(path: Path) -> str:
@@ -430,8 +442,20 @@ def load(settings: Settings, path: Path | None = None) -> Dataset:
 
 
 def split(settings: Settings, data: Dataset) -> Split:
-    """Seeded train/evaluation split; the evaluation rows keep the file's order."""
-    train_idx, eval_idx = train_test_split(
-        data.frame.index, test_size=settings.split.test_size, random_state=settings.split.seed
+    """Seeded train/evaluation split of the file's records; the evaluation rows keep the file's order.
+
+    Rows that hold the same record (record_columns: identical in every feature and the
+    target, or sharing their id) go to one side together: a random split of rows would put
+    copies on both sides, and the model would be judged on rows it was trained on. A file
+    without repeated records splits exactly as a split of its rows.
+    """
+    frame = data.frame
+    columns, _ = record_columns(frame, list(data.features.columns), data.target, settings.data.id_columns)
+    codes, uniques = pd.factorize(pd.util.hash_pandas_object(frame[columns], index=False), sort=False)
+    train_rec, eval_rec = train_test_split(
+        np.arange(len(uniques)), test_size=settings.split.test_size, random_state=settings.split.seed
     )
-    return Split(train=data.frame.loc[sorted(train_idx)], eval=data.frame.loc[sorted(eval_idx)])
+    in_eval = np.zeros(len(uniques), dtype=bool)
+    in_eval[eval_rec] = True
+    rows = in_eval[codes]
+    return Split(train=frame.loc[~rows], eval=frame.loc[rows], grouped=len(frame) - len(uniques))

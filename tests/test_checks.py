@@ -15,6 +15,7 @@ from sklearn.linear_model import LinearRegression
 
 from pipeline import checks, figures
 from pipeline import config as config_mod
+from pipeline import data as data_mod
 from pipeline import evidence as evidence_mod
 from pipeline import robustness as rb
 from pipeline.config import Threshold
@@ -72,11 +73,11 @@ def test_data_checks():
     # records differ, so they are no leak; the same id twice is one.
     sales = pd.DataFrame({"id": range(30), "a": [1.0, 2.0, 3.0] * 10, "c": ["x", "y", "z"] * 10, "price": np.arange(30.0)})
     later = sales.iloc[:5].assign(id=range(100, 105), price=lambda f: f["price"] + 1000)
-    cols, what = checks.overlap_columns(later, ["a", "c"], "price", [])
+    cols, what = data_mod.record_columns(later, ["a", "c"], "price", [])
     assert (cols, what) == (["a", "c", "price"], "columns (every feature and the target)")
     assert checks.train_eval_overlap(sales, later, cols, what=what).value == 0
     assert checks.train_eval_overlap(sales, later, ["a", "c"]).value == 5  # what comparing features alone would say
-    cols, what = checks.overlap_columns(later, ["a", "c"], "price", ["id"])
+    cols, what = data_mod.record_columns(later, ["a", "c"], "price", ["id"])
     assert cols == ["id"] and checks.train_eval_overlap(sales, later, cols, what=what).value == 0
     assert checks.train_eval_overlap(sales, sales.iloc[3:6], cols, what=what).value == 3
     drift = checks.feature_drift(train, other, ["a"], ["c"], min_rows=20)

@@ -1,6 +1,7 @@
 """Data gates: the evaluation rows meet the contract, are unseen, and have not drifted."""
 
 from pipeline import checks
+from pipeline.data import record_columns
 from pipeline.errors import InputError
 from pipeline.gates import family
 
@@ -18,10 +19,10 @@ def test_data_contract(gate_session, gate):
 
 
 @family("data")
-def test_train_eval_overlap(train_frame, eval_frame, feature_spec, pipeline_settings, gate):
+def test_train_eval_overlap(gate_session, train_frame, eval_frame, feature_spec, pipeline_settings, gate):
     data = pipeline_settings.data
-    columns, what = checks.overlap_columns(eval_frame, list(feature_spec.columns), data.target, data.id_columns)
-    finding = checks.train_eval_overlap(train_frame, eval_frame, columns, what=what)
+    columns, what = record_columns(eval_frame, list(feature_spec.columns), data.target, data.id_columns)
+    finding = checks.train_eval_overlap(train_frame, eval_frame, columns, what=what, grouped=gate_session.split.grouped)
     assert gate.holds(finding), gate.explain(finding)
 
 

@@ -1,0 +1,60 @@
+"""Real files, first try: each assumption of the harness that refused a real file (bench/corpus.py
+found them), on a small generated file that shows it, with the loader, the split, init and the
+checks the gates call, in process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline import config as config_mod
+from pipeline import data as data_mod
+from pipeline import figures
+
+
+def _dataset(frame: pd.DataFrame, target: str, ids: tuple[str, ...] = ()) -> data_mod.Dataset:
+    numeric = tuple(c for c in frame.columns if c != target and c not in ids and pd.api.types.is_numeric_dtype(frame[c]))
+    categorical = tuple(c for c in frame.columns if c != target and c not in ids and c not in numeric)
+    return data_mod.Dataset(path=None, frame=frame, target=target,  # type: ignore[arg-type]
+                            features=data_mod.FeatureSpec(numeric, categorical), digest="")
+
+
+def _settings(ids: list[str] | None = None) -> config_mod.Settings:
+    from tests.conftest import CONFIG
+
+    settings = config_mod.load(CONFIG, "staging")
+    return settings.model_copy(update={"data": settings.data.model_copy(update={"id_columns": ids or []})})
+
+
+def test_the_split_keeps_a_record_and_its_copies_on_one_side():
+    rng = np.random.default_rng(1)
+    base = pd.DataFrame({"a": rng.integers(0, 5, 400).astype(float), "b": rng.choice(["x", "y"], 400),
+                         "y": rng.normal(size=400).round(1)})
+    frame = pd.concat([base, base.iloc[:60], base.iloc[:20]], ignore_index=True)  # 80 copies of 60 records
+    dataset, settings = _dataset(frame, "y"), _settings()
+    parts = data_mod.split(settings, dataset)
+    columns, _ = data_mod.record_columns(frame, ["a", "b"], "y", [])
+    assert figures.shared_rows(parts.train, parts.eval, columns) == 0
+    assert len(parts.train) + len(parts.eval) == len(frame)
+    assert parts.grouped == int(frame.duplicated().sum()) >= 80
+    # The evaluation share is of records, near the configured one.
+    assert abs(len(parts.eval) / len(frame) - settings.split.test_size) < 0.05
+
+
+def test_a_file_without_copies_splits_as_its_rows_did():
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "y": rng.normal(size=300)})
+    settings = _settings()
+    parts = data_mod.split(settings, _dataset(frame, "y"))
+    _, eval_idx = train_test_split(frame.index, test_size=settings.split.test_size, random_state=settings.split.seed)
+    assert list(parts.eval.index) == sorted(eval_idx) and parts.grouped == 0
+
+
+def test_declared_ids_group_the_rows_of_one_entity():
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"house": np.repeat(np.arange(100), 3), "a": rng.normal(size=300), "y": rng.normal(size=300)})
+    parts = data_mod.split(_settings(ids=["house"]), _dataset(frame, "y", ids=("house",)))
+    assert not set(parts.train["house"]) & set(parts.eval["house"])
+    assert parts.grouped == 200
