@@ -486,7 +486,8 @@ def cmd_init(args, settings, out: Out) -> int:
     out.progress(f"reading {args.data}")
     inferred, files = init.write(Path(args.data), args.target, Path(args.out), force=args.force)
     out.line(f"{inferred.rows} rows; target {inferred.target}; {len(inferred.numeric)} numeric and "
-             f"{len(inferred.categorical)} categorical features; id columns: {', '.join(inferred.ids) or 'none'}")
+             f"{len(inferred.categorical)} categorical features; id columns: {', '.join(inferred.ids) or 'none'}"
+             + (f"; dropped: {', '.join(inferred.dropped)}" if inferred.dropped else ""))
     for why in inferred.why:
         out.line(f"  {why}")
     for f in files:
@@ -494,7 +495,7 @@ def cmd_init(args, settings, out: Out) -> int:
     config = Path(args.out) / "pipeline_config.yaml"
     out.line(f"next: run-pipeline run --config {config}")
     out.emit({"files": [str(f) for f in files], "rows": inferred.rows, "target": inferred.target, "numeric": inferred.numeric,
-              "categorical": inferred.categorical, "id_columns": inferred.ids, "order_by": inferred.order_by,
+              "categorical": inferred.categorical, "id_columns": inferred.ids, "drop_columns": inferred.dropped, "order_by": inferred.order_by,
               "slices": inferred.slices, "log_target": inferred.log_target, "why": inferred.why,
               "next": f"run-pipeline run --config {config}"})
     return EXIT_OK

