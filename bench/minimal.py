@@ -153,9 +153,10 @@ def run(config: Path, model_path: Path, eval_data: Path | None, env: str) -> dic
         return max(found, key=lambda f: f.value)
 
     # The noise gate: one fixed seeded sample, every numeric feature at once (as the gate does).
-    ns = rb.NoiseSpec(rb.RowSample(seed, r.noise_rows), tuple(num), r.noise_relative_sd)
+    noise_sd, how = rb.noise_scale(train, num, r)
+    ns = rb.NoiseSpec(rb.RowSample(seed, r.noise_rows), tuple(num), how)
     at = ns.sample.positions(n)
-    findings["noise_stability"] = checks.noise_stability(p[at], predict(ns.apply(X.iloc[at], scale)), percentile=r.percentile, spec=ns)
+    findings["noise_stability"] = checks.noise_stability(p[at], predict(ns.apply(X.iloc[at], noise_sd)), percentile=r.percentile, spec=ns)
     masked = [rb.MaskSpec(draw(), tuple(subset(rng, cols)), float(rng.uniform(0.05, 1.0))) for _ in range(MAX_EXAMPLES)]
     findings["missing_values"] = worst([checks.missing_values(predict, ms.apply(ms.sample.take(X)), ms) for ms in masked])
     unseen = [rb.UnseenSpec(draw(), tuple(subset(rng, cat))) for _ in range(MAX_EXAMPLES)]

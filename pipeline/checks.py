@@ -258,7 +258,7 @@ def residual_autocorrelation(sample: ResidualSample, order: str = "the data's or
 def noise_stability(before: np.ndarray, after: np.ndarray, *, percentile: float, spec: Any) -> Finding:
     change = figures.relative_change(before, after)
     cols = getattr(spec, "columns", None)
-    what = (f"{len(change)} rows, noise sd {spec.relative_sd:g} x spread on "
+    what = (f"{len(change)} rows, noise sd {spec.how} on "
             + (cols[0] if len(cols) == 1 else f"{len(cols)} numeric columns")) if cols else str(spec)
     return Finding(float(np.percentile(change, percentile)), f"p{percentile:g} relative prediction change",
                    f"max {change.max():.3g}; {what}", reported={"max_single_row_change": float(change.max())})

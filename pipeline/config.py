@@ -255,7 +255,14 @@ class ResidualSettings(_Strict):
 
 
 class RobustnessSettings(_Strict):
-    noise_relative_sd: float = Field(default=0.01, gt=0)
+    # The noise gate's noise sd, per numeric feature: the smaller of noise_steps x the
+    # column's resolution (the median step between its distinct training values) and
+    # noise_relative_sd x its training sd; with noise_scale: spread, the latter alone;
+    # noise_sd declares a column's sd in its own unit.
+    noise_scale: Literal["resolution", "spread"] = "resolution"
+    noise_steps: float = Field(default=0.5, gt=0, allow_inf_nan=False)
+    noise_relative_sd: float = Field(default=0.01, gt=0, allow_inf_nan=False)
+    noise_sd: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]] = {}
     percentile: float = Field(default=95, gt=0, le=100)
     # The noise gate's figure: the percentile over one fixed, seeded sample of this many
     # evaluation rows, every numeric feature perturbed at once; a stable statistic, not the

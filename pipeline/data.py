@@ -233,6 +233,10 @@ def config_problems(settings: Settings, header: list[str], features: FeatureSpec
     missing("data.contract.missing_share", cfg.contract.missing_share)
     missing("gates.slices.columns", g.slices.columns)
     missing("gates.residuals.order_by", g.residuals.order_by or [])
+    missing("gates.robustness.noise_sd", g.robustness.noise_sd)
+    for c in g.robustness.noise_sd:
+        if c in have and numeric and c not in numeric:
+            out.append(f"{where}: gates.robustness.noise_sd: '{c}' is not a numeric feature")
     for i, exp in enumerate(g.robustness.directional):
         if exp.feature not in have:
             out.append(f"{where}: gates.robustness.directional.{i}.feature: column '{exp.feature}' is not in {cfg.path.name}")

@@ -32,12 +32,18 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
     it OrdinalEncoder's per-column checks); this is ~0.15 ms: one object array for a few
     rows, one factorize per column for many. Columns are found by name, so order does not
     matter and extra columns are ignored.
+
+    `max_categories`: a column with more distinct values keeps its most frequent ones (ties
+    in sorted order) and codes the rest as unknown, as OrdinalEncoder(max_categories=...)
+    groups infrequent ones: the booster splits on at most 255 categories, and a county name
+    of 272 values stopped a real file's training.
     """
 
-    def __init__(self, numeric=(), categorical=(), unknown_value=np.nan):
+    def __init__(self, numeric=(), categorical=(), unknown_value=np.nan, max_categories=None):
         self.numeric = numeric
         self.categorical = categorical
         self.unknown_value = unknown_value
+        self.max_categories = max_categories
 
     def fit(self, X: pd.DataFrame, y=None) -> "FrameEncoder":
         frame = self._frame(X)
@@ -52,6 +58,10 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
                 cats = sorted(set(present.tolist()))
             except TypeError:
                 raise TypeError(f"column '{col}': categories must be all text or all numbers") from None
+            if self.max_categories is not None and len(cats) > self.max_categories:
+                counts = pd.Series(present).value_counts(sort=False)
+                ranked = sorted(cats, key=lambda c: -counts[c])  # stable: ties stay in sorted order
+                cats = sorted(ranked[: self.max_categories])
             self.categories_.append(np.array(cats, dtype=object))
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
@@ -161,6 +171,9 @@ def _ordinal(unknown: float) -> OrdinalEncoder:
     )
 
 
+BOOSTER_MAX_CATEGORIES = 255  # HistGradientBoosting's limit on a categorical feature's categories
+
+
 def preprocessor(spec: FeatureSpec, model_type: str):
     """Column preparation for `model_type`; numeric columns first, then categorical.
 
@@ -171,7 +184,7 @@ def preprocessor(spec: FeatureSpec, model_type: str):
     num, cat = list(spec.numeric), list(spec.categorical)
     if model_type == "hist_gradient_boosting":
         # One pass over the frame, pandas' nullable dtypes (pd.NA) included: see FrameEncoder.
-        return FrameEncoder(numeric=num, categorical=cat, unknown_value=np.nan)
+        return FrameEncoder(numeric=num, categorical=cat, unknown_value=np.nan, max_categories=BOOSTER_MAX_CATEGORIES)
     if model_type == "random_forest":
         parts = [
             ("num", SimpleImputer(strategy="median"), num),

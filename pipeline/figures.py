@@ -261,7 +261,10 @@ def spread(resid: np.ndarray, predictions: np.ndarray) -> Spread:
     """Homoscedasticity effect size: spread of residuals in the top vs the bottom decile.
 
     Spread is the median absolute deviation scaled to a standard deviation, so a few wild
-    rows do not decide it; Breusch-Pagan's p-value is reported beside it.
+    rows do not decide it; where more than half a decile's residuals are equal (a target and
+    predictions on a grid: heights to the inch) the MAD is 0 whatever the rest do, and the
+    mean absolute deviation from the median, scaled likewise (sqrt(pi/2)), stands in for it.
+    Breusch-Pagan's p-value is reported beside it.
     """
     from statsmodels.stats.diagnostic import het_breuschpagan
 
@@ -271,7 +274,9 @@ def spread(resid: np.ndarray, predictions: np.ndarray) -> Spread:
     k = max(2, len(pred) // 10)
 
     def mad(x: np.ndarray) -> float:
-        return float(1.4826 * np.median(np.abs(x - np.median(x))))
+        dev = np.abs(x - np.median(x))
+        m = float(1.4826 * np.median(dev))
+        return m if m > 0 else float(1.2533 * np.mean(dev))
 
     bottom, top = mad(resid[order[:k]]), mad(resid[order[-k:]])
     ratio = max(top, bottom) / min(top, bottom) if min(top, bottom) > 0 else float("inf")

@@ -270,6 +270,12 @@ gates:
     scale: {scale}
     order_by: {order}
   robustness:
+    # Noise on each numeric column: sd the smaller of half its resolution (the median step
+    # between its distinct values) and 1 % of its spread: a measurement error within the
+    # column's rounding, never kilometres of a coordinate nor half a car. Declare a
+    # column's own sd under noise_sd: {{column: sd}}.
+    noise_scale: resolution
+    noise_steps: 0.5
     noise_relative_sd: 0.01
     # Domain knowledge the model must respect, e.g.
     #   - {{feature: some_size_column, direction: increasing, step_relative: 0.1}}
@@ -311,7 +317,7 @@ environments:
       residual_kurtosis: {{max: 7}}
       residual_spread: {{max: 2.0}}
       residual_autocorrelation: {{min: 1.7, max: 2.3}}
-      noise_stability: {{max: 0.05{noise_required}}}   # 95 % of rows move < 5 % under 1 %-of-spread noise; tighten once the model is known
+      noise_stability: {{max: 0.05{noise_required}}}   # 95 % of rows move < 5 % under measurement noise; tighten once the model is known
       missing_values: {{max: 0, unit: rows}}
       unseen_categories: {{max: 0, unit: rows}}
       directional: {{max: 0.01}}

@@ -67,17 +67,50 @@ def _assign(out: pd.DataFrame, col: str, values: np.ndarray) -> None:
     out[col] = pd.Series(values, index=out.index, dtype=dtype) if _is_text(dtype) else values
 
 
+def resolution(values: pd.Series) -> float:
+    """A column's resolution: the median step between its distinct values (0 with fewer than
+    two). What a measurement error of the column moves a value by: 1 for a count or a year,
+    0.01 for a price in cents, 1e-6 degree for coordinates written to six decimals."""
+    distinct = np.unique(values.dropna().to_numpy(float))
+    return float(np.median(np.diff(distinct))) if len(distinct) > 1 else 0.0
+
+
+def noise_scale(train: pd.DataFrame, columns: list[str], cfg: Any) -> tuple[pd.Series, str]:
+    """(each column's noise sd, how it was chosen) for the noise gate, from the training rows
+    and the robustness settings (`cfg`): a declared sd (noise_sd) where there is one, else
+    the smaller of noise_steps x the column's resolution and noise_relative_sd x its
+    training sd (noise_scale: resolution), or the latter alone (noise_scale: spread).
+
+    Noise scaled by spread alone moved coordinates by kilometres (1 % of a city's spread),
+    where a measurement error is a property of the column's resolution; resolution alone
+    moves a count by a large share of its range (half a car in a garage). A measurement
+    error is within the column's resolution and a small share of its spread."""
+    spread = train[columns].std().fillna(0.0) * cfg.noise_relative_sd
+    if cfg.noise_scale == "spread":
+        sd = spread
+        how = f"{cfg.noise_relative_sd:g} x each column's spread"
+    else:
+        steps = pd.Series({c: cfg.noise_steps * resolution(train[c]) for c in columns}, dtype=float)
+        sd = np.minimum(steps, spread)
+        how = f"min({cfg.noise_steps:g} x resolution, {cfg.noise_relative_sd:g} x spread) per column"
+    declared = {c: v for c, v in cfg.noise_sd.items() if c in sd.index}
+    for c, v in declared.items():
+        sd[c] = v
+    return sd, how + (f" ({len(declared)} declared in noise_sd)" if declared else "")
+
+
 @dataclass(frozen=True)
 class NoiseSpec:
     sample: RowSample
     columns: tuple[str, ...]
-    relative_sd: float  # noise sd as a share of each column's training spread
+    how: str  # how each column's noise sd was chosen (noise_scale), for the message
 
-    def apply(self, frame: pd.DataFrame, scale: pd.Series) -> pd.DataFrame:
+    def apply(self, frame: pd.DataFrame, sd: pd.Series) -> pd.DataFrame:
+        """Gaussian noise of sd[col] added to each of the columns; missing values stay missing."""
         out = frame.copy()
         rng = np.random.default_rng(self.sample.seed + 1)
         for col in self.columns:
-            noise = rng.normal(0.0, self.relative_sd * float(scale[col]), size=len(out))
+            noise = rng.normal(0.0, float(sd[col]), size=len(out))
             out[col] = out[col] + noise
         return out
 
@@ -138,10 +171,6 @@ def subsets(columns: list[str]) -> st.SearchStrategy[tuple[str, ...]]:
     if not columns:
         raise ValueError("subsets: columns must not be empty")
     return st.lists(st.sampled_from(columns), min_size=1, max_size=len(columns), unique=True).map(lambda c: tuple(sorted(c)))
-
-
-def noise_specs(columns: list[str], rows: int, relative_sd: float) -> st.SearchStrategy[NoiseSpec]:
-    return st.builds(NoiseSpec, sample=row_samples(rows), columns=subsets(columns), relative_sd=st.just(relative_sd))
 
 
 def mask_specs(columns: list[str], rows: int) -> st.SearchStrategy[MaskSpec]:

@@ -96,3 +96,51 @@ def test_init_writes_only_what_its_check_accepts_whatever_the_column_names(tmp_p
     assert settings.gates.residuals.order_by == ["sale.year"]
     header = data_mod.read_header(settings.data.path)
     assert data_mod.config_problems(settings, header, dataset.features, rows=len(dataset.frame)) == []
+
+
+def test_residual_spread_of_values_on_a_grid_is_finite():
+    # Heights to the inch: in a decile most residuals are equal, its MAD 0, and the ratio was inf.
+    rng = np.random.default_rng(6)
+    pred = np.sort(rng.normal(68, 2, 4000)).round()
+    resid = np.where(rng.random(4000) < 0.6, 0.0, rng.normal(0, 2, 4000)).round()
+    s = figures.spread(resid, pred)
+    assert np.isfinite(s.ratio) and s.bottom > 0 and s.top > 0
+    assert s.ratio < 2  # the same noise in every decile
+    # And grows where errors do.
+    grows = figures.spread(resid * np.linspace(0.2, 3, 4000), pred)
+    assert grows.ratio > 5
+
+
+def test_noise_is_a_measurement_error_of_each_column(tmp_path):
+    from pipeline import robustness as rb
+
+    rng = np.random.default_rng(7)
+    train = pd.DataFrame({"lat": rng.uniform(42.0, 42.1, 2000).round(6), "cars": rng.integers(0, 4, 2000).astype(float),
+                          "area": rng.integers(50, 500, 2000) * 10.0})
+    cfg = _settings().gates.robustness
+    sd, how = rb.noise_scale(train, ["lat", "cars", "area"], cfg)
+    # Coordinates move by half their step between distinct values (~2 m), not 1 % of their spread (~30 m).
+    assert sd["lat"] == 0.5 * rb.resolution(train["lat"]) < 0.1 * 0.01 * train["lat"].std()
+    assert sd["cars"] == 0.01 * train["cars"].std() < 0.5  # never half a car
+    assert sd["area"] == 5.0 < 0.01 * train["area"].std()  # areas to 10 square feet: half of that
+    declared = cfg.model_copy(update={"noise_sd": {"lat": 0.001}})
+    assert rb.noise_scale(train, ["lat", "cars"], declared)[0]["lat"] == 0.001
+    spread = cfg.model_copy(update={"noise_scale": "spread"})
+    assert rb.noise_scale(train, ["lat"], spread)[0]["lat"] == 0.01 * train["lat"].std()
+
+
+def test_a_text_column_of_more_categories_than_the_booster_splits_on_trains(tmp_path):
+    # A county name of 272 values stopped training ("cardinality <= 255"): the most frequent
+    # 255 are categories, the rest unknown (as OrdinalEncoder's max_categories groups them).
+    from pipeline import train
+
+    rng = np.random.default_rng(8)
+    frame = pd.DataFrame({"county": [f"c{i}" for i in rng.integers(0, 300, 3000)], "x": rng.normal(size=3000)})
+    frame["y"] = frame["x"] + (frame["county"].str[1:].astype(int) % 7)
+    settings = _settings()
+    settings = settings.model_copy(update={"data": settings.data.model_copy(update={"target": "y"}),
+                                           "model": settings.model.model_copy(update={"log_target": False, "params": {}})})
+    model = train.fit(settings, data_mod.FeatureSpec(("x",), ("county",)), frame)
+    encoder = model.named_steps["preprocess"]
+    assert len(encoder.categories_[0]) == 255
+    assert np.isfinite(model.predict(frame[["x", "county"]])).all()

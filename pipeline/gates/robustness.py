@@ -32,10 +32,11 @@ def test_noise_stability(gate_session, eval_predictions, feature_spec, pipeline_
     numeric = tuple(feature_spec.numeric)
     sample = rb.RowSample(pipeline_settings.seed, cfg.noise_rows)
     at = sample.positions(len(frame))
+    sd, how = rb.noise_scale(gate_session.train_frame, list(numeric), cfg)
 
     def judged(columns):
-        spec = rb.NoiseSpec(sample, columns, cfg.noise_relative_sd)
-        after = gate_session.predict(spec.apply(frame.iloc[at], gate_session.spread))
+        spec = rb.NoiseSpec(sample, columns, how)
+        after = gate_session.predict(spec.apply(frame.iloc[at], sd))
         return checks.noise_stability(eval_predictions.p[at], after, percentile=cfg.percentile, spec=spec)
 
     finding = judged(numeric)
