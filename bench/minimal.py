@@ -124,7 +124,7 @@ def run(config: Path, model_path: Path, eval_data: Path | None, env: str) -> dic
     # ---- slices family
     sl = g.slices
     findings["slice_error"] = checks.slice_error(evaluation, y, p, columns=sl.columns, target=target, target_bands=sl.target_bands,
-                                                 min_rows=sl.min_rows, metric=sl.metric)
+                                                 min_rows=sl.min_rows, metric=sl.metric, band_by=sl.band_by)
     t = clk.add("slices", t)
 
     # ---- residuals family: the same seeded samples the gate session draws, the autocorrelation's

@@ -175,9 +175,9 @@ SLICE_ALPHA = 0.05
 
 @check(0)
 def slice_error(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, *, columns: list[str], target: str, target_bands: list[float],
-                min_rows: int, metric: str) -> Finding:
+                min_rows: int, metric: str, band_by: str = "prediction") -> Finding:
     """Worst slice's error over the overall error (MAE or MAPE)."""
-    slices = figures.slice_errors(frame, y, p, columns, target, target_bands, min_rows, metric)
+    slices = figures.slice_errors(frame, y, p, columns, target, target_bands, min_rows, metric, band_by)
     label = metric.upper()
     if not slices:
         return Finding(float("nan"), f"worst slice {label} / overall {label}", f"no slice of {columns} or target bands has {min_rows} rows or more")

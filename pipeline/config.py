@@ -241,6 +241,9 @@ class SliceSettings(_Strict):
     metric: Literal["mae", "mape"] = "mae"
     columns: list[str] = []
     target_bands: list[float] = []
+    # What the target bands cut: the rows' predictions (the slice a decision is made on), or
+    # the observed target (whose extreme bands are the worst for any imperfect model).
+    band_by: Literal["prediction", "target"] = "prediction"
     min_rows: int = Field(default=30, ge=1)
 
 

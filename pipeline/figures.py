@@ -179,8 +179,18 @@ class SliceError:
     p_holm: float = float("nan")
 
 
-def slice_errors(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: list[str], target: str, target_bands: list[float], min_rows: int, metric: str = "mae") -> list[SliceError]:
-    """MAE (or MAPE) per slice with at least `min_rows` rows, worst ratio first."""
+def slice_errors(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: list[str], target: str, target_bands: list[float],
+                 min_rows: int, metric: str = "mae", band_by: str = "prediction") -> list[SliceError]:
+    """MAE (or MAPE) per slice with at least `min_rows` rows, worst ratio first.
+
+    Target bands cut the rows by their prediction (band_by: prediction), or by the observed
+    target (band_by: target). Cut by the observed target, the extreme bands are the worst
+    for any model short of perfect: a row whose observed value is extreme is, on average,
+    one whose error pushed it there (regression to the mean), and the ratio measures how
+    much the model does not explain, not a band it serves badly; five real files failed
+    for that alone. Cut by the prediction, a band is the rows a user sees the model place
+    there, the slice a decision is made on.
+    """
     y, p = np.asarray(y, float), np.asarray(p, float)
     abs_err = np.abs(y - p)
     if metric == "mape":
@@ -190,7 +200,8 @@ def slice_errors(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: lis
     if target_bands:
         edges = [-np.inf, *sorted(target_bands), np.inf]
         labels = [f"<{_band(hi)}" if np.isinf(lo) else (f">={_band(lo)}" if np.isinf(hi) else f"{_band(lo)}-{_band(hi)}") for lo, hi in zip(edges[:-1], edges[1:])]
-        keys[f"{target} band"] = pd.Series(pd.cut(y, edges, labels=labels, right=False).astype(str), index=frame.index)
+        by, name = (p, f"predicted {target} band") if band_by == "prediction" else (y, f"{target} band")
+        keys[name] = pd.Series(pd.cut(by, edges, labels=labels, right=False).astype(str), index=frame.index)
     out: list[SliceError] = []
     raw: list[float] = []
     err = pd.Series(abs_err, index=frame.index)

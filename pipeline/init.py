@@ -264,7 +264,8 @@ gates:
   slices:
     metric: {'mape' if inf.log_target else 'mae'}   # {'relative error: errors grow with a skewed target' if inf.log_target else 'absolute error'}
     columns: {_yaml_list(inf.slices)}
-    target_bands: [{', '.join(_num(b) for b in inf.bands)}]   # the target's quartiles
+    target_bands: [{', '.join(_num(b) for b in inf.bands)}]   # the target's quartiles, cutting the rows by their prediction
+    band_by: prediction   # by the observed target, the extreme bands are the worst for any imperfect model
     min_rows: {slice_rows}   # of ~{eval_rows} evaluation rows: a quartile band holds ~{eval_rows // 4}
   residuals:
     scale: {scale}

@@ -17,7 +17,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from pipeline import config, data
-from tests.conftest import AMES, ROOT, store_state, write_project
+from conftest import AMES, ROOT, store_state, write_project
 
 ROWS = 600  # above the Ames contract's min_rows (500)
 EXTRA = ["Listing_Agent", "Notes", "Row_Number"]

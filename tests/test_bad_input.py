@@ -21,7 +21,7 @@ from typing import Any, Callable
 import pytest
 
 from pipeline import cli
-from tests.conftest import AMES, ROOT, deep_merge, store_state, write_project
+from conftest import AMES, ROOT, deep_merge, store_state, write_project
 
 ROWS = 600  # above the Ames contract's min_rows (500)
 

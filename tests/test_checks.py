@@ -20,7 +20,7 @@ from pipeline import evidence as evidence_mod
 from pipeline import robustness as rb
 from pipeline.config import Threshold
 from pipeline.errors import InputError
-from tests.conftest import CONFIG, write_project
+from conftest import CONFIG, write_project
 
 Y = np.array([100.0, 200.0, 300.0, 400.0])
 P = np.array([110.0, 190.0, 330.0, 400.0])

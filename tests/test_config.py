@@ -9,7 +9,7 @@ import yaml
 
 from pipeline import config
 from pipeline.errors import InputError
-from tests.conftest import AMES, write_project
+from conftest import AMES, write_project
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import pandas as pd
 from pipeline import config as config_mod
 from pipeline import data as data_mod
 from pipeline import figures
-from tests.conftest import CONFIG
+from conftest import CONFIG
 
 
 def _dataset(frame: pd.DataFrame, target: str, ids: tuple[str, ...] = ()) -> data_mod.Dataset:
@@ -144,3 +144,23 @@ def test_a_text_column_of_more_categories_than_the_booster_splits_on_trains(tmp_
     encoder = model.named_steps["preprocess"]
     assert len(encoder.categories_[0]) == 255
     assert np.isfinite(model.predict(frame[["x", "county"]])).all()
+
+
+def test_target_bands_cut_by_the_prediction_judge_the_model_not_regression_to_the_mean():
+    from pipeline import checks
+
+    # An honest model of a noisy target: the same error everywhere, R2 about 0.5.
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=4000)
+    y = 100 + 10 * x + rng.normal(0, 10, 4000)
+    p = 100 + 10 * x
+    frame = pd.DataFrame({"y": y})
+    bands = list(np.quantile(y, [0.1, 0.5, 0.9]))
+    args = dict(columns=[], target="y", target_bands=bands, min_rows=30, metric="mae")
+    by_target = checks.slice_error(frame, y, p, band_by="target", **args)
+    by_prediction = checks.slice_error(frame, y, p, **args)
+    assert by_target.value > 1.5  # the extreme observed bands: the noise that put rows there
+    assert by_prediction.value < 1.15 and "predicted y band" in by_prediction.detail
+    # A band the model does serve badly is still found.
+    worse = p + np.where(p < bands[0], rng.normal(0, 40, 4000), 0)
+    assert checks.slice_error(frame, y, worse, **args).value > 2

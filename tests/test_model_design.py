@@ -21,7 +21,7 @@ from sklearn.preprocessing import OrdinalEncoder
 
 from pipeline import config, data, train
 from pipeline.features import FrameEncoder
-from tests.conftest import write_project
+from conftest import write_project
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from pipeline import config, registry
 from pipeline.registry import VersionInfo
-from tests.conftest import write_project
+from conftest import write_project
 
 NAME = "ames-price"
 

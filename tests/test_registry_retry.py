@@ -9,7 +9,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from pipeline import config, jobs
-from tests.conftest import write_project
+from conftest import write_project
 
 # What a PostgreSQL-backed server answered when two of eight pipelines logged the same data
 # file at once (tests/test_servers.py, eight concurrent pipelines).

@@ -17,7 +17,7 @@ import yaml
 from threadpoolctl import threadpool_limits
 
 from pipeline import config, data
-from tests.conftest import ROOT, run_gates_in_process, store_state
+from conftest import ROOT, run_gates_in_process, store_state
 
 TARGET = "energy_kwh"
 NUMERIC = ["floor_area_m2", "outdoor_temp_c", "occupants", "insulation_age_years"]

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from pipeline import servers
-from tests.conftest import CHEAP, LIGHT_MODEL, ROOT, deep_merge, empty_store, write_project
+from conftest import CHEAP, LIGHT_MODEL, ROOT, deep_merge, empty_store, write_project
 
 pytestmark = pytest.mark.slow
 

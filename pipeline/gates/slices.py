@@ -11,5 +11,5 @@ def test_slice_error(eval_predictions, pipeline_settings, gate):
     cfg = pipeline_settings.gates.slices
     finding = checks.slice_error(eval_predictions.frame, eval_predictions.y, eval_predictions.p, columns=cfg.columns,
                                  target=pipeline_settings.data.target, target_bands=cfg.target_bands, min_rows=cfg.min_rows,
-                                 metric=cfg.metric)
+                                 metric=cfg.metric, band_by=cfg.band_by)
     assert gate.holds(finding), gate.explain(finding)
