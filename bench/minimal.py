@@ -108,6 +108,7 @@ def run(config: Path, model_path: Path, eval_data: Path | None, env: str) -> dic
     record, what = data_mod.record_columns(evaluation, cols, target, settings.data.id_columns)
     findings["train_eval_overlap"] = checks.train_eval_overlap(train, evaluation, record, what=what, grouped=parts.grouped)
     findings["feature_drift"] = checks.feature_drift(train, evaluation, num, cat, g.drift.min_rows)
+    findings["target_leak"] = checks.target_leak(train, evaluation, cols, target, log=settings.model.log_target)
     t = clk.add("data", t)
 
     # ---- metrics family

@@ -237,7 +237,7 @@ def verdict(value: float | None, target: float, lower_is_better: bool = True, st
 
 def compare_figures(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     """Relative difference of the figures both runs compute the same way (robustness examples differ)."""
-    same = ["train_eval_overlap", "feature_drift", "r2", "mae", "rmse", "mape", "champion_mae", "slice_error",
+    same = ["train_eval_overlap", "feature_drift", "target_leak", "r2", "mae", "rmse", "mape", "champion_mae", "slice_error",
             "residual_skew", "residual_kurtosis", "residual_spread", "residual_autocorrelation"]
     out = {}
     for k in same:

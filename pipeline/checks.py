@@ -81,6 +81,27 @@ def train_eval_overlap(train: pd.DataFrame, evaluation: pd.DataFrame, columns: l
     return Finding(shared, "evaluation rows also in training", f"{len(evaluation)} evaluation rows compared on {len(columns)} {what}{kept}")
 
 
+@check(-INF, 1)
+def target_leak(train: pd.DataFrame, evaluation: pd.DataFrame, columns: list[str], target: str, *, log: bool = False) -> Finding:
+    """The best R2 any one feature reaches alone (figures.one_feature_fits) on the scale the
+    model fits (`log`: log(target)). Near 1, that column is the target in another form (a
+    log of it, a row number of a file sorted by it, a figure known only afterwards): the
+    model would read the answer off it. An absolute bound, not a share of the full model's
+    R2: one honest, dominant feature beside noise reaches the full model's R2 too."""
+    y_train, y_eval = train[target].to_numpy(float), evaluation[target].to_numpy(float)
+    if log:
+        y_train, y_eval = np.log(y_train), np.log(y_eval)
+    fits = figures.one_feature_fits(train, evaluation, columns, y_train, y_eval)
+    if not fits or not math.isfinite(fits[0].r2):
+        return Finding(float("nan"), "R2 of the best feature alone", f"no feature, or a constant target on {len(evaluation)} evaluation rows")
+    best = fits[0]
+    nxt = f"; next {fits[1].column} {fits[1].r2:.3f}" if len(fits) > 1 else ""
+    return Finding(best.r2, f"R2 of {best.column} alone",
+                   f"{best.column} alone explains {best.r2:.1%} of the {'log ' if log else ''}target's variance on "
+                   f"{len(evaluation)} evaluation rows (its training rows' mean target per bin){nxt}; {len(fits)} features tried",
+                   reported={"second_best_r2": fits[1].r2} if len(fits) > 1 else {})
+
+
 @check(0, 1)
 def feature_drift(train: pd.DataFrame, evaluation: pd.DataFrame, numeric: list[str], categorical: list[str], min_rows: int) -> Finding:
     drift = figures.feature_drift(train, evaluation, numeric, categorical, min_rows)

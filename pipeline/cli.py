@@ -496,7 +496,7 @@ def cmd_init(args, settings, out: Out) -> int:
     out.line(f"next: run-pipeline run --config {config}")
     out.emit({"files": [str(f) for f in files], "rows": inferred.rows, "target": inferred.target, "numeric": inferred.numeric,
               "categorical": inferred.categorical, "id_columns": inferred.ids, "drop_columns": inferred.dropped, "order_by": inferred.order_by,
-              "slices": inferred.slices, "log_target": inferred.log_target, "why": inferred.why,
+              "slices": inferred.slices, "log_target": inferred.log_target, "capped": inferred.capped, "why": inferred.why,
               "next": f"run-pipeline run --config {config}"})
     return EXIT_OK
 

@@ -185,6 +185,9 @@ class DataSettings(_Strict):
     drop_columns: list[str] = []
     numeric_features: list[str] | None = None
     categorical_features: list[str] | None = None
+    # A row whose target is missing can be neither trained on nor judged: refused (the
+    # default), or dropped when the data is loaded, a policy init states where the file has such rows.
+    rows_without_target: Literal["refuse", "drop"] = "refuse"
     contract: Contract = Contract()
 
 

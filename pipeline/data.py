@@ -371,7 +371,10 @@ def check_contract(frame: pd.DataFrame, cfg: DataSettings, path: Path) -> tuple[
                 raise InputError(f"{path}: column '{col}' row {bad[0]}: text '{bad[1]}' in a numeric column")
     target = frame[cfg.target]
     if target.isna().any():
-        raise InputError(f"{path}: column '{cfg.target}' row {_row(target.isna().idxmax())}: target is missing")
+        if cfg.rows_without_target == "refuse" or target.isna().all():
+            raise InputError(f"{path}: column '{cfg.target}' row {_row(target.isna().idxmax())}: target is missing"
+                             + (" (data.rows_without_target: drop drops such rows)" if not target.isna().all() else " in every row"))
+        frame = frame.loc[target.notna()]  # rows keep their index: messages still name the file's rows
     if len(frame) < c.min_rows:
         raise InputError(f"{path}: {len(frame)} rows < contract minimum {c.min_rows} (data.contract.min_rows)")
     for col in features.columns:
@@ -462,4 +465,8 @@ def split(settings: Settings, data: Dataset) -> Split:
     in_eval = np.zeros(len(uniques), dtype=bool)
     in_eval[eval_rec] = True
     rows = in_eval[codes]
+    n_eval = int(rows.sum())
+    if n_eval < MIN_EVAL_ROWS:  # before any training: no gate's figure would mean anything
+        raise InputError(f"{settings.config_path}: split.test_size: {settings.split.test_size:g} leaves {n_eval} evaluation rows "
+                         f"of {len(frame)}; the gates need at least {MIN_EVAL_ROWS}")
     return Split(train=frame.loc[~rows], eval=frame.loc[rows], grouped=len(frame) - len(uniques))

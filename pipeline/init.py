@@ -40,6 +40,7 @@ class Inferred:
 
     rows: int
     target: str
+    without_target: int = 0  # rows of the file whose target is missing (dropped)
     numeric: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
@@ -52,6 +53,7 @@ class Inferred:
     duplicates: int = 0
     positive: bool = False
     log_target: bool = False
+    capped: str = ""  # how the target is capped, when it is
     drift_floor: float = 0.0
     why: list[str] = field(default_factory=list)
 
@@ -78,11 +80,19 @@ def infer(path: Path, target: str) -> Inferred:
     y = pd.to_numeric(frame[target], errors="coerce")
     if y.isna().all():
         raise InputError(f"--target {target}: column of {path} is not numeric (a regression target is a number)")
-    if y.isna().any():
-        row = int(y.isna().to_numpy().argmax()) + 1
-        raise InputError(f"{path}: column '{target}' row {row}: target is missing or not a number")
+    text = y.isna() & frame[target].notna()
+    if text.any():
+        row = int(text.to_numpy().argmax()) + 1
+        raise InputError(f"{path}: column '{target}' row {row}: target is not a number ('{frame[target][text].iloc[0]}')")
+    without = int(y.isna().sum())
+    whole = frame  # row numbers count the file's rows, dropped ones too
+    if without:  # rows that can be neither trained on nor judged: dropped, and said so
+        frame, y = frame.loc[y.notna()], y.dropna()
     n = len(frame)
-    inf = Inferred(rows=n, target=target)
+    inf = Inferred(rows=n, target=target, without_target=without)
+    if without:
+        inf.why.append(f"{target}: missing in {without} rows ({without / (n + without):.1%}): they can be neither trained on nor "
+                       "judged, and are dropped when the data is loaded (data.rows_without_target: drop)")
     for col in frame.columns:
         if col == target:
             continue
@@ -90,7 +100,7 @@ def infer(path: Path, target: str) -> Inferred:
         numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
         unique = s.notna().all() and s.nunique() == n
         text = s.dropna().astype(str)
-        row_number = _row_number(s, col)
+        row_number = _row_number(whole[col], col)
         if row_number:
             inf.dropped.append(col)
             inf.why.append(f"{col}: {row_number}: a row number says where a row sits in the file, not what it is "
@@ -134,9 +144,17 @@ def infer(path: Path, target: str) -> Inferred:
     inf.why.append(f"contract ranges: each numeric column's observed range widened by {RANGE_MARGIN:.0%} of its span on each side")
     inf.positive = bool((y > 0).all())
     skew = float(y.skew())
-    inf.log_target = inf.positive and skew > 1.0
-    inf.why.append(f"{target}: {'always positive' if inf.positive else 'not always positive'}, skew {skew:.2f}: "
-                   + ("the model fits log(target) and residuals are judged on that scale" if inf.log_target else "fitted as it is"))
+    lo, hi = (float(q) for q in np.quantile(y, [0.01, 0.99]))
+    orders = inf.positive and lo > 0 and hi / lo > 10
+    inf.log_target = inf.positive and (skew > 1.0 or orders)
+    reasons = [f"skew {skew:.2f}"] + ([f"its 1st-99th percentiles span {hi / lo:.0f}x"] if inf.positive and lo > 0 else [])
+    inf.why.append(f"{target}: {'always positive' if inf.positive else 'not always positive'}, {', '.join(reasons)}: "
+                   + ("the model fits log(target) and residuals are judged on that scale (errors relative to the value: "
+                      "a right-skewed target or one spanning more than an order of magnitude)" if inf.log_target else "fitted as it is"))
+    inf.capped = _capped(y)
+    if inf.capped:
+        inf.why.append(f"{target}: {inf.capped}: a censored target (the true value is that or beyond); "
+                       "the model learns the cap, and errors near it are smaller than elsewhere")
     checked = [target, *inf.numeric, *inf.categorical]
     inf.duplicates = int(frame[checked].duplicated().sum())
     inf.why.append(f"{inf.duplicates} duplicated rows: " + (
@@ -151,6 +169,25 @@ def infer(path: Path, target: str) -> Inferred:
     inf.why.append(f"feature drift: a random 20 % split of this file shows up to {inf.drift_floor:.3f} by chance; "
                    f"the bound is {DRIFT_FACTOR:g}x that")
     return inf
+
+
+CAP_SHARE = 0.01  # a target at its extreme in this share of rows (and 5 rows or more) is capped there
+
+
+def _capped(y: pd.Series) -> str:
+    """How a target is capped ("" when it is not): its largest (or smallest) value held by at
+    least CAP_SHARE of the rows while the target otherwise takes many values (a top code:
+    Boston's medv at 50, 3.1 % of the rows)."""
+    if y.nunique() < 20:
+        return ""
+    out = []
+    for end, value in (("max", y.max()), ("min", y.min())):
+        at = int((y == value).sum())
+        if end == "min" and value == 0:
+            continue  # zero is a count's or an amount's own floor, not a cap
+        if at >= 5 and at / len(y) >= CAP_SHARE:
+            out.append(f"capped at its {end} {value:g} for {at / len(y):.1%} of rows ({at})")
+    return "; ".join(out)
 
 
 def _row_number(s: pd.Series, name: str) -> str:
@@ -233,6 +270,7 @@ data:
   path: {_q(rel.as_posix())}
   target: {_q(inf.target)}
   id_columns: {_yaml_list(inf.ids)}   # kept beside the features, never among them
+  rows_without_target: {'drop   # ' + str(inf.without_target) + ' rows of the file have no target' if inf.without_target else 'refuse'}
   drop_columns: {_yaml_list(inf.dropped)}{'   # row numbers: never a feature' if inf.dropped else ''}
   numeric_features: {_yaml_list(inf.numeric)}
   categorical_features: {cats}
@@ -310,6 +348,7 @@ environments:
     thresholds:
       data_contract: {{max: 0, unit: violations}}
       train_eval_overlap: {{max: 0, unit: rows}}
+      target_leak: {{max: 0.95}}                     # no feature alone explains 95 % of the target: it would be the target in disguise
       feature_drift: {{max: {_num(drift)}}}   # {DRIFT_FACTOR:g}x the worst a random split of this file shows ({inf.drift_floor:.3f})
 {metrics}
       champion_mae: {{max: 0.05}}                    # shown to be at most 5 % worse than the alias holder

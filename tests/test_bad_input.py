@@ -164,6 +164,9 @@ CASES: dict[str, Case] = {
     "unknown_environment": Case(["{config}", "unknown environment 'nope'", "--env", "known: dev, staging, production"], argv=["--env", "nope"]),
     "unknown_model_type": Case(["{model}", "model.type", "'hist_gradient_boosting'"], model={"type": "xgboost"}),
     "config_not_yaml": Case(["{config}", "line 3 not valid YAML", "found character '\\t'"], config_text="seed: 1\ndata:\n\tpath: x.csv\n"),
+    # 0.001 of the 2,930 Ames rows: three evaluation rows; it trained, registered a version and gated it.
+    "too_few_evaluation_rows": Case(["{config}", "split.test_size: 0.001 leaves 3 evaluation rows of 2930",
+                                     "the gates need at least 20"], overrides={"split": {"test_size": 0.001}}),
 }
 
 

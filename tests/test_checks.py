@@ -38,7 +38,7 @@ def test_every_standard_gate_has_a_check_and_a_domain():
     for family in FAMILIES:
         module = importlib.import_module(f"pipeline.gates.{family}")
         gates |= {name.removeprefix("test_") for name in module.__all__ if name.startswith("test_")}
-    assert len(gates) == 29
+    assert len(gates) == 30
     assert gates <= set(checks.DOMAINS), gates - set(checks.DOMAINS)
     for gate in gates:
         assert callable(getattr(checks, gate)), gate
@@ -459,7 +459,7 @@ def test_extends_inherits_lines_and_strictness_is_declared(tmp_path):
     assert [s.strictness(e) for e in ("dev", "staging", "production")] == [0, 1, 2]
     assert set(staging.environment.required_gates) == set(s.environment.required_gates) - {
         "serving_matches_in_process", "serving_rejects_malformed", "serving_latency"}
-    assert s.with_env("dev").environment.required_gates == ["data_contract", "mae", "mape", "r2", "rmse", "train_eval_overlap"]
+    assert s.with_env("dev").environment.required_gates == ["data_contract", "mae", "mape", "r2", "rmse", "target_leak", "train_eval_overlap"]
 
 
 @pytest.mark.parametrize("envs, message", [

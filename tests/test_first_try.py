@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipeline import config as config_mod
 from pipeline import data as data_mod
 from pipeline import figures
+from pipeline.errors import InputError
 from conftest import CONFIG
 
 
@@ -164,3 +166,71 @@ def test_target_bands_cut_by_the_prediction_judge_the_model_not_regression_to_th
     # A band the model does serve badly is still found.
     worse = p + np.where(p < bands[0], rng.normal(0, 40, 4000), 0)
     assert checks.slice_error(frame, y, worse, **args).value > 2
+
+
+def test_target_leak_names_a_column_that_is_the_target_in_disguise():
+    from pipeline import checks
+
+    rng = np.random.default_rng(10)
+    n = 2000
+    frame = pd.DataFrame({"size": rng.lognormal(4, 0.4, n), "kind": rng.choice(list("abc"), n)})
+    frame["price"] = np.exp(1 + 0.9 * np.log(frame["size"]) + frame["kind"].map({"a": 0, "b": 0.2, "c": 0.4}) + rng.normal(0, 0.2, n))
+    train, evaluation = frame.iloc[:1600], frame.iloc[1600:]
+    honest = checks.target_leak(train, evaluation, ["size", "kind"], "price", log=True)
+    assert honest.value < 0.9 and honest.label == "R2 of size alone"
+    # A log of the target, a row number of the file sorted by it: each alone is the target.
+    leaked = frame.assign(log_price=np.log(frame["price"])).sort_values("price").assign(row=np.arange(n)).sample(frac=1, random_state=0)
+    train, evaluation = leaked.iloc[:1600], leaked.iloc[1600:]
+    for col in ("log_price", "row"):
+        f = checks.target_leak(train, evaluation, ["size", "kind", col], "price", log=True)
+        assert f.value > 0.98 and f.label == f"R2 of {col} alone", f
+
+
+def test_an_unknown_run_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    from conftest import write_project
+    from pipeline import cli
+
+    monkeypatch.chdir(tmp_path)
+    cfg = write_project(tmp_path / "project")
+    run = "runs:/0123456789abcdef0123456789abcdef/model"
+    assert cli.main(["validate", run, "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --model-uri {run}: no run 0123456789abcdef0123456789abcdef in {config_mod.load(cfg).mlflow.tracking_uri}"
+    assert cli.main(["validate", "runs:/model", "--config", str(cfg)]) == 2
+    assert "expected runs:/RUN_ID/PATH" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()
+
+
+def test_init_states_a_capped_target_and_the_scale_of_one_spanning_orders_of_magnitude(tmp_path):
+    rng = np.random.default_rng(11)
+    n = 600
+    x = rng.normal(size=n)
+    value = np.minimum(np.exp(3 + 0.5 * x + rng.normal(0, 0.3, n)).round(1), 50.0)  # top-coded at 50, as Boston's medv
+    frame = pd.DataFrame({"x": x, "medv": value})
+    inferred, _, _ = _init(tmp_path, frame, "medv")
+    share = float((value == 50).mean())
+    assert share > 0.01 and inferred.capped == f"capped at its max 50 for {share:.1%} of rows ({int((value == 50).sum())})"
+    assert any("a censored target" in w for w in inferred.why)
+    # A positive target over two orders of magnitude but hardly skewed in its sample: log scale, saying why.
+    spread = pd.DataFrame({"x": x, "y": rng.uniform(1, 100, n)})  # skew ~0, 1st-99th percentiles ~50x apart
+    inferred, settings, _ = _init(tmp_path / "orders", spread, "y")
+    assert inferred.log_target and settings.model.log_target and settings.gates.residuals.scale == "log"
+    assert any("spanning more than an order of magnitude" in w for w in inferred.why)
+    # Counts with many zeros: zero is their floor, not a cap.
+    counts = pd.DataFrame({"x": x, "visits": rng.poisson(np.exp(x), n).astype(float)})
+    assert _init(tmp_path / "counts", counts, "visits")[0].capped == ""
+
+
+def test_rows_without_a_target_are_dropped_by_a_policy_init_states(tmp_path):
+    rng = np.random.default_rng(12)
+    n = 500
+    frame = pd.DataFrame({"rownames": np.arange(1, n + 1), "x": rng.normal(size=n), "y": rng.normal(size=n)})
+    frame.loc[rng.choice(n, 25, replace=False), "y"] = np.nan
+    inferred, settings, dataset = _init(tmp_path, frame, "y")
+    assert inferred.without_target == 25 and settings.data.rows_without_target == "drop"
+    assert len(dataset.frame) == n - 25 and dataset.frame["y"].notna().all()
+    assert inferred.dropped == ["rownames"]  # still the file's row numbers, though rows went
+    refusing = settings.model_copy(update={"data": settings.data.model_copy(update={"rows_without_target": "refuse"})})
+    first = int(frame["y"].isna().to_numpy().argmax()) + 1
+    with pytest.raises(InputError, match=rf"column 'y' row {first}: target is missing \(data.rows_without_target: drop"):
+        data_mod.load(refusing)

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow
 TESTS_DIR = Path(__file__).resolve().parent
 ENV = "staging"
 FAMILIES = {
-    "data": {"data_contract", "train_eval_overlap", "feature_drift"},
+    "data": {"data_contract", "train_eval_overlap", "feature_drift", "target_leak"},
     "metrics": {"r2", "mae", "rmse", "mape"},
     "champion": {"champion_mae"},
     "slices": {"slice_error"},
@@ -293,9 +293,20 @@ def test_slow_model_fails_the_latency_gates_only(gate_run):
     num = r"[\d,.]+"
     unwaited = rf"( without the waiting for a core \[{num}, {num}\],)?"  # named where the run waited for a core (1 % or more)
     # Too slow in milliseconds and in reference units, each over its whole interval.
+    # Too slow in reference units too where the reference workload is fast enough for 300 ms
+    # to be beyond 50 of it (~2 ms on an idle core of most machines here; ~11 ms on some,
+    # where 300 ms is ~27x and that bound holds): the clause is there exactly when it fails.
+    ratio = float(re.search(r"p99 ([\d.]+)x the reference; waited", messages["single_row_latency"]).group(1))
+    in_units = rf"single-row p99 {num}x the reference, interval \[{num}, {num}\],{unwaited} beyond <= 50x; "
+    if ratio > 60:
+        in_units = f"({in_units})"
+    elif ratio < 40:
+        in_units = ""
+    else:  # near the bound, the interval decides
+        in_units = f"({in_units})?"
     assert re.fullmatch(
         rf"single-row p99 {re.escape(fmt_number(p99))} ms, interval \[{num}, {num}\],{unwaited} beyond <= 100 ms; "
-        rf"single-row p99 {num}x the reference, interval \[{num}, {num}\],{unwaited} beyond <= 50x; "
+        + in_units +
         rf"p50 [\d.]+ ms over {facts['rounds']} single-row predicts; p99 [\d.]+x the reference; waited for a core \d+% of the time; "
         rf"reference workload CPU p50 [\d.]+ ms, wall/CPU p90 [\d.]+; intervals at 95% \({ENV}\)",
         messages["single_row_latency"],

@@ -67,6 +67,7 @@ def threshold_set(**over) -> dict:
     base = {
         "data_contract": {"max": 0, "unit": "violations"},
         "train_eval_overlap": {"max": 0, "unit": "rows"},
+        "target_leak": {"max": 0.95},
         "feature_drift": {"max": 0.3},
         "r2": {"min": 0.8},
         "mae": {"max": 4000, "unit": "kWh"},

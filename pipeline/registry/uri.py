@@ -34,8 +34,37 @@ def resolve(settings: Settings, uri: str) -> str | None:
         except InputError as e:
             raise InputError(f"--model-uri {uri}: {e}" if uri != exact else str(e)) from None
         return str(mv.version)
-    if "://" in uri or uri.startswith(("runs:/", "mlflow-artifacts:/")):
-        return None  # a run's or a server's artifact: loading it says whether it exists
+    if uri.startswith("runs:/"):
+        _check_run(settings, uri)
+        return None
+    if "://" in uri or uri.startswith("mlflow-artifacts:/"):
+        return None  # a server's artifact: loading it says whether it exists
     if not (Path(uri) / "MLmodel").is_file():
         raise InputError(f"--model-uri {uri}: not an MLflow model folder (no MLmodel file)")
     return None
+
+
+def _check_run(settings: Settings, uri: str) -> None:
+    """A runs:/RUN_ID/PATH URI names a run of the configured store that holds PATH, or
+    InputError: otherwise every gate's setup failed on it, a screen of errors."""
+    from pipeline.registry.store import connect, store_exists
+
+    run_id, _, path = uri.removeprefix("runs:/").strip("/").partition("/")
+    if not run_id or not path:
+        raise InputError(f"--model-uri {uri}: expected runs:/RUN_ID/PATH (e.g. runs:/<run id>/model)")
+    if not store_exists(settings):
+        raise InputError(f"--model-uri {uri}: no tracking store at {settings.mlflow.tracking_uri}")
+    from mlflow.exceptions import MlflowException
+
+    client = connect(settings)
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        raise InputError(f"--model-uri {uri}: no run {run_id} in {settings.mlflow.tracking_uri}") from None
+    parent, _, name = path.rstrip("/").rpartition("/")
+    try:
+        listed = {Path(f.path).name for f in client.list_artifacts(run_id, parent or None)}
+    except (MlflowException, OSError) as e:
+        raise InputError(f"--model-uri {uri}: the artifacts of run {run_id} cannot be listed ({str(e).splitlines()[0][:120]})") from None
+    if name not in listed:
+        raise InputError(f"--model-uri {uri}: run {run_id} has no artifact '{path}'")
