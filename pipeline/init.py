@@ -145,12 +145,15 @@ def infer(path: Path, target: str) -> Inferred:
     inf.positive = bool((y > 0).all())
     skew = float(y.skew())
     lo, hi = (float(q) for q in np.quantile(y, [0.01, 0.99]))
-    orders = inf.positive and lo > 0 and hi / lo > 10
-    inf.log_target = inf.positive and (skew > 1.0 or orders)
-    reasons = [f"skew {skew:.2f}"] + ([f"its 1st-99th percentiles span {hi / lo:.0f}x"] if inf.positive and lo > 0 else [])
-    inf.why.append(f"{target}: {'always positive' if inf.positive else 'not always positive'}, {', '.join(reasons)}: "
-                   + ("the model fits log(target) and residuals are judged on that scale (errors relative to the value: "
-                      "a right-skewed target or one spanning more than an order of magnitude)" if inf.log_target else "fitted as it is"))
+    facts = [f"skew {skew:.2f}"] + ([f"its 1st-99th percentiles {hi / lo:.0f}x apart"] if inf.positive and lo > 0 else [])
+    if inf.positive:
+        spreads = _scale_spreads(frame, inf, y)
+        inf.log_target = spreads["log"] < spreads["raw"]
+        facts.append(f"a quick 4-fold fit's residual spread (top over bottom prediction decile) {spreads['raw']:.2f} as it is, "
+                     f"{spreads['log']:.2f} on the log scale")
+    inf.why.append(f"{target}: {'always positive' if inf.positive else 'not always positive'}, {', '.join(facts)}: "
+                   + ("the model fits log(target) and residuals are judged on that scale, where errors are the more even"
+                      if inf.log_target else "fitted as it is" + (", where errors are the more even" if inf.positive else "")))
     inf.capped = _capped(y)
     if inf.capped:
         inf.why.append(f"{target}: {inf.capped}: a censored target (the true value is that or beyond); "
@@ -169,6 +172,44 @@ def infer(path: Path, target: str) -> Inferred:
     inf.why.append(f"feature drift: a random 20 % split of this file shows up to {inf.drift_floor:.3f} by chance; "
                    f"the bound is {DRIFT_FACTOR:g}x that")
     return inf
+
+
+SCALE_ROWS = 20_000  # rows of the quick fits that choose the target's scale (a seeded sample of larger files)
+
+
+def _scale_spreads(frame: pd.DataFrame, inf: Inferred, y: pd.Series) -> dict[str, float]:
+    """Residual spread (figures.spread: top over bottom prediction decile) of a quick boosted
+    fit on the target as it is and on its log, each judged on its own scale, from 4-fold
+    out-of-fold predictions of (a seeded sample of) the rows: the scale where errors are
+    even is the one the residual gates should judge. A rule of thumb (skew, span) chose wrong both ways on real files:
+    Boston's medv is skewed by its cap at 50 and its errors are even as it is; a car's mpg
+    spans 5x and its errors grow with it."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from pipeline import figures
+
+    rng = np.random.default_rng(0)
+    take = rng.permutation(len(frame))[:SCALE_ROWS]
+    rows = frame.iloc[take]
+    columns = [pd.to_numeric(rows[c], errors="coerce").to_numpy(float) for c in inf.numeric]
+    for c in inf.categorical:
+        counts = rows[c].astype(str).where(rows[c].notna()).value_counts()
+        kept = {v: i for i, v in enumerate(counts.index[:250])}
+        columns.append(rows[c].astype(str).map(kept).to_numpy(float))
+    X = np.column_stack(columns)
+    mask = [False] * len(inf.numeric) + [True] * len(inf.categorical)
+    target = y.to_numpy(float)[take]
+    fold = np.arange(len(take)) % 4
+    out = {}
+    for scale, f in (("raw", np.asarray), ("log", np.log)):
+        p = np.empty(len(take))
+        for k in range(4):  # out-of-fold predictions of every row: deciles of all of them, not of a quarter
+            held = fold == k
+            model = HistGradientBoostingRegressor(max_iter=100, min_samples_leaf=20, categorical_features=mask or None,
+                                                  random_state=0).fit(X[~held], f(target[~held]))
+            p[held] = model.predict(X[held])
+        out[scale] = figures.spread(f(target) - p, p).ratio
+    return out
 
 
 CAP_SHARE = 0.01  # a target at its extreme in this share of rows (and 5 rows or more) is capped there

@@ -201,7 +201,7 @@ def test_an_unknown_run_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "reports").exists()
 
 
-def test_init_states_a_capped_target_and_the_scale_of_one_spanning_orders_of_magnitude(tmp_path):
+def test_init_states_a_capped_target_and_chooses_the_scale_where_errors_are_even(tmp_path):
     rng = np.random.default_rng(11)
     n = 600
     x = rng.normal(size=n)
@@ -211,11 +211,17 @@ def test_init_states_a_capped_target_and_the_scale_of_one_spanning_orders_of_mag
     share = float((value == 50).mean())
     assert share > 0.01 and inferred.capped == f"capped at its max 50 for {share:.1%} of rows ({int((value == 50).sum())})"
     assert any("a censored target" in w for w in inferred.why)
-    # A positive target over two orders of magnitude but hardly skewed in its sample: log scale, saying why.
-    spread = pd.DataFrame({"x": x, "y": rng.uniform(1, 100, n)})  # skew ~0, 1st-99th percentiles ~50x apart
-    inferred, settings, _ = _init(tmp_path / "orders", spread, "y")
+    # The scale the residuals are judged on is where a quick fit's errors are even: errors that
+    # grow with the value (a car's mpg, 5x apart, hardly skewed) -> log; errors even as they
+    # are, though the target is skewed -> as it is.
+    grows = pd.DataFrame({"x": x, "y": np.exp(2.5 + 0.4 * x) * np.exp(rng.normal(0, 0.25, n))})
+    inferred, settings, _ = _init(tmp_path / "grows", grows, "y")
     assert inferred.log_target and settings.model.log_target and settings.gates.residuals.scale == "log"
-    assert any("spanning more than an order of magnitude" in w for w in inferred.why)
+    assert any("on the log scale: the model fits log(target)" in w for w in inferred.why), inferred.why
+    size = rng.exponential(1.0, n)  # a skewed feature, so a skewed target, with additive errors
+    even = pd.DataFrame({"x": size, "y": 10 + 4 * size + rng.normal(0, 1, n)})
+    inferred, settings, _ = _init(tmp_path / "even", even, "y")
+    assert even["y"].skew() > 1 and not inferred.log_target and settings.gates.residuals.scale == "raw"
     # Counts with many zeros: zero is their floor, not a cap.
     counts = pd.DataFrame({"x": x, "visits": rng.poisson(np.exp(x), n).astype(float)})
     assert _init(tmp_path / "counts", counts, "visits")[0].capped == ""
