@@ -131,13 +131,13 @@ def run(config: Path, model_path: Path, eval_data: Path | None, env: str) -> dic
     # ---- residuals family: the same seeded samples the gate session draws, the autocorrelation's
     # of the rows in their declared order (not applicable without one, as in the gate)
     rs = g.residuals
-    sample = checks.residual_sample(y, p, rs.scale, rs.sample_size, seed)
+    sample = checks.residual_sample(y, p, rs.scale, rs.sample_size, seed, rs.censored)
     for name in ("residual_skew", "residual_kurtosis", "residual_spread"):
         findings[name] = getattr(checks, name)(sample)
     if rs.order_by:
         order = checks.in_order(evaluation, rs.order_by)
         findings["residual_autocorrelation"] = checks.residual_autocorrelation(
-            checks.residual_sample(y[order], p[order], rs.scale, rs.sample_size, seed), order=", ".join(rs.order_by))
+            checks.residual_sample(y[order], p[order], rs.scale, rs.sample_size, seed, rs.censored), order=", ".join(rs.order_by))
     t = clk.add("residuals", t)
 
     # ---- robustness family: MAX_EXAMPLES examples each, one batched predict per example; the

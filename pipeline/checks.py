@@ -225,6 +225,11 @@ class ResidualSample:
     y: np.ndarray  # truth and predictions of the same rows, on the target's own scale
     p: np.ndarray
     scale: str
+    censored: int = 0  # rows left out: their observed target at a censoring point
+
+    def rows(self) -> str:
+        """How many rows the figure is of, for a message."""
+        return f"{len(self.resid)} rows" + (f" ({self.censored} censored rows left out)" if self.censored else "")
 
     def plot(self) -> dict[str, Any]:
         return {"y": self.y.tolist(), "p": self.p.tolist(), "resid": self.resid.tolist(), "pred": self.pred.tolist(), "scale": self.scale}
@@ -238,31 +243,42 @@ def in_order(frame: pd.DataFrame, order_by: list[str] | tuple[str, ...] | None) 
     return frame.reset_index(drop=True).sort_values(list(order_by), kind="mergesort").index.to_numpy()
 
 
-def residual_sample(y: np.ndarray, p: np.ndarray, scale: str, sample_size: int, seed: int) -> ResidualSample:
+def residual_sample(y: np.ndarray, p: np.ndarray, scale: str, sample_size: int, seed: int,
+                    censored: Any = None) -> ResidualSample:
+    """`censored` (a Range, gates.residuals.censored): rows whose observed target is at or
+    beyond its min or max are left out first, their error unknown."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    kept = np.ones(len(y), dtype=bool)
+    if censored is not None and censored.max is not None:
+        kept &= y < censored.max
+    if censored is not None and censored.min is not None:
+        kept &= y > censored.min
+    y, p = y[kept], p[kept]
     at = _sample_positions(len(y), sample_size, seed)
-    y, p = np.asarray(y, float)[at], np.asarray(p, float)[at]
+    y, p = y[at], p[at]
     resid = figures.residuals(y, p, scale)
     pred = np.log(p) if scale == "log" else p
-    return ResidualSample(resid, pred, y, p, scale)
+    return ResidualSample(resid, pred, y, p, scale, censored=int((~kept).sum()))
 
 
 @check(0)
 def residual_skew(sample: ResidualSample) -> Finding:
     n = figures.normality(sample.resid)
-    return Finding(abs(n.skew), "|residual skew|", f"Jarque-Bera p={n.jb_p_value:.3g}; {len(sample.resid)} rows",
+    return Finding(abs(n.skew), "|residual skew|", f"Jarque-Bera p={n.jb_p_value:.3g}; {sample.rows()}",
                    reported={"residual_skew_signed": n.skew}, plot=sample.plot())
 
 
 @check(-2)
 def residual_kurtosis(sample: ResidualSample) -> Finding:
     n = figures.normality(sample.resid)
-    return Finding(n.excess_kurtosis, "residual excess kurtosis", f"Jarque-Bera p={n.jb_p_value:.3g}; {len(sample.resid)} rows")
+    return Finding(n.excess_kurtosis, "residual excess kurtosis", f"Jarque-Bera p={n.jb_p_value:.3g}; {sample.rows()}")
 
 
 @check(1)
 def residual_spread(sample: ResidualSample) -> Finding:
     s = figures.spread(sample.resid, sample.pred)
-    return Finding(s.ratio, "residual spread ratio", f"top decile {s.top:.4g}, bottom decile {s.bottom:.4g}; Breusch-Pagan p={s.bp_p_value:.3g}")
+    return Finding(s.ratio, "residual spread ratio", f"top decile {s.top:.4g}, bottom decile {s.bottom:.4g}; Breusch-Pagan p={s.bp_p_value:.3g}"
+                   + (f"; {sample.rows()}" if sample.censored else ""))
 
 
 @check(0, 4)

@@ -258,6 +258,10 @@ class ResidualSettings(_Strict):
     # cannot apply and says so (a failure where it is required); null: there is no such
     # order, stated, so "not applicable" is accepted.
     order_by: list[str] | None = None
+    # A censored target's cap (init states it: Boston's medv at 50): rows whose observed
+    # target is at or beyond it are left out of the residual gates, their error unknown (the
+    # true value is that or beyond), and counted in the gates' detail.
+    censored: Range = Range()
 
 
 class RobustnessSettings(_Strict):

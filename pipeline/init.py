@@ -54,6 +54,7 @@ class Inferred:
     positive: bool = False
     log_target: bool = False
     capped: str = ""  # how the target is capped, when it is
+    censored: dict[str, float] = field(default_factory=dict)  # its caps: {"max": 50}
     drift_floor: float = 0.0
     why: list[str] = field(default_factory=list)
 
@@ -154,10 +155,10 @@ def infer(path: Path, target: str) -> Inferred:
     inf.why.append(f"{target}: {'always positive' if inf.positive else 'not always positive'}, {', '.join(facts)}: "
                    + ("the model fits log(target) and residuals are judged on that scale, where errors are the more even"
                       if inf.log_target else "fitted as it is" + (", where errors are the more even" if inf.positive else "")))
-    inf.capped = _capped(y)
+    inf.capped, inf.censored = _capped(y)
     if inf.capped:
-        inf.why.append(f"{target}: {inf.capped}: a censored target (the true value is that or beyond); "
-                       "the model learns the cap, and errors near it are smaller than elsewhere")
+        inf.why.append(f"{target}: {inf.capped}: a censored target (the true value is that or beyond): rows at the cap "
+                       "are left out of the residual gates, their error unknown (gates.residuals.censored)")
     checked = [target, *inf.numeric, *inf.categorical]
     inf.duplicates = int(frame[checked].duplicated().sum())
     inf.why.append(f"{inf.duplicates} duplicated rows: " + (
@@ -215,20 +216,21 @@ def _scale_spreads(frame: pd.DataFrame, inf: Inferred, y: pd.Series) -> dict[str
 CAP_SHARE = 0.01  # a target at its extreme in this share of rows (and 5 rows or more) is capped there
 
 
-def _capped(y: pd.Series) -> str:
+def _capped(y: pd.Series) -> tuple[str, dict[str, float]]:
     """How a target is capped ("" when it is not): its largest (or smallest) value held by at
     least CAP_SHARE of the rows while the target otherwise takes many values (a top code:
-    Boston's medv at 50, 3.1 % of the rows)."""
+    Boston's medv at 50, 3.1 % of the rows); with the caps, {"max": 50}."""
     if y.nunique() < 20:
-        return ""
-    out = []
+        return "", {}
+    out, caps = [], {}
     for end, value in (("max", y.max()), ("min", y.min())):
         at = int((y == value).sum())
         if end == "min" and value == 0:
             continue  # zero is a count's or an amount's own floor, not a cap
         if at >= 5 and at / len(y) >= CAP_SHARE:
             out.append(f"capped at its {end} {value:g} for {at / len(y):.1%} of rows ({at})")
-    return "; ".join(out)
+            caps[end] = float(value)
+    return "; ".join(out), caps
 
 
 def _row_number(s: pd.Series, name: str) -> str:
@@ -284,6 +286,8 @@ def render(inf: Inferred, data_path: Path, out: Path) -> tuple[str, str]:
     scale = "log" if inf.log_target else "raw"
     eval_rows = round(0.2 * inf.rows)
     slice_rows = max(10, min(30, eval_rows // 8))
+    censored = ("{" + ", ".join(f"{k}: {_num(v)}" for k, v in inf.censored.items()) + "}   # the target's cap: rows at it are left out"
+                if inf.censored else "{}   # the target is not capped")
     order = _yaml_list(inf.order_by) if inf.order_by else "null   # no time order in the data: the autocorrelation gate is not applicable"
     cats = _yaml_list(inf.categorical) if inf.categorical else "[]   # none: the unseen-category gate is not applicable"
     why = "\n".join(f"#   - {w}" for w in inf.why)
@@ -348,6 +352,7 @@ gates:
     min_rows: {slice_rows}   # of ~{eval_rows} evaluation rows: a quartile band holds ~{eval_rows // 4}
   residuals:
     scale: {scale}
+    censored: {censored}
     order_by: {order}
   robustness:
     # Noise on each numeric column: sd the smaller of half its resolution (the median step

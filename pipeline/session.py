@@ -168,7 +168,7 @@ class GateSession:
     def residuals(self) -> checks.ResidualSample:
         """Residuals on the configured scale, a bounded seeded sample kept in data order."""
         cfg, pr = self.settings.gates.residuals, self.predictions
-        return checks.residual_sample(pr.y, pr.p, cfg.scale, cfg.sample_size, self.settings.seed)
+        return checks.residual_sample(pr.y, pr.p, cfg.scale, cfg.sample_size, self.settings.seed, cfg.censored)
 
     @functools.cached_property
     def baseline_predictions(self) -> np.ndarray:
@@ -187,7 +187,7 @@ class GateSession:
             raise InputError(f"{self.settings.config_path}: gates.residuals.order_by: column '{missing[0]}' is neither a feature "
                              "nor one of data.id_columns of the evaluation data")
         order = checks.in_order(pr.frame, cfg.order_by)
-        return checks.residual_sample(pr.y[order], pr.p[order], cfg.scale, cfg.sample_size, self.settings.seed)
+        return checks.residual_sample(pr.y[order], pr.p[order], cfg.scale, cfg.sample_size, self.settings.seed, cfg.censored)
 
     @functools.cached_property
     def compared(self) -> tuple[pd.DataFrame, np.ndarray]:

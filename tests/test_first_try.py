@@ -73,6 +73,27 @@ def _init(tmp_path, frame: pd.DataFrame, target: str):
     return inferred, settings, dataset
 
 
+def _settings_of(folder):
+    return config_mod.load(folder / "proj" / "pipeline_config.yaml")
+
+
+def test_residual_gates_leave_out_rows_at_a_censored_target_s_cap():
+    from pipeline import checks
+
+    # Top-coded at 50: the model predicts ~45 where the truth is 50 or beyond; those residuals
+    # are not errors and skew the sample.
+    rng = np.random.default_rng(13)
+    truth = rng.normal(30, 8, 3000)
+    p = truth + rng.normal(0, 2, 3000)
+    y = np.minimum(truth, 50.0)
+    p = np.where(y == 50, 43 + rng.normal(0, 1, 3000), p)
+    cap = config_mod.Range(max=50)
+    left = checks.residual_sample(y, p, "raw", 5000, 0, cap)
+    assert left.censored == int((y == 50).sum()) > 0 and len(left.resid) == 3000 - left.censored
+    assert "censored rows left out" in checks.residual_skew(left).detail
+    assert checks.residual_skew(left).value < checks.residual_skew(checks.residual_sample(y, p, "raw", 5000, 0)).value
+
+
 def test_init_drops_a_row_number_that_tracks_the_target(tmp_path):
     rng = np.random.default_rng(4)
     price = np.sort(rng.lognormal(8, 1, 500))  # a file sorted by price, numbered as R writes it
@@ -211,6 +232,7 @@ def test_init_states_a_capped_target_and_chooses_the_scale_where_errors_are_even
     share = float((value == 50).mean())
     assert share > 0.01 and inferred.capped == f"capped at its max 50 for {share:.1%} of rows ({int((value == 50).sum())})"
     assert any("a censored target" in w for w in inferred.why)
+    assert _settings_of(tmp_path).gates.residuals.censored.max == 50
     # The scale the residuals are judged on is where a quick fit's errors are even: errors that
     # grow with the value (a car's mpg, 5x apart, hardly skewed) -> log; errors even as they
     # are, though the target is skewed -> as it is.
