@@ -230,7 +230,7 @@ def test_init_states_a_capped_target_and_chooses_the_scale_where_errors_are_even
     frame = pd.DataFrame({"x": x, "medv": value})
     inferred, _, _ = _init(tmp_path, frame, "medv")
     share = float((value == 50).mean())
-    assert share > 0.01 and inferred.capped == f"capped at its max 50 for {share:.1%} of rows ({int((value == 50).sum())})"
+    assert share > 0.01 and inferred.capped.startswith(f"capped at its max 50 for {share:.1%} of rows ({int((value == 50).sum())};")
     assert any("a censored target" in w for w in inferred.why)
     assert _settings_of(tmp_path).gates.residuals.censored.max == 50
     # The scale the residuals are judged on is where a quick fit's errors are even: errors that
@@ -244,6 +244,10 @@ def test_init_states_a_capped_target_and_chooses_the_scale_where_errors_are_even
     even = pd.DataFrame({"x": size, "y": 10 + 4 * size + rng.normal(0, 1, n)})
     inferred, settings, _ = _init(tmp_path / "even", even, "y")
     assert even["y"].skew() > 1 and not inferred.log_target and settings.gates.residuals.scale == "raw"
+    # A target on a coarse grid whose lowest value many rows share, as its next values: no cap.
+    grid = pd.DataFrame({"x": x, "mag": np.clip(4.0 + rng.exponential(0.5, n), 4.0, 6.5).round(1)})
+    grid.loc[grid["mag"] < 4.05, "mag"] = 4.0
+    assert _init(tmp_path / "grid", grid, "mag")[0].capped == ""
     # Counts with many zeros: zero is their floor, not a cap.
     counts = pd.DataFrame({"x": x, "visits": rng.poisson(np.exp(x), n).astype(float)})
     assert _init(tmp_path / "counts", counts, "visits")[0].capped == ""
