@@ -10,7 +10,7 @@ Every refusal is classified: REAL below says why the data, not the harness, refu
 figure is the gate's own, printed beside); a refusal not listed there is "unclassified",
 and the script exits 1 so that it is looked at (a harness bug, or a real reason to add).
 
-    python bench/corpus.py [--only NAME ...] [--keep DIR]
+    python bench/corpus.py [--only NAME ...] [--keep DIR] [--table]
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def run_one(entry: Entry, folder: Path) -> dict:
         row.update(verdict="init refused", error=(init.stderr.strip().splitlines() or ["?"])[-1], seconds=time.perf_counter() - t0)
         return row
     inferred = json.loads(init.stdout)
-    row["inferred"] = {k: inferred.get(k) for k in ("numeric", "categorical", "id_columns", "order_by", "log_target", "slices")}
+    row["inferred"] = {k: inferred.get(k) for k in ("numeric", "categorical", "id_columns", "drop_columns", "order_by", "log_target", "capped", "slices")}
     row["init_why"] = inferred.get("why", [])
     run = subprocess.run([*cli, "run", "--config", str(folder / "proj" / "pipeline_config.yaml"), "--json"],
                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, cwd=folder)
@@ -179,7 +179,8 @@ def refusals(row: dict) -> list[tuple[str, str, str]]:
     for gate, g in (row.get("gates") or {}).items():
         if g["outcome"] in ("failed", "error", "inconclusive"):
             why = REAL.get((row["name"], gate))
-            out.append((gate, "real" if why else "unclassified", why or g["message"] or g["detail"]))
+            figure = f"{g['value']:.3g}" if isinstance(g.get("value"), (int, float)) else "?"
+            out.append((f"{gate} {figure}", "real" if why else "unclassified", why or g["message"] or g["detail"]))
     if row["verdict"] in ("init refused", "error"):
         why = REAL.get((row["name"], row["verdict"]))
         out.append((row["verdict"], "real" if why else "unclassified", why or row.get("error", "")))
@@ -194,7 +195,8 @@ def table(rows: list[dict], wall: float, load: str) -> str:
     for r in rows:
         inf = r.get("inferred") or {}
         what = (f"{len(inf.get('numeric') or [])} num, {len(inf.get('categorical') or [])} cat, ids {inf.get('id_columns') or '-'}, "
-                f"order {inf.get('order_by') or '-'}, {'log' if inf.get('log_target') else 'raw'}") if inf else "-"
+                f"dropped {inf.get('drop_columns') or '-'}, order {inf.get('order_by') or '-'}, "
+                f"{'log' if inf.get('log_target') else 'raw'}" + (f", {inf['capped']}" if inf.get("capped") else "")) if inf else "-"
         refused = "; ".join(f"{g} ({c}: {w})" for g, c, w in refusals(r)) or "-"
         lines.append(f"| {r['name']} | {r['rows']} | {r['columns']} | {r['target']} | {what} | {r['verdict']} | "
                      f"{refused.replace('|', '/')} | {r.get('seconds', 0):.0f} |")
@@ -214,7 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", help="data sets to run (package.item or item)")
     ap.add_argument("--keep", type=Path, help="keep each project in this folder")
+    ap.add_argument("--table", action="store_true", help="only write corpus.md again from corpus.json (the classes as now)")
     args = ap.parse_args(argv)
+    if args.table:
+        saved = json.loads((RESULTS / "corpus.json").read_text())
+        (RESULTS / "corpus.md").write_text(table(saved["rows"], saved["wall_s"], saved["load"]))
+        print(f"wrote {RESULTS / 'corpus.md'}")
+        return 0
     entries = [e for e in CORPUS if not args.only or e.name in args.only or e.item in args.only]
     if not entries:
         print(f"error: --only {' '.join(args.only)}: no such data set in the corpus", file=sys.stderr)

@@ -248,7 +248,7 @@ def _row_number(s: pd.Series, name: str) -> str:
         first = int(s.iloc[0])
         if first in (0, 1) and bool((s.to_numpy() == np.arange(first, first + len(s))).all()):
             return f"the integers {first}..{first + len(s) - 1} in file order"
-    if _ROW_NUMBER_NAME.match(name) and (pd.api.types.is_integer_dtype(s) or s.dtype == object):
+    if _ROW_NUMBER_NAME.match(name) and (pd.api.types.is_integer_dtype(s) or not pd.api.types.is_numeric_dtype(s)):
         return "unique in every row and named as row numbers are"
     return ""
 

