@@ -12,7 +12,7 @@ from pipeline import config as config_mod
 from pipeline import data as data_mod
 from pipeline import figures
 from pipeline.errors import InputError
-from conftest import CONFIG
+from conftest import CONFIG, write_project
 
 
 def _dataset(frame: pd.DataFrame, target: str, ids: tuple[str, ...] = ()) -> data_mod.Dataset:
@@ -208,7 +208,6 @@ def test_target_leak_names_a_column_that_is_the_target_in_disguise():
 
 
 def test_an_unknown_run_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
-    from conftest import write_project
     from pipeline import cli
 
     monkeypatch.chdir(tmp_path)
