@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Literal, Mapping, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -42,8 +42,13 @@ class Finding:
     """A gate's figure with what a person needs to read it.
 
     `label` names the figure in messages ("MAE", "|residual skew|"); `detail` says how it was
-    computed; `reported` holds further figures shown beside it, never judged; `plot` holds
-    what the report draws (plain lists: it travels between processes under pytest-xdist).
+    computed; `reported` holds further figures shown beside it; `plot` holds what the report
+    draws (plain lists: it travels between processes under pytest-xdist). `baseline`,
+    `baseline_ratio`: the baseline's figure on the same rows and the figure over it, where the
+    check measured one (a max_ratio_to_baseline bound judges the ratio). `judged_on` tells pipeline.judge what decides:
+    "figure" (the value), "interval" (a timing's interval, with the time waited for a core
+    taken out: pipeline.judge) or "paired_interval" (a ratio of two timings taken in the same
+    rounds, which load moves together: its interval alone).
     """
 
     value: float
@@ -51,6 +56,9 @@ class Finding:
     detail: str = ""
     reported: Mapping[str, float] = field(default_factory=dict)
     plot: Mapping[str, Any] = field(default_factory=dict)
+    baseline: float | None = None  # the baseline's own figure, beside the ratio
+    baseline_ratio: float | None = None
+    judged_on: Literal["figure", "interval", "paired_interval"] = "figure"
 
 
 def _sample_positions(n: int, size: int, seed: int) -> np.ndarray:
@@ -133,7 +141,7 @@ def _against_baseline(name: str, label: str, metric: Callable[[np.ndarray, np.nd
     base = float(metric(y, baseline))
     ratio = value / base if base > 0 else float("nan")
     return Finding(value, label, f"{len(y)} evaluation rows; baseline ({BASELINE}) {label} {fmt_number(base)}, ratio {fmt_number(ratio)}",
-                   reported={f"{name}_baseline": base, f"{name}_ratio_to_baseline": ratio})
+                   reported={f"{name}_baseline": base, f"{name}_ratio_to_baseline": ratio}, baseline=base, baseline_ratio=ratio)
 
 
 @check(0)
@@ -437,9 +445,6 @@ def batch_independent(model: Any, rows: pd.DataFrame, reference: np.ndarray, see
 
 # Gates whose threshold may bound the ratio to the reference workload (max_ratio_to_reference).
 REFERENCE_GATES = ("single_row_latency",)
-# The standard timing gates, judged by timing_verdict: whether each figure is relative (a ratio
-# of two timings taken in the same rounds, which load moves together).
-TIMING_GATES = {"single_row_latency": False, "batch_throughput": False, "latency_vs_champion": True}
 
 
 def _timing_figures(rounds: Rounds, q: float, scale: float, confidence: float, seed: int,
@@ -485,7 +490,7 @@ def single_row_latency(rounds: Rounds, *, confidence: float = 0.95, seed: int = 
     p50 = float(np.percentile(rounds.candidate, 50)) * 1000
     detail = (f"p50 {p50:.2f} ms over {len(rounds.candidate)} single-row predicts; p99 {rep['ratio_to_reference']:.2f}x "
               f"the reference; {_reference_text(rep)}; intervals at {confidence:.0%}")
-    return Finding(p99, "single-row p99", detail, reported={"single_row_p50_ms": p50, **rep},
+    return Finding(p99, "single-row p99", detail, reported={"single_row_p50_ms": p50, **rep}, judged_on="interval",
                    plot={"latency_ms": (rounds.candidate * 1000).tolist(), "reference_ms": (rounds.reference * 1000).tolist()})
 
 
@@ -496,7 +501,7 @@ def batch_throughput(rounds: Rounds, rows: int, *, confidence: float = 0.95, see
     rep = {k: v for k, v in rep.items() if not k.startswith("ratio_")}  # a rate has no bound in reference units
     detail = (f"median {float(np.median(rounds.candidate)) * 1000:.1f} ms per {rows}-row batch over {len(rounds.candidate)} batches; "
               f"{_reference_text(rep)}; interval at {confidence:.0%}")
-    return Finding(rate, "batch throughput", detail, reported=rep)
+    return Finding(rate, "batch throughput", detail, reported=rep, judged_on="interval")
 
 
 @check(0)
@@ -513,81 +518,7 @@ def latency_vs_champion(rounds: Rounds, *, champion: str, confidence: float = 0.
               f"{_reference_text(ref)}; interval at {confidence:.0%}")
     return Finding(ratio.value, "median time over the champion's", detail,
                    reported={"interval_lower": ratio.lower, "interval_upper": ratio.upper,
-                             "single_row_p50_ms": c, "champion_p50_ms": h, **ref})
-
-
-@dataclass(frozen=True)
-class Verdict:
-    outcome: str  # "passed", "failed" or "inconclusive"
-    why: str  # what decided it, for the message
-
-
-def word(side: str) -> str:
-    return {"held": "within", "violated": "beyond", "straddles": "straddles"}[side]
-
-
-def _side(lower: float, upper: float, lo_bound: float | None, hi_bound: float | None) -> str:
-    """'held', 'violated' or 'straddles' for an interval against a bound (or a band)."""
-    if (hi_bound is not None and lower > hi_bound) or (lo_bound is not None and upper < lo_bound):
-        return "violated"
-    if (hi_bound is None or upper <= hi_bound) and (lo_bound is None or lower >= lo_bound):
-        return "held"
-    return "straddles"
-
-
-def timing_verdict(threshold: Any, finding: Finding, *, relative: bool = False) -> Verdict:
-    """Judge a timing finding's intervals against the threshold (see the section's comment).
-
-    Each bound (min/max on the figure; max_ratio_to_reference on the figure in reference units)
-    is judged on its own interval: held when the whole interval is on its good side (load only
-    adds time), or when it straddles the bound but the interval without the waiting for a core
-    (the unwaited rounds: what an idle machine would have measured) is on the good side (only
-    the slowest rounds waited); violated when the whole interval is beyond it even without the
-    waiting; else undecided, which includes "every round beyond it, but only by the time it
-    waited for a core" (not measured reliably). Any violation fails, every bound holding
-    passes, anything else is inconclusive. `relative`: the figure is a
-    ratio of two timings taken in the same rounds (a champion's), which load moves together:
-    judged on its interval alone.
-    """
-    r = finding.reported
-    if math.isnan(float(finding.value)):
-        return Verdict("failed", f"{finding.label}: no timing measured")
-    unit = f" {threshold.unit}" if threshold.unit else ""
-    bounds = []  # (figure text, key prefix, min, max, bound text)
-    if threshold.min is not None or threshold.max is not None:
-        bounds.append((f"{finding.label} {fmt_number(finding.value)}{unit}", "", threshold.min, threshold.max, threshold.describe().split(" and ")[0]))
-    if threshold.max_ratio_to_reference is not None:
-        bounds.append((f"{finding.label} {fmt_number(r['ratio_to_reference'])}x the reference", "ratio_", None,
-                       threshold.max_ratio_to_reference, f"<= {fmt_number(threshold.max_ratio_to_reference)}x"))
-    judged = []  # (text, side, bound)
-    for figure, key, lo_b, hi_b, bound in bounds:
-        lower, upper = r[f"{key}interval_lower"], r[f"{key}interval_upper"]
-        text = f"{figure}, interval [{fmt_number(lower)}, {fmt_number(upper)}],"
-        side = _side(lower, upper, lo_b, hi_b)
-        if side != "held" and not relative:
-            # Load only adds time: what decides is the interval without the waiting for a core.
-            ul, uu = r[f"{key}unwaited_lower"], r[f"{key}unwaited_upper"]
-            unwaited = _side(ul, uu, lo_b, hi_b)
-            waited = r.get("wait_share", 0.0) >= 0.01  # else the unwaited interval is the same one again
-            if unwaited == "violated":
-                side = "violated"
-                text += f" without the waiting for a core [{fmt_number(ul)}, {fmt_number(uu)}]," if waited else ""
-            elif unwaited == "held" and side == "straddles":  # only the tail waited: the rest measured the model
-                side, text = "held", f"{text} straddles {bound}, but without the waiting for a core [{fmt_number(ul)}, {fmt_number(uu)}],"
-            elif side == "violated":  # every round beyond it, by waiting: not measured reliably
-                side, text = "busy", (f"{text} beyond {bound}, but it waited for a core {r.get('wait_share', 0.0):.0%} of the time "
-                                      f"(the machine was busy, and load only adds time): without the waiting the interval is "
-                                      f"[{fmt_number(ul)}, {fmt_number(uu)}]")
-            elif waited:
-                text += f" without the waiting for a core [{fmt_number(ul)}, {fmt_number(uu)}],"
-        judged.append((text, side, bound))
-    violated = [f"{t} beyond {b}" for t, side, b in judged if side == "violated"]
-    if violated:
-        return Verdict("failed", "; ".join(violated))
-    if all(side == "held" for _, side, _ in judged):
-        return Verdict("passed", "; ".join(f"{t} within {b}" for t, _, b in judged))
-    why = [t if side == "busy" else f"{t} {word(side)} {b}" for t, side, b in judged]
-    return Verdict("inconclusive", "inconclusive: " + "; ".join(why))
+                             "single_row_p50_ms": c, "champion_p50_ms": h, **ref}, judged_on="paired_interval")
 
 
 # ---------------------------------------------------------------- serving

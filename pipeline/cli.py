@@ -261,6 +261,7 @@ def cmd_compare(args, settings, out: Out) -> int:
     import numpy as np
 
     from pipeline import checks, figures, registry
+    from pipeline.judge import judge
     from pipeline.session import GateSession
 
     name = settings.mlflow.registered_model
@@ -282,11 +283,11 @@ def cmd_compare(args, settings, out: Out) -> int:
         verdict = f"version {args.v2} is better: MAE {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}]"
     elif tol is None:
         verdict = f"version {args.v2} is not confidently better: MAE {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}] (no champion_mae threshold at {settings.env})"
-    elif tol.holds(found.value):
+    elif judge(tol, found).passed:
         verdict = (f"version {args.v2} passes the champion gate against {args.v1} ({settings.env}, {cfg.test.replace('_', '-')}): "
                    f"MAE {delta:+.2%}, {checks.CHAMPION_TESTS[cfg.test][0]} bound {found.value:+.2%} {tol.describe()}")
     else:
-        verdict = f"version {args.v2} is worse: {tol.explain(found.label, found.value)}"
+        verdict = f"version {args.v2} is worse: {judge(tol, found).why}"
     rows = [{"metric": k, f"v{args.v1}": m1[k], f"v{args.v2}": m2[k], "change": m2[k] - m1[k]} for k in m1]
     out.table(rows, ["metric", f"v{args.v1}", f"v{args.v2}", "change"])
     out.line(f"recommendation: {verdict}")

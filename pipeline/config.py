@@ -62,7 +62,7 @@ class Threshold(_Strict):
     max_ratio_to_baseline: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     # A timing over the reference workload's timed between its rounds (pipeline.timing), at
     # most this: a bound that moves less with the machine's load than milliseconds do. Only
-    # for checks.REFERENCE_GATES; alone or beside max (each is judged, see checks.timing_verdict).
+    # for checks.REFERENCE_GATES; alone or beside max (each is judged, see pipeline.judge).
     max_ratio_to_reference: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     unit: str = ""
     required: bool = True
@@ -114,14 +114,16 @@ class Threshold(_Strict):
         ratio = f"<= {fmt_number(self.max_ratio_to_baseline)}x baseline" if self.max_ratio_to_baseline is not None else ""
         if self.max_ratio_to_reference is not None:
             ratio = " and ".join(filter(None, [ratio, f"<= {fmt_number(self.max_ratio_to_reference)}x reference"]))
+        return " and ".join(filter(None, [self.describe_figure(), ratio]))
+
+    def describe_figure(self) -> str:
+        """The bound on the figure itself (min, max or both) as text; '' when there is none."""
         if self.min is None and self.max is None:
-            return ratio
+            return ""
         if self.direction == "between":
-            text = f"in [{fmt_number(self.min)}, {fmt_number(self.max)}]{self._u()}"
-        else:
-            bound = self.max if self.max is not None else self.min
-            text = f"{self.direction} {fmt_number(bound)}{self._u()}"
-        return f"{text} and {ratio}" if ratio else text
+            return f"in [{fmt_number(self.min)}, {fmt_number(self.max)}]{self._u()}"
+        bound = self.max if self.max is not None else self.min
+        return f"{self.direction} {fmt_number(bound)}{self._u()}"
 
     def explain(self, label: str, figure: float, detail: str = "", ratio: float | None = None) -> str:
         """One line with figure, threshold and environment: 'MAE 17,412 > 15,000 USD (staging)'."""
@@ -153,7 +155,7 @@ class Environment(_Strict):
     # required: promotion also needs a person's approval of the very evidence that allows it
     # (`run-pipeline approve VERSION --env ENV`). Inherited through `extends` unless restated.
     approval: Literal["none", "required"] = "none"
-    # A timing gate whose rounds cannot be judged (checks.timing_verdict: "inconclusive") is
+    # A timing gate whose rounds cannot be judged (pipeline.judge: "inconclusive") is
     # measured again up to this many times; inconclusive after them, it refuses promotion
     # (0, the default: the first inconclusive refuses). Inherited through `extends`.
     inconclusive_reruns: int = Field(default=0, ge=0, le=10)

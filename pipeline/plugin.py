@@ -10,17 +10,18 @@ any gate runs; the session's outcome is one typed `GateRunResult`.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from pipeline import checks
+from pipeline import catalogue, checks
 from pipeline import config as config_mod
 from pipeline.config import Settings, Threshold
 from pipeline.errors import InputError, PipelineError
 from pipeline.evidence import FAMILIES, GateReport, figure_dict
+from pipeline.judge import judge
 from pipeline.report import figure_text
 
 PLUGIN = pytest.StashKey["GatePlugin"]()
@@ -80,6 +81,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gates: a quality gate that decides promotion")
     for family, text in FAMILIES.items():
         config.addinivalue_line("markers", f"{family}: gate family: {text}")
+
+    def family_marker(name: str, text: str) -> None:  # a family registered later, by a repository's module
+        config.addinivalue_line("markers", f"{name}: gate family: {text}")
+
+    catalogue.FAMILY_LISTENERS.append(family_marker)
+    config.add_cleanup(lambda: catalogue.FAMILY_LISTENERS.remove(family_marker))
     if config.option.promote and not config.option.model_uri:
         raise pytest.UsageError("--promote needs --model-uri models:/NAME/VERSION: only a registered version can be promoted")
     request = next((p for p in config.pluginmanager.get_plugins() if isinstance(p, GateRunRequest)), None)
@@ -421,7 +428,6 @@ class Gate:
 
     def __init__(self, item: pytest.Item, gate: str, family: str, threshold: Threshold):
         self.item, self.id, self.family, self.threshold = item, gate, family, threshold
-        self._observed: list[checks.Finding] = []
 
     def record(self, finding: checks.Finding | None, detail: str = "") -> None:
         """Record the gate's figure for the JUnit XML and the evidence (None: no figure, with why)."""
@@ -429,9 +435,9 @@ class Gate:
         label = "" if finding is None else finding.label
         detail = detail or ("" if finding is None else finding.detail)
         fig = figure_dict(self.id, value, self.threshold, label, detail)
-        if finding is not None and f"{self.id}_baseline" in finding.reported:  # beside the figure, where tables read it
-            fig["baseline"] = float(finding.reported[f"{self.id}_baseline"])
-            fig["ratio_to_baseline"] = float(finding.reported[f"{self.id}_ratio_to_baseline"])
+        if finding is not None and finding.baseline_ratio is not None:  # beside the figure, where tables read it
+            fig["baseline"] = float(finding.baseline) if finding.baseline is not None else float("nan")
+            fig["ratio_to_baseline"] = float(finding.baseline_ratio)
         if finding is not None and "ratio_to_reference" in finding.reported:
             fig["ratio_to_reference"] = float(finding.reported["ratio_to_reference"])
         self.item.stash[RECORDED] = {
@@ -452,115 +458,46 @@ class Gate:
         self.item.user_properties[:] = props
 
     def holds(self, finding: checks.Finding) -> bool:
-        """Record the finding and say whether it meets the threshold (its ratio to the
-        baseline too, where the finding reports one)."""
+        """Record the finding and say whether the one judge passes it (a repository's own gate)."""
         self.record(finding)
-        return self.threshold.holds(finding.value, finding.reported.get(f"{self.id}_ratio_to_baseline"))
+        return judge(self.threshold, finding).passed
 
     def explain(self, finding: checks.Finding) -> str:
         """One line: figure, threshold, detail and environment."""
-        return self.threshold.explain(finding.label, finding.value, finding.detail, finding.reported.get(f"{self.id}_ratio_to_baseline"))
+        return judge(self.threshold, finding).why
 
     def not_applicable(self, reason: str, *, stated: bool = True, how: str = "") -> None:
         """The gate's precondition is absent here: no figure, the reason in its place, and the
-        outcome "not_applicable", never "passed". `stated`: the config (or the registry) says
-        the absence is expected; a required gate whose absence nobody stated fails, saying
-        `how` to state it."""
+        outcome "not_applicable", never "passed" (see catalogue.NotApplicable)."""
         self.record(None, reason)
         if not stated and self.threshold.required:
             pytest.fail(f"not applicable: {reason}; {self.id} is required at {self.threshold.env} and the config does not "
                         f"say the absence is expected ({how})", pytrace=False)
         self.item.stash[NOT_APPLICABLE] = reason
 
-    def timed(self, measure: Callable[[Any], checks.Finding], benchmark: Any, *, reruns: int = 0,
-              relative: bool | None = None) -> None:
-        """A timing gate: `measure(benchmark or None)` times the rounds and returns the finding;
-        checks.timing_verdict judges it (`relative`: see there; None: as checks.TIMING_GATES says). Inconclusive rounds are measured again up to `reruns`
-        times (pytest-benchmark's fixture times the first attempt; it times one per test).
-        Passes, or fails with one line; an inconclusive end is marked so (never a pass)."""
-        if benchmark.disabled:
+    def decide(self, **fixtures: Any) -> None:
+        """Run this standard gate's spec on the session, record its finding and judge it: passes,
+        fails with one line, or fails marked inconclusive (a timing its rounds could not decide;
+        never a pass). With benchmarking disabled a timing gate has no figure: skipped."""
+        from pipeline.catalogue import Inputs, NotApplicable
+
+        spec = getattr(self.item, "function", None)
+        spec = getattr(spec, "gate_spec", None)
+        if spec is None:
+            raise pytest.UsageError(f"{self.item.nodeid}: gate.decide() is for the tests of standard gates (catalogue.as_test)")
+        bench = fixtures.get("benchmark")
+        if bench is not None and bench.disabled:
             pytest.skip("benchmarking disabled: latency not measured, gate not passed")
-        if relative is None:
-            relative = checks.TIMING_GATES.get(self.id, False)
-        for attempt in range(1 + reruns):
-            finding = measure(benchmark if attempt == 0 else None)
-            verdict = checks.timing_verdict(self.threshold, finding, relative=relative)
-            if verdict.outcome != "inconclusive":
-                break
-        if reruns:
-            finding = replace(finding, detail=f"{finding.detail}; attempt {attempt + 1} of up to {1 + reruns}")
-        self.record(finding)
-        line = f"{verdict.why}; {finding.detail} ({self.threshold.env})"
+        plugin = self.item.config.stash[PLUGIN]
+        found = spec.run(Inputs(plugin.gate_session, self.threshold, **fixtures))
+        if isinstance(found, NotApplicable):
+            return self.not_applicable(found.reason, stated=found.stated, how=found.how)
+        self.record(found)
+        verdict = judge(self.threshold, found)
         if verdict.outcome == "inconclusive":
-            self.item.stash[INCONCLUSIVE] = line
-            pytest.fail(line, pytrace=False)
-        assert verdict.outcome == "passed", line
-
-    # hypothesis gates: each example is observed; the recorded figure is the minimal failing
-    # example's when one fails (hypothesis replays it last), else the worst example's.
-
-    def observe(self, finding: checks.Finding) -> None:
-        """One hypothesis example: keep its finding and assert it meets the threshold."""
-        self._observed.append(finding)
-        assert self.threshold.holds(finding.value), self.explain(finding)
-
-    def explore(self, *properties: Callable[[], None]) -> None:
-        """Run hypothesis properties that observe findings; record the deciding one."""
-        try:
-            for prop in properties:
-                prop()
-        except BaseException:
-            if self._observed:
-                last = self._observed[-1]
-                self.record(last, f"minimal failing example; {last.detail}")
-            raise
-        self._record_worst()
-
-    def _record_worst(self) -> None:
-        worst = max(self._observed, key=lambda f: f.value)
-        reported: dict[str, float] = {}
-        for f in self._observed:
-            for k, v in f.reported.items():
-                reported[k] = max(reported.get(k, -checks.INF), float(v))
-        self.record(checks.Finding(worst.value, worst.label, f"worst of {len(self._observed)} examples; {worst.detail}", reported))
-
-    def explore_batched(self, predict: Callable[[Any], Any], *perturbations: Any) -> None:
-        """Hypothesis draws every example of each perturbation (robustness.Perturbation); all
-        of them are predicted in one batch and judged. When one fails, or the batch predict
-        raises, they are explored again one predict per example (explore), so that hypothesis
-        finds the failure and shrinks it to a minimal example for the message. A batch is only
-        formed of examples with the same columns and dtypes (else: one predict per example)."""
-        from hypothesis import given
-
-        from pipeline import robustness as rb
-
-        drawn: list[tuple[Any, Any, Any]] = []
-        checking = False
-
-        def prop(pert):
-            @given(spec=pert.strategy)
-            def example(spec):
-                rows = pert.perturb(spec)
-                if checking:
-                    self.observe(pert.judge(spec, rows, predict))
-                else:
-                    drawn.append((pert, spec, rows))
-
-            return example
-
-        props = [prop(pert) for pert in perturbations]
-        for example in props:  # draws only: nothing is judged, so nothing fails or shrinks
-            example()
-        findings = rb.judged_in_one_batch(predict, drawn)
-        if findings is not None and all(self.threshold.holds(f.value) for f in findings):
-            self._observed = findings
-            return self._record_worst()
-        checking = True
-        self.explore(*props)
-        if findings is not None:  # hypothesis drew other examples this time: the batch's failure stands
-            worst = max(findings, key=lambda f: f.value)
-            self.record(worst)
-            pytest.fail(self.explain(worst), pytrace=False)
+            self.item.stash[INCONCLUSIVE] = verdict.why
+            pytest.fail(verdict.why, pytrace=False)
+        assert verdict.passed, verdict.why
 
 
 @pytest.fixture

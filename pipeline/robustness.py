@@ -6,12 +6,18 @@ failure message; applying it to a batch of rows is vectorised, one predict per e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+from hypothesis import given
 from hypothesis import strategies as st
+
+from pipeline.checks import INF, Finding
+
+Holds = Callable[[Finding], bool]
+Observe = Callable[[Finding], None]
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,74 @@ def judged_in_one_batch(predict: Callable[[pd.DataFrame], np.ndarray], drawn: li
     ends = np.cumsum([len(f) for f in frames])
     return [pert.judge(spec, rows, lambda _rows, share=p[end - len(rows):end]: share)
             for (pert, spec, rows), end in zip(drawn, ends)]
+
+
+def worst(found: list[Finding]) -> Finding:
+    """The worst example's finding (the highest figure), with every reported figure's worst beside it."""
+    top = max(found, key=lambda f: f.value)
+    reported: dict[str, float] = {}
+    for f in found:
+        for k, v in f.reported.items():
+            reported[k] = max(reported.get(k, -INF), float(v))
+    return replace(top, detail=f"worst of {len(found)} examples; {top.detail}", reported=reported)
+
+
+def explore(holds: Holds, *properties: Callable[[Observe], Callable[[], None]]) -> Finding:
+    """Run hypothesis properties, each made from `observe` (which it calls with every example's
+    finding; a finding that does not hold fails the example, so hypothesis shrinks it). The
+    deciding finding: the minimal failing example's when one fails (hypothesis replays it
+    last), else the worst example's. An error that is not a failed example propagates."""
+    observed: list[Finding] = []
+
+    def observe(finding: Finding) -> None:
+        observed.append(finding)
+        if not holds(finding):
+            raise AssertionError(finding.detail)
+
+    try:
+        for make in properties:
+            make(observe)()
+    except Exception:
+        if observed and not holds(observed[-1]):
+            return replace(observed[-1], detail=f"minimal failing example; {observed[-1].detail}")
+        raise
+    return worst(observed)
+
+
+def explore_batched(predict: Callable[[pd.DataFrame], np.ndarray], holds: Holds, *perturbations: Perturbation) -> Finding:
+    """Hypothesis draws every example of each perturbation; all of them are predicted in one
+    batch and judged. When one fails, or the batch predict raises, they are explored again one
+    predict per example (explore), so that hypothesis finds the failure and shrinks it to a
+    minimal example for the message. A batch is only formed of examples with the same columns
+    and dtypes (else: one predict per example)."""
+    drawn: list[tuple[Perturbation, Any, pd.DataFrame]] = []
+    checking = False
+
+    def prop(pert: Perturbation) -> Callable[[Observe], Callable[[], None]]:
+        def make(observe: Observe) -> Callable[[], None]:
+            @given(spec=pert.strategy)
+            def example(spec: Any) -> None:
+                rows = pert.perturb(spec)
+                if checking:
+                    observe(pert.judge(spec, rows, predict))
+                else:
+                    drawn.append((pert, spec, rows))
+
+            return example
+
+        return make
+
+    props = [prop(pert) for pert in perturbations]
+    for make in props:  # draws only: nothing is judged, so nothing fails or shrinks
+        make(lambda _finding: None)()
+    findings = judged_in_one_batch(predict, drawn)
+    if findings is not None and all(holds(f) for f in findings):
+        return worst(findings)
+    checking = True
+    found = explore(holds, *props)
+    if findings is not None and holds(found):  # hypothesis drew other examples this time: the batch's failure stands
+        return max(findings, key=lambda f: f.value)
+    return found
 
 
 @dataclass(frozen=True)

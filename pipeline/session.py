@@ -50,13 +50,24 @@ class ModelSource:
     model_sha256: str | None = None
 
 
+_REGISTRY = object()  # champion: look it up in the registry
+
+
 class GateSession:
-    def __init__(self, settings: Settings, model_uri: str | None = None, eval_data: Path | None = None):
+    """`model`: the candidate, given (bench/minimal.py: loaded from its file), instead of loaded
+    from `model_uri` or fitted. `champion`: "self" (the candidate holds the alias), None (no
+    model does), or, by default, whatever the registry says holds the champion alias."""
+
+    def __init__(self, settings: Settings, model_uri: str | None = None, eval_data: Path | None = None, *,
+                 model: Any = None, champion: Any = _REGISTRY):
         self.settings = settings
         self.model_uri = model_uri
         self.eval_data = Path(eval_data) if eval_data else None
         self.timings: dict[str, float] = {}
         self._shared: dict[str, Any] = {}
+        self._champion = champion
+        if model is not None:
+            self.__dict__["model"] = model
 
     def _timed(self, key: str, fn, *args):
         t0 = time.perf_counter()
@@ -154,6 +165,10 @@ class GateSession:
     @functools.cached_property
     def champion(self) -> Champion | None:
         """The model holding the champion alias, with its predictions on the same rows."""
+        if self._champion is None:
+            return None
+        if self._champion == "self":
+            return Champion("the candidate", "itself", self.predictions.p, self.model)
         found = registry.champion_version(self.settings, self.settings.champion_alias)
         if found is None:
             return None

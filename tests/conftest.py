@@ -195,11 +195,10 @@ LIGHT_MODEL = {"params": {"max_iter": 150}}
 
 
 def family_gates(families: tuple[str, ...]) -> set[str]:
-    """The gate ids of the standard suite's `families`, read from the installed package's gate modules."""
-    import importlib
+    """The gate ids of the standard suite's `families`, from the catalogue."""
+    from pipeline import catalogue
 
-    return {name.removeprefix("test_") for fam in families
-            for name in vars(importlib.import_module(f"pipeline.gates.{fam}")) if name.startswith("test_")}
+    return {s.id for s in catalogue.standard() if s.family in families}
 
 
 def require_only(raw: dict[str, Any], gates: list[str] | set[str]) -> dict[str, Any]:

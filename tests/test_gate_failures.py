@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 import bad_models as bm
 from conftest import CHEAP, NEEDS_CHAMPION, SHARED_MACHINE, GateRun, deep_merge, run_gates_in_process, write_project
+from pipeline import catalogue
 from pipeline import config as config_mod
 from pipeline import data as data_mod
 from pipeline import figures, registry, train
@@ -40,16 +41,8 @@ pytestmark = pytest.mark.slow
 
 TESTS_DIR = Path(__file__).resolve().parent
 ENV = "staging"
-FAMILIES = {
-    "data": {"data_contract", "train_eval_overlap", "feature_drift", "target_leak"},
-    "metrics": {"r2", "mae", "rmse", "mape"},
-    "champion": {"champion_mae"},
-    "slices": {"slice_error"},
-    "residuals": {"residual_skew", "residual_kurtosis", "residual_spread", "residual_autocorrelation"},
-    "robustness": {"noise_stability", "missing_values", "unseen_categories", "column_order", "wider_dtypes", "directional"},
-    "determinism": {"refit_identical", "predict_twice_identical", "mlflow_roundtrip_identical", "batch_independent"},
-    "latency": {"single_row_latency", "batch_throughput", "latency_vs_champion"},
-}
+# The standard families but serving (its server is started only where a serving gate is required).
+FAMILIES = {f: {s.id for s in catalogue.standard() if s.family == f} for f in catalogue.STANDARD_FAMILIES if f != "serving"}
 # Latency is judged at staging's bounds in its own scenario. Elsewhere its gates still run and
 # must pass, but against SHARED_MACHINE's loose bounds: these runs share a small machine with
 # each other and with whatever else runs there, and one scheduling hiccup among 20 single-row
@@ -346,7 +339,8 @@ def test_model_refusing_missing_values_fails_missing_values_only(gate_run):
     # feature: sampled_from shrinks to the front), row sample seed 0.
     spec = rf"MaskSpec\(sample=RowSample\(seed=0, rows={rows}\), columns=\('{first}',\), share=[\d.]+\)"
     refusal = rf"predict raised ValueError: Input X contains NaN in column '{first}', which had no missing value at fit time"
-    assert re.fullmatch(rf"non-finite predictions {rows} > 0 rows; {refusal}; {spec} \({ENV}\)", messages["missing_values"]), (
+    assert re.fullmatch(rf"non-finite predictions {rows} > 0 rows; minimal failing example; {refusal}; {spec} \({ENV}\)",
+                        messages["missing_values"]), (
         messages["missing_values"])
     # The evidence keeps that minimal failing example's figure.
     figure = run.figure("missing_values")
@@ -375,7 +369,7 @@ def test_model_marking_down_large_houses_fails_directional_only(gate_run):
     drop = figure["value"]
     spec = r"ShiftSpec\(sample=RowSample\(seed=0, rows=\d+\), feature='Gr_Liv_Area', step=[\d.e-]+\)"
     assert re.fullmatch(
-        rf"prediction drop against increasing Gr_Liv_Area {re.escape(fmt_number(drop))} > 0\.01; {spec} \({ENV}\)",
+        rf"prediction drop against increasing Gr_Liv_Area {re.escape(fmt_number(drop))} > 0\.01; minimal failing example; {spec} \({ENV}\)",
         messages["directional"],
     ), messages["directional"]
     assert re.fullmatch(rf"minimal failing example; {spec}", figure["detail"]), figure["detail"]

@@ -422,16 +422,16 @@ def test_a_metric_threshold_may_be_relative_to_the_baseline_and_the_ratio_travel
 
 
 TIMING_GATE = '''
-"""A timing gate of this project's own: scripted rounds stand in for a busy machine."""
+"""A timing gate of this project's own, as a spec: scripted rounds stand in for a busy machine."""
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import checks, timing
-from pipeline.gates import family
+from pipeline.catalogue import export, spec
+from pipeline.judge import measured_until_decided
 
 SCRIPT = [json.loads(line) for line in Path("rounds.jsonl").read_text().splitlines()]
 
@@ -443,17 +443,20 @@ def _rounds(ms):
     return timing.Rounds(c, c, ref, ref, None, np.zeros(40))
 
 
-@family("latency")
-def test_scoring_latency(benchmark, gate):
+@spec("latency", needs=("benchmark",))
+def scoring_latency(run):
     attempts = []
 
-    def measure(bench):
-        if bench is not None:
-            bench.pedantic(lambda: None, rounds=1)  # pytest-benchmark times the first attempt
+    def measure(first):
+        if first:
+            run.benchmark.pedantic(lambda: None, rounds=1)  # pytest-benchmark times the first attempt
         attempts.append(SCRIPT[len(attempts)])
         return checks.single_row_latency(_rounds(attempts[-1]), seed=1)
 
-    gate.timed(measure, benchmark, reruns=int(os.environ.get("RERUNS", "0")))
+    return measured_until_decided(measure, run.threshold, run.settings.environment.inconclusive_reruns)
+
+
+__all__ = export(__name__)
 '''
 
 
@@ -472,7 +475,6 @@ def test_a_timing_gate_of_its_own_is_judged_on_intervals_rerun_when_inconclusive
     assert g["message"].startswith("inconclusive: single-row p99 ") and "straddles <= 25 ms" in g["message"], g["message"]
     assert re.search(r"scoring_latency\s+\S+ ms \(\S+x reference\)\s+<= 25 ms\s+inconclusive", r.stdout.str())
 
-    monkeypatch.setenv("RERUNS", "2")
     write_config(crops, environments={"dev": {"inconclusive_reruns": 2, "thresholds": thresholds(**lines)}})
     r = run(crops, "-m", "gates", "--evidence-dir", "reports")
     r.assert_outcomes(passed=4)

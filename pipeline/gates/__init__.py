@@ -1,9 +1,10 @@
 """The standard gate suite, shipped with the package: one module per family.
 
-A repository adopts a family with one import line in one of its own test files, e.g.
-`from pipeline.gates.metrics import *`, and gets every gate of it, and its upgrades,
-without copying gate files. Each gate is marked here, on the function, so that the marks
-travel with the import.
+Each module registers its gates as values (pipeline.catalogue.GateSpec) and exports their
+generated pytest tests. A repository adopts a family with one import line in one of its own
+test files, e.g. `from pipeline.gates.metrics import *`, and gets every gate of it, and its
+upgrades, without copying gate files. `family` marks a repository's own hand-written gate
+test (it then records and judges through the `gate` fixture's `holds`).
 """
 
 from __future__ import annotations

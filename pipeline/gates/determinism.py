@@ -5,42 +5,50 @@ Each compares the session's one predict of a bounded, seeded sample of evaluatio
 """
 
 from pipeline import checks, registry
-from pipeline.gates import family
-
-__all__ = ["test_refit_identical", "test_predict_twice_identical", "test_mlflow_roundtrip_identical", "test_batch_independent"]
-
-
-@family("determinism")
-def test_refit_identical(gate_session, candidate_model, train_frame, pipeline_settings, gate):
-    # One refit compared with the model itself, or two on a bounded, seeded sample where the
-    # training rows are many: determinism does not need the full training set to show.
-    finding = checks.refit_identical(candidate_model, train_frame[gate_session.features.columns], train_frame[pipeline_settings.data.target],
-                                     *gate_session.compared, refit_rows=pipeline_settings.gates.determinism.refit_rows, seed=pipeline_settings.seed)
-    assert gate.holds(finding), gate.explain(finding)
+from pipeline.catalogue import Inputs, export, spec
+from pipeline.checks import Finding
 
 
-@family("determinism")
-def test_predict_twice_identical(gate_session, candidate_model, gate):
-    finding = checks.predict_twice_identical(candidate_model, *gate_session.compared)
-    assert gate.holds(finding), gate.explain(finding)
+@spec("determinism")
+def refit_identical(run: Inputs) -> Finding:
+    """A refit on the same rows and seed predicts the same.
+
+    One refit compared with the model itself, or two on a bounded, seeded sample where the
+    training rows are many: determinism does not need the full training set to show."""
+    s, settings = run.session, run.settings
+    train = s.train_frame
+    return checks.refit_identical(s.model, train[s.features.columns], train[settings.data.target], *s.compared,
+                                  refit_rows=settings.gates.determinism.refit_rows, seed=settings.seed)
 
 
-@family("determinism")
-def test_mlflow_roundtrip_identical(gate_session, candidate_model, feature_spec, gate, tmp_path):
-    if gate_session.model_uri:
-        # Already saved by MLflow and loaded from it (mlflow.sklearn): the pyfunc flavour of the
-        # same files, as serving loads them, must give the same numbers (without MLflow's warning
-        # about installed packages, which serving prints where it loads the model).
-        loaded = registry.load_pyfunc(gate_session.settings, gate_session.model_uri, check_requirements=False)
-        how = f"{gate_session.model_uri} loaded as pyfunc vs as sklearn"
+@spec("determinism")
+def predict_twice_identical(run: Inputs) -> Finding:
+    """The same rows predicted twice give the same numbers."""
+    return checks.predict_twice_identical(run.session.model, *run.session.compared)
+
+
+@spec("determinism", needs=("tmp_path",))
+def mlflow_roundtrip_identical(run: Inputs) -> Finding:
+    """The model as MLflow's pyfunc flavour loads it predicts the same.
+
+    Already saved by MLflow and loaded from it (mlflow.sklearn): the pyfunc flavour of the
+    same files, as serving loads them, must give the same numbers (without MLflow's warning
+    about installed packages, which serving prints where it loads the model)."""
+    s = run.session
+    if s.model_uri:
+        loaded = registry.load_pyfunc(s.settings, s.model_uri, check_requirements=False)
+        how = f"{s.model_uri} loaded as pyfunc vs as sklearn"
     else:
-        loaded = registry.roundtrip_pyfunc(candidate_model, feature_spec, tmp_path / "model")
+        assert run.tmp_path is not None, "a model fitted in the session is saved to tmp_path"
+        loaded = registry.roundtrip_pyfunc(s.model, s.features, run.tmp_path / "model")
         how = "saved with mlflow.sklearn (skops), loaded as pyfunc"
-    finding = checks.mlflow_roundtrip_identical(loaded, *gate_session.compared, how)
-    assert gate.holds(finding), gate.explain(finding)
+    return checks.mlflow_roundtrip_identical(loaded, *s.compared, how)
 
 
-@family("determinism")
-def test_batch_independent(gate_session, candidate_model, pipeline_settings, gate):
-    finding = checks.batch_independent(candidate_model, *gate_session.compared, pipeline_settings.seed)
-    assert gate.holds(finding), gate.explain(finding)
+@spec("determinism")
+def batch_independent(run: Inputs) -> Finding:
+    """A row's prediction does not depend on the batch it arrives in (shuffled, chunked)."""
+    return checks.batch_independent(run.session.model, *run.session.compared, run.settings.seed)
+
+
+__all__ = export(__name__)

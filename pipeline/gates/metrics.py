@@ -4,30 +4,36 @@ MAE, RMSE and MAPE also report the baseline's figure (a constant prediction, the
 target's median) and their ratio to it, which a threshold may bound (max_ratio_to_baseline)."""
 
 from pipeline import checks
-from pipeline.gates import family
-
-__all__ = ["test_r2", "test_mae", "test_rmse", "test_mape"]
-
-
-@family("metrics")
-def test_r2(eval_predictions, gate):
-    r2 = checks.r2(eval_predictions.y, eval_predictions.p)
-    assert gate.holds(r2), gate.explain(r2)
+from pipeline.catalogue import Inputs, export, spec
+from pipeline.checks import Finding
 
 
-@family("metrics")
-def test_mae(eval_predictions, gate_session, gate):
-    mae = checks.mae(eval_predictions.y, eval_predictions.p, gate_session.baseline_predictions)
-    assert gate.holds(mae), gate.explain(mae)
+@spec("metrics")
+def r2(run: Inputs) -> Finding:
+    """R2 of the evaluation rows."""
+    pr = run.session.predictions
+    return checks.r2(pr.y, pr.p)
 
 
-@family("metrics")
-def test_rmse(eval_predictions, gate_session, gate):
-    rmse = checks.rmse(eval_predictions.y, eval_predictions.p, gate_session.baseline_predictions)
-    assert gate.holds(rmse), gate.explain(rmse)
+@spec("metrics")
+def mae(run: Inputs) -> Finding:
+    """Mean absolute error, and its ratio to the baseline's."""
+    pr = run.session.predictions
+    return checks.mae(pr.y, pr.p, run.session.baseline_predictions)
 
 
-@family("metrics")
-def test_mape(eval_predictions, gate_session, gate):
-    mape = checks.mape(eval_predictions.y, eval_predictions.p, gate_session.baseline_predictions)
-    assert gate.holds(mape), gate.explain(mape)
+@spec("metrics")
+def rmse(run: Inputs) -> Finding:
+    """Root mean squared error, and its ratio to the baseline's."""
+    pr = run.session.predictions
+    return checks.rmse(pr.y, pr.p, run.session.baseline_predictions)
+
+
+@spec("metrics")
+def mape(run: Inputs) -> Finding:
+    """Mean absolute percentage error, and its ratio to the baseline's."""
+    pr = run.session.predictions
+    return checks.mape(pr.y, pr.p, run.session.baseline_predictions)
+
+
+__all__ = export(__name__)

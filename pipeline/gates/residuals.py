@@ -7,37 +7,40 @@ reads it sorted by the rows' declared order (`gates.residuals.order_by`).
 """
 
 from pipeline import checks
-from pipeline.gates import family
-
-__all__ = ["test_residual_skew", "test_residual_kurtosis", "test_residual_spread", "test_residual_autocorrelation"]
-
-
-@family("residuals")
-def test_residual_skew(gate_session, gate):
-    finding = checks.residual_skew(gate_session.residuals)
-    assert gate.holds(finding), gate.explain(finding)
+from pipeline.catalogue import Inputs, NotApplicable, export, spec
+from pipeline.checks import Finding
 
 
-@family("residuals")
-def test_residual_kurtosis(gate_session, gate):
-    finding = checks.residual_kurtosis(gate_session.residuals)
-    assert gate.holds(finding), gate.explain(finding)
+@spec("residuals")
+def residual_skew(run: Inputs) -> Finding:
+    """|skew| of the residual sample."""
+    return checks.residual_skew(run.session.residuals)
 
 
-@family("residuals")
-def test_residual_spread(gate_session, gate):
-    finding = checks.residual_spread(gate_session.residuals)
-    assert gate.holds(finding), gate.explain(finding)
+@spec("residuals")
+def residual_kurtosis(run: Inputs) -> Finding:
+    """Kurtosis of the residual sample."""
+    return checks.residual_kurtosis(run.session.residuals)
 
 
-@family("residuals")
-def test_residual_autocorrelation(gate_session, pipeline_settings, gate):
-    # Durbin-Watson and Ljung-Box mean something only along the rows' real order (time): a file
-    # sorted by location shows "autocorrelation" that is the sorting's, not the model's.
-    cfg = pipeline_settings.gates.residuals
+@spec("residuals")
+def residual_spread(run: Inputs) -> Finding:
+    """The residuals' spread in the widest band of predictions over the narrowest's."""
+    return checks.residual_spread(run.session.residuals)
+
+
+@spec("residuals")
+def residual_autocorrelation(run: Inputs) -> Finding | NotApplicable:
+    """Durbin-Watson of the residuals along the rows' declared order.
+
+    It means something only along the rows' real order (time): a file sorted by location
+    shows "autocorrelation" that is the sorting's, not the model's."""
+    settings = run.settings
+    cfg = settings.gates.residuals
     if cfg.order_by is None:
-        return gate.not_applicable(
-            "the rows have no declared order (gates.residuals.order_by)", stated=pipeline_settings.stated(cfg, "order_by"),
-            how="set gates.residuals.order_by to the columns of their time order, or to null when there is none")
-    finding = checks.residual_autocorrelation(gate_session.ordered_residuals, order=", ".join(cfg.order_by))
-    assert gate.holds(finding), gate.explain(finding)
+        return NotApplicable("the rows have no declared order (gates.residuals.order_by)", stated=settings.stated(cfg, "order_by"),
+                             how="set gates.residuals.order_by to the columns of their time order, or to null when there is none")
+    return checks.residual_autocorrelation(run.session.ordered_residuals, order=", ".join(cfg.order_by))
+
+
+__all__ = export(__name__)

@@ -1,6 +1,7 @@
 """Robustness gates (hypothesis): perturbation specs drawn by hypothesis, one batched predict each
 (missing values, unseen categories and the directional expectations: one predict for all
-their examples; a failure is explored again one predict per example, to shrink it).
+their examples; a failure is explored again one predict per example, to shrink it:
+pipeline.robustness.explore_batched).
 
 The noise gate is the exception: its figure is one stable statistic over a fixed seeded
 sample (hypothesis's worst-of-random-examples figure changed from run to run).
@@ -10,108 +11,129 @@ predictions are the session's (batch_independent checks that a row's prediction 
 depend on its batch), so each example costs one predict.
 """
 
+from dataclasses import replace
+from typing import Any
+
 from hypothesis import given
 
 from pipeline import checks
 from pipeline import robustness as rb
-from pipeline.gates import family
-
-__all__ = ["test_noise_stability", "test_missing_values", "test_unseen_categories", "test_column_order",
-           "test_wider_dtypes", "test_directional"]
+from pipeline.catalogue import Inputs, NotApplicable, export, spec
+from pipeline.checks import Finding
 
 
-@family("robustness")
-def test_noise_stability(gate_session, eval_predictions, feature_spec, pipeline_settings, gate):
-    cfg, frame = pipeline_settings.gates.robustness, eval_predictions.frame
-    if not feature_spec.numeric:
-        data = pipeline_settings.data
-        return gate.not_applicable("no numeric feature to add noise to",
-                                   stated=pipeline_settings.stated(data, "numeric_features") and data.numeric_features == [],
-                                   how="set data.numeric_features: [] to say the data has none")
+@spec("robustness")
+def noise_stability(run: Inputs) -> Finding | NotApplicable:
+    """How far resolution-scaled noise on every numeric feature at once moves the predictions."""
+    s, settings = run.session, run.settings
+    cfg, pr, features = settings.gates.robustness, s.predictions, s.features
+    if not features.numeric:
+        data = settings.data
+        return NotApplicable("no numeric feature to add noise to",
+                             stated=settings.stated(data, "numeric_features") and data.numeric_features == [],
+                             how="set data.numeric_features: [] to say the data has none")
     # One fixed, seeded sample and every numeric feature at once: the same figure every run.
-    numeric = tuple(feature_spec.numeric)
-    sample = rb.RowSample(pipeline_settings.seed, cfg.noise_rows)
-    at = sample.positions(len(frame))
-    sd, how = rb.noise_scale(gate_session.train_frame, list(numeric), cfg)
+    numeric = tuple(features.numeric)
+    sample = rb.RowSample(settings.seed, cfg.noise_rows)
+    at = sample.positions(len(pr.frame))
+    sd, how = rb.noise_scale(s.train_frame, list(numeric), cfg)
 
-    def judged(columns):
-        spec = rb.NoiseSpec(sample, columns, how)
-        after = gate_session.predict(spec.apply(frame.iloc[at], sd))
-        return checks.noise_stability(eval_predictions.p[at], after, percentile=cfg.percentile, spec=spec)
+    def judged(columns: tuple[str, ...]) -> Finding:
+        noise = rb.NoiseSpec(sample, columns, how)
+        return checks.noise_stability(pr.p[at], s.predict(noise.apply(pr.frame.iloc[at], sd)), percentile=cfg.percentile, spec=noise)
 
     finding = judged(numeric)
-    if gate.holds(finding):
-        return
+    if run.holds(finding):
+        return finding
     # Failed: which column's noise alone moves the predictions most, for the message.
     alone = max(((c, judged((c,)).value) for c in numeric), key=lambda cv: cv[1])
-    assert False, gate.explain(finding) + f"; noise on {alone[0]} alone: p{cfg.percentile:g} {alone[1]:.3g}"
+    return replace(finding, detail=f"{finding.detail}; noise on {alone[0]} alone: p{cfg.percentile:g} {alone[1]:.3g}")
 
 
-@family("robustness")
-def test_missing_values(gate_session, eval_frame, feature_spec, pipeline_settings, gate):
-    gate.explore_batched(gate_session.predict, rb.Perturbation(
-        rb.mask_specs(feature_spec.columns, pipeline_settings.gates.robustness.rows_per_example),
-        lambda spec: spec.apply(spec.sample.take(eval_frame)),
-        lambda spec, rows, predict: checks.missing_values(predict, rows, spec)))
+@spec("robustness")
+def missing_values(run: Inputs) -> Finding:
+    """Rows whose prediction is not finite when hypothesis-drawn cells are missing."""
+    s = run.session
+    return rb.explore_batched(s.predict, run.holds, rb.Perturbation(
+        rb.mask_specs(s.features.columns, run.settings.gates.robustness.rows_per_example),
+        lambda drawn: drawn.apply(drawn.sample.take(s.eval_frame)),
+        lambda drawn, rows, predict: checks.missing_values(predict, rows, drawn)))
 
 
-@family("robustness")
-def test_unseen_categories(gate_session, eval_frame, feature_spec, pipeline_settings, gate):
-    if not feature_spec.categorical:
-        data = pipeline_settings.data
-        return gate.not_applicable("no categorical feature to inject unseen categories into",
-                                   stated=pipeline_settings.stated(data, "categorical_features") and data.categorical_features == [],
-                                   how="set data.categorical_features: [] to say the data has none")
-    gate.explore_batched(gate_session.predict, rb.Perturbation(
-        rb.unseen_specs(list(feature_spec.categorical), pipeline_settings.gates.robustness.rows_per_example),
-        lambda spec: spec.apply(spec.sample.take(eval_frame)),
-        lambda spec, rows, predict: checks.unseen_categories(predict, rows, spec)))
+@spec("robustness")
+def unseen_categories(run: Inputs) -> Finding | NotApplicable:
+    """Rows whose prediction is not finite when categorical columns hold values never seen in training."""
+    s, settings = run.session, run.settings
+    if not s.features.categorical:
+        data = settings.data
+        return NotApplicable("no categorical feature to inject unseen categories into",
+                             stated=settings.stated(data, "categorical_features") and data.categorical_features == [],
+                             how="set data.categorical_features: [] to say the data has none")
+    return rb.explore_batched(s.predict, run.holds, rb.Perturbation(
+        rb.unseen_specs(list(s.features.categorical), settings.gates.robustness.rows_per_example),
+        lambda drawn: drawn.apply(drawn.sample.take(s.eval_frame)),
+        lambda drawn, rows, predict: checks.unseen_categories(predict, rows, drawn)))
 
 
-@family("robustness")
-def test_column_order(candidate_model, eval_predictions, feature_spec, pipeline_settings, gate):
-    X = eval_predictions.frame[feature_spec.columns]
+@spec("robustness")
+def column_order(run: Inputs) -> Finding:
+    """The largest prediction change when the columns arrive in another order.
 
-    # Each example: a bounded sample of rows with its columns in a drawn order. How the model
-    # finds its columns does not depend on how many rows there are.
-    @given(sample=rb.row_samples(pipeline_settings.gates.robustness.rows_per_example), seed=rb.st.integers(0, 2**31 - 1))
-    def example(sample, seed):
-        at = sample.positions(len(X))
-        gate.observe(checks.column_order(candidate_model, X.iloc[at], eval_predictions.p[at], seed))
+    Each example: a bounded sample of rows with its columns in a drawn order. How the model
+    finds its columns does not depend on how many rows there are."""
+    s, pr = run.session, run.session.predictions
+    X = pr.frame[s.features.columns]
 
-    gate.explore(example)
+    def make(observe: rb.Observe) -> Any:
+        @given(sample=rb.row_samples(run.settings.gates.robustness.rows_per_example), seed=rb.st.integers(0, 2**31 - 1))
+        def example(sample: rb.RowSample, seed: int) -> None:
+            at = sample.positions(len(X))
+            observe(checks.column_order(s.model, X.iloc[at], pr.p[at], seed))
 
+        return example
 
-@family("robustness")
-def test_wider_dtypes(candidate_model, eval_predictions, feature_spec, pipeline_settings, gate):
-    X = eval_predictions.frame[feature_spec.columns]
-    # One seeded, bounded sample for the six dtype combinations (hypothesis tries each).
-    at = rb.RowSample(pipeline_settings.seed, pipeline_settings.gates.robustness.rows_per_example).positions(len(X))
-
-    @given(spec=rb.dtype_specs())
-    def example(spec):
-        wider = spec.apply(X.iloc[at], list(feature_spec.numeric), list(feature_spec.categorical))
-        gate.observe(checks.wider_dtypes(candidate_model, wider, eval_predictions.p[at], spec))
-
-    gate.explore(example)
+    return rb.explore(run.holds, make)
 
 
-@family("robustness")
-def test_directional(gate_session, eval_predictions, pipeline_settings, gate):
-    cfg, frame = pipeline_settings.gates.robustness, eval_predictions.frame
+@spec("robustness")
+def wider_dtypes(run: Inputs) -> Finding:
+    """The largest prediction change when columns arrive in wider dtypes (hypothesis tries the six)."""
+    s, pr = run.session, run.session.predictions
+    X = pr.frame[s.features.columns]
+    at = rb.RowSample(run.settings.seed, run.settings.gates.robustness.rows_per_example).positions(len(X))
+
+    def make(observe: rb.Observe) -> Any:
+        @given(dtypes=rb.dtype_specs())
+        def example(dtypes: rb.DtypeSpec) -> None:
+            wider = dtypes.apply(X.iloc[at], list(s.features.numeric), list(s.features.categorical))
+            observe(checks.wider_dtypes(s.model, wider, pr.p[at], dtypes))
+
+        return example
+
+    return rb.explore(run.holds, make)
+
+
+@spec("robustness")
+def directional(run: Inputs) -> Finding | NotApplicable:
+    """The share of rows whose prediction moves against a configured direction when its feature moves."""
+    s, settings = run.session, run.settings
+    cfg, pr = settings.gates.robustness, s.predictions
     if not cfg.directional:
-        return gate.not_applicable("no directional expectation configured (gates.robustness.directional)",
-                                   stated=pipeline_settings.stated(cfg, "directional"),
-                                   how="list the expectations under gates.robustness.directional, or set it to [] to say there are none")
+        return NotApplicable("no directional expectation configured (gates.robustness.directional)",
+                             stated=settings.stated(cfg, "directional"),
+                             how="list the expectations under gates.robustness.directional, or set it to [] to say there are none")
 
-    def expectation(exp):
-        spread = float(gate_session.spread[exp.feature])
+    def expectation(exp: Any) -> rb.Perturbation:
+        spread = float(s.spread[exp.feature])
 
-        def judge(spec, shifted, predict):
-            before = eval_predictions.p[spec.sample.positions(len(frame))]
-            return checks.directional(before, predict(shifted), direction=exp.direction, feature=exp.feature, spec=spec)
+        def judge(shift: rb.ShiftSpec, shifted: Any, predict: Any) -> Finding:
+            before = pr.p[shift.sample.positions(len(pr.frame))]
+            return checks.directional(before, predict(shifted), direction=exp.direction, feature=exp.feature, spec=shift)
 
         return rb.Perturbation(rb.shift_specs(exp.feature, cfg.rows_per_example, exp.step_relative),
-                               lambda spec: spec.apply(spec.sample.take(frame), spread, +1), judge)
+                               lambda shift: shift.apply(shift.sample.take(pr.frame), spread, +1), judge)
 
-    gate.explore_batched(gate_session.predict, *[expectation(exp) for exp in cfg.directional])
+    return rb.explore_batched(s.predict, run.holds, *[expectation(exp) for exp in cfg.directional])
+
+
+__all__ = export(__name__)

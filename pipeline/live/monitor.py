@@ -12,13 +12,14 @@ challenger confidently better is reported as a candidate; only gate evidence mov
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from pipeline.config import Settings
 from pipeline.errors import InputError
+from pipeline.judge import judge
 from pipeline.live.log import PredictionLog
 from pipeline.live.service import CHALLENGER, PRODUCTION, holder
 
@@ -121,7 +122,7 @@ class Monitor:
         out = {"feature_drift": found.value, "detail": found.detail}
         if th is not None and not np.isnan(found.value):
             out["threshold"] = th.describe()
-            out["holds"] = th.holds(found.value)
+            out["holds"] = judge(th, found).passed
         return out
 
     def _breach(self, frame) -> str | None:
@@ -136,9 +137,9 @@ class Monitor:
             if th is None:
                 continue
             found = getattr(checks, gate)(y, p, baseline)
-            ratio = found.reported.get(f"{gate}_ratio_to_baseline")
-            if not th.holds(found.value, ratio):
-                return f"live {th.explain(found.label, found.value, f'{len(y)} rows with feedback', ratio=ratio)}"
+            verdict = judge(th, replace(found, detail=f"{len(y)} rows with feedback"))
+            if not verdict.passed:
+                return f"live {verdict.why}"
         return None
 
     def _compare(self, rep: ArmReport, frame, production_version: str) -> Any:
