@@ -75,6 +75,10 @@ class GateSpec:
     wire: Wire
     doc: str = ""
     needs: tuple[str, ...] = ()  # of NEEDS
+    # Fixtures set up before the gate runs, so that evaluation data or a model that cannot be
+    # loaded is the gate's error (in setup), not its failure; the data contract gate, which
+    # judges the data itself, sets up nothing.
+    setup: tuple[str, ...] = ("eval_predictions",)
     marks: tuple[Any, ...] = field(default=(), compare=False)  # further pytest marks on its test
 
     def run(self, inputs: Inputs) -> Finding | NotApplicable:
@@ -100,7 +104,8 @@ def register_family(name: str, text: str) -> None:
             listener(name, text)
 
 
-def spec(family: str, *, needs: Iterable[str] = (), marks: Iterable[Any] = ()) -> Callable[[Wire], GateSpec]:
+def spec(family: str, *, needs: Iterable[str] = (), marks: Iterable[Any] = (),
+         setup: Iterable[str] = ("eval_predictions",)) -> Callable[[Wire], GateSpec]:
     """Register the decorated wire as the standard gate named by the function (`r2`, `mae`)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown gate family '{family}' (known: {', '.join(FAMILIES)}; register_family adds one)")
@@ -114,7 +119,7 @@ def spec(family: str, *, needs: Iterable[str] = (), marks: Iterable[Any] = ()) -
         found = SPECS.get(gate_id)
         if found is not None and found.wire.__module__ != wire.__module__:
             raise ValueError(f"gate '{gate_id}' is already a gate of {found.wire.__module__}")
-        made = GateSpec(gate_id, family, wire, inspect.getdoc(wire) or "", needs, tuple(marks))
+        made = GateSpec(gate_id, family, wire, doc=inspect.getdoc(wire) or "", needs=needs, setup=tuple(setup), marks=tuple(marks))
         SPECS[gate_id] = made
         return made
 
@@ -125,10 +130,10 @@ def as_test(made: GateSpec) -> Callable[..., None]:
     """The pytest test of a spec: `gate` (the plugin's fixture) runs, records and judges it."""
 
     def test(gate: Any, **fixtures: Any) -> None:
-        gate.decide(**fixtures)
+        gate.decide(**{n: fixtures[n] for n in made.needs})
 
     test.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("gate", *made.needs)])
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in dict.fromkeys(("gate", *made.setup, *made.needs))])
     test.__name__ = test.__qualname__ = f"test_{made.id}"
     test.__module__ = made.wire.__module__
     test.__doc__ = made.doc

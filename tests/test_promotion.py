@@ -163,6 +163,12 @@ def test_promote_moves_the_alias_and_tags_the_version(store, promoted):
     assert tags["promoted.staging.evidence_sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
     assert tags["promoted.staging.replaced"] == v1
     assert tags["gates.staging.status"] == "passed"
+    # Every gate figure is an MLflow metric of the run and of its logged model (MLflow's UI charts them).
+    client, mv = store.client(), registry.get_version(store.settings(), NAME, v2)
+    figures = {f"gate.{g}": e["figure"]["value"] for g, e in second.gates.items() if e["figure"]["value"] is not None}
+    assert len(figures) >= 25 and {k: client.get_run(mv.run_id).data.metrics.get(k) for k in figures} == figures
+    logged = {m.key: m.value for m in client.get_logged_model(registry.logged_model_id(mv)).metrics if m.key.startswith("gate.")}
+    assert logged == figures
 
 
 def test_rollback_swaps_alias_and_previous_in_one_command(store, promoted):

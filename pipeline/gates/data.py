@@ -7,7 +7,7 @@ from pipeline.data import record_columns
 from pipeline.errors import InputError
 
 
-@spec("data")
+@spec("data", setup=())
 def data_contract(run: Inputs) -> Finding:
     """The evaluation file meets the data contract (parsed and checked once per session)."""
     s = run.session

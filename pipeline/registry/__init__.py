@@ -32,6 +32,7 @@ from pipeline.registry.evidence_store import (
     evidence_signature,
     load_evidence,
     log_files,
+    logged_model_id,
     record_approval,
     store_evidence,
 )
@@ -76,7 +77,7 @@ __all__ = [
     "Approval", "Candidate", "Move", "VersionInfo",
     "alias_map", "approvals", "archive_old_versions", "champion_version", "connect", "directory_digest", "dumps",
     "ensure_experiment", "ensure_registered_model", "evidence_signature", "get_version", "git_commit", "history", "load_evidence",
-    "load_model", "load_pyfunc", "log_candidate", "log_files", "model_digest", "move_alias",
+    "load_model", "load_pyfunc", "log_candidate", "log_files", "logged_model_id", "model_digest", "move_alias",
     "parse_model_uri", "ping", "pip_requirements", "reachable", "record_approval", "record_live_decision", "record_move", "resolve", "retry", "rollback_alias",
     "roundtrip_pyfunc", "save_model", "setup_count", "signature_for", "store_evidence",
     "store_error_line", "to_jsonable", "trusted_types", "versions",

@@ -6,7 +6,9 @@ Building, hashing and judging evidence is pipeline/evidence.py's (pure, no MLflo
 from __future__ import annotations
 
 import json
+import math
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,9 @@ EVIDENCE_DIR = "evidence"
 
 def store_evidence(settings: Settings, name: str, version: str, run_id: str, doc: dict[str, Any], signature=None) -> str:
     """Log the evidence as an artifact of the version's run and summarise it in version tags
-    (with its signature, a signing.Signature, when the run signed it)."""
+    (with its signature, a signing.Signature, when the run signed it). Every gate's figure is
+    logged as the metric `gate.<id>` on the run and on its logged model (gate_metrics), so
+    MLflow's own UI charts and compares them across versions."""
     from pipeline import evidence as ev
 
     client = store.connect(settings)
@@ -42,7 +46,34 @@ def store_evidence(settings: Settings, name: str, version: str, run_id: str, doc
             f"gates.{env}.signature": f"{signature.key_id} {signature.value}" if signature is not None else "",
         }.items():
             store.retry(client.set_model_version_tag, name, version, key, value)
+        metrics = gate_metrics(doc, logged_model_id(client.get_model_version(name, version)))
+        if metrics:
+            store.retry(client.log_batch, run_id, metrics=metrics)
     return path
+
+
+def logged_model_id(mv: Any) -> str | None:
+    """The id of the logged model a version was registered from: MLflow 3's `model_id`, which a
+    SQL registry leaves empty, else the `models:/m-...` URI the version's source names."""
+    if getattr(mv, "model_id", None):
+        return mv.model_id
+    source = str(getattr(mv, "source", "") or "")
+    found = source.removeprefix("models:/")
+    return found if source.startswith("models:/m-") and "/" not in found else None
+
+
+def gate_metrics(doc: dict[str, Any], model_id: str | None) -> list:
+    """`gate.<id>` = the gate's figure, for every gate of the evidence that has a finite one (an
+    MLflow metric is a number: a gate without a figure, not applicable or skipped, has none)."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    out = []
+    for g in doc.get("gates", []):
+        value = (g.get("figure") or {}).get("value")
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            out.append(Metric(f"gate.{g['gate']}", float(value), now, 0, model_id=model_id))
+    return out
 
 
 def load_evidence(settings: Settings, name: str, version: str) -> dict[str, tuple[dict[str, Any], str]]:
