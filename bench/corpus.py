@@ -43,15 +43,27 @@ class Entry:
 
 
 CORPUS = [
-    Entry("ggplot2", "diamonds", "price", "53,940 rows; the file is sorted by price, so its row numbers track the target; "
-          "146 exact duplicate records; ordered categoricals; a positive target spanning two orders of magnitude"),
+    Entry(
+        "ggplot2",
+        "diamonds",
+        "price",
+        "53,940 rows; the file is sorted by price, so its row numbers track the target; "
+        "146 exact duplicate records; ordered categoricals; a positive target spanning two orders of magnitude",
+    ),
     Entry("MASS", "Boston", "medv", "506 rows; a censored target (medv capped at 50); integer codes (chas, rad)"),
     Entry("AER", "CPS1985", "wage", "534 rows; six categoricals; a heavy-tailed positive target"),
-    Entry("carData", "Salaries", "salary", "397 rows; dotted column names (yrs.since.phd); errors grow with the salary"),
+    Entry(
+        "carData", "Salaries", "salary", "397 rows; dotted column names (yrs.since.phd); errors grow with the salary"
+    ),
     Entry("Ecdat", "Housing", "price", "546 rows; yes/no columns as text; integer counts"),
     Entry("ISLR", "Carseats", "Sales", "400 rows; a target that reaches 0; three categoricals"),
-    Entry("ISLR", "College", "Apps", "777 rows; the row names are the colleges' names (unique text); dotted names; "
-          "a target spanning three orders of magnitude"),
+    Entry(
+        "ISLR",
+        "College",
+        "Apps",
+        "777 rows; the row names are the colleges' names (unique text); dotted names; "
+        "a target spanning three orders of magnitude",
+    ),
     Entry("ISLR", "Auto", "mpg", "392 rows; a near-unique car name as text; a model year"),
     Entry("datasets", "quakes", "mag", "1,000 rows; coordinates (lat, long); a target on a coarse 0.1 grid"),
     Entry("ggplot2", "economics", "unemploy", "574 rows; a monthly time series with ISO dates"),
@@ -61,9 +73,15 @@ CORPUS = [
     Entry("AER", "NMES1988", "visits", "4,406 rows; an integer count target with many zeros and a long tail"),
     Entry("HistData", "Galton", "child", "928 rows; heights on a one-inch grid: most rows repeat another exactly"),
     Entry("HistData", "GaltonFamilies", "childHeight", "934 rows; a family code shared by siblings"),
-    Entry("dplyr", "storms", "wind", "19,537 rows; coordinates, year/month/day/hour, storm names, mostly-missing columns"),
-    Entry("nycflights13", "weather", "dewp", "26,115 rows; a target of either sign; a constant year; a mostly-missing "
-          "wind_gust; a date-time column"),
+    Entry(
+        "dplyr", "storms", "wind", "19,537 rows; coordinates, year/month/day/hour, storm names, mostly-missing columns"
+    ),
+    Entry(
+        "nycflights13",
+        "weather",
+        "dewp",
+        "26,115 rows; a target of either sign; a constant year; a mostly-missing wind_gust; a date-time column",
+    ),
     Entry("ISLR", "Wage", "wage", "3,000 rows; a one-level column (region); logwage is log(wage): a leak"),
     Entry("AER", "CPS1988", "wage", "28,155 rows; a large file with a heavy-tailed target"),
     Entry("Ecdat", "Cigar", "sales", "1,380 rows; a state-by-year panel"),
@@ -76,46 +94,77 @@ CORPUS = [
 # the gate's own figure (printed beside it in the table).
 _WEAK = "the features explain little of the target: a model barely better than the training median"
 REAL: dict[tuple[str, str], str] = {
-    ("ggplot2.diamonds", "residual_kurtosis"): "log-price residuals are heavy-tailed over 5,000 rows: a few stones priced far "
-                                               "from their carat, cut, colour and clarity peers",
+    (
+        "ggplot2.diamonds",
+        "residual_kurtosis",
+    ): "log-price residuals are heavy-tailed over 5,000 rows: a few stones priced far "
+    "from their carat, cut, colour and clarity peers",
     ("MASS.Boston", "residual_skew"): "right-skewed errors over 99 uncensored rows (a few tracts far dearer than their "
-                                      "features say); the cap at 50 is left out",
+    "features say); the cap at 50 is left out",
     ("MASS.Boston", "residual_spread"): "errors of the cheapest tracts spread twice as wide as the dearest's",
     ("carData.Salaries", "residual_spread"): "full professors' salaries vary far more than assistant professors', "
-                                             "even relative to the salary (3.8x on the log scale, 9.4x as it is)",
-    ("ISLR.College", "residual_skew"): "right-skewed log errors: some colleges draw far more applications than their size "
-                                       "and intake say",
-    ("ggplot2.economics", "target_leak"): "a monthly series split at random: pop, a clock, interpolates the neighbouring "
-                                          "months of every evaluation month",
+    "even relative to the salary (3.8x on the log scale, 9.4x as it is)",
+    (
+        "ISLR.College",
+        "residual_skew",
+    ): "right-skewed log errors: some colleges draw far more applications than their size and intake say",
+    (
+        "ggplot2.economics",
+        "target_leak",
+    ): "a monthly series split at random: pop, a clock, interpolates the neighbouring months of every evaluation month",
     ("ggplot2.economics", "residual_autocorrelation"): "errors run in time along the months",
     ("ggplot2.economics", "residual_spread"): "errors of low-unemployment months spread 4x wider (log scale)",
-    ("Ecdat.Computers", "noise_stability"): "hd takes 59 catalogue sizes; noise of 2.6 MB (1 % of its spread) moves 5 % of "
-                                            "prices by over 11 %: the model prices adjacent disk sizes apart",
-    ("mosaicData.SaratogaHouses", "residual_skew"): "a few sales far below the market (5,000 and 10,300 against a median "
-                                                    "of 189,900): heavy, skewed log errors",
+    (
+        "Ecdat.Computers",
+        "noise_stability",
+    ): "hd takes 59 catalogue sizes; noise of 2.6 MB (1 % of its spread) moves 5 % of "
+    "prices by over 11 %: the model prices adjacent disk sizes apart",
+    (
+        "mosaicData.SaratogaHouses",
+        "residual_skew",
+    ): "a few sales far below the market (5,000 and 10,300 against a median of 189,900): heavy, skewed log errors",
     ("mosaicData.SaratogaHouses", "residual_kurtosis"): "the same few sales far below the market",
-    ("ggplot2.midwest", "residual_skew"): "right-skewed errors over 88 counties: college towns far above their state's peers",
-    ("AER.NMES1988", "mae"): _WEAK, ("AER.NMES1988", "r2"): _WEAK, ("AER.NMES1988", "rmse"): _WEAK,
+    (
+        "ggplot2.midwest",
+        "residual_skew",
+    ): "right-skewed errors over 88 counties: college towns far above their state's peers",
+    ("AER.NMES1988", "mae"): _WEAK,
+    ("AER.NMES1988", "r2"): _WEAK,
+    ("AER.NMES1988", "rmse"): _WEAK,
     ("AER.NMES1988", "residual_skew"): "a count of visits with a long tail: errors skewed as the counts are",
     ("AER.NMES1988", "residual_kurtosis"): "the same long tail of frequent visitors",
     ("AER.NMES1988", "residual_spread"): "errors grow with the predicted count, as a count's do",
     ("HistData.Galton", "mae"): _WEAK + " (a child's height from the mid-parent's: r = 0.46 over the whole file)",
-    ("HistData.Galton", "mape"): _WEAK, ("HistData.Galton", "r2"): _WEAK, ("HistData.Galton", "rmse"): _WEAK,
-    ("HistData.Galton", "residual_spread"): "heights recorded in one-inch classes with open ends: the top decile's children "
-                                            "sit in one class",
+    ("HistData.Galton", "mape"): _WEAK,
+    ("HistData.Galton", "r2"): _WEAK,
+    ("HistData.Galton", "rmse"): _WEAK,
+    (
+        "HistData.Galton",
+        "residual_spread",
+    ): "heights recorded in one-inch classes with open ends: the top decile's children sit in one class",
     ("dplyr.storms", "residual_autocorrelation"): "six-hourly fixes of the same storm: errors correlate along time",
     ("dplyr.storms", "residual_spread"): "errors of weak storms spread twice as wide (log scale)",
     ("nycflights13.weather", "residual_kurtosis"): "hourly dew points from the other readings: mostly tight, with rare "
-                                                   "large misses (fronts passing)",
+    "large misses (fronts passing)",
     ("nycflights13.weather", "residual_skew"): "the same rare large misses, mostly one way",
     ("ISLR.Wage", "target_leak"): "logwage is log(wage): the target in another form",
-    ("ISLR.Wage", "slice_error"): "with logwage in the features every error is tiny; the lowest band's relative errors are "
-                                  "the largest of the tiny",
+    (
+        "ISLR.Wage",
+        "slice_error",
+    ): "with logwage in the features every error is tiny; the lowest band's relative errors are "
+    "the largest of the tiny",
     ("ISLR.Wage", "residual_kurtosis"): "errors are all but zero (logwage) except a few: extreme kurtosis",
     ("ISLR.Wage", "residual_skew"): "the same few",
-    ("AER.CPS1988", "r2"): _WEAK, ("AER.CPS1988", "rmse"): _WEAK, ("AER.CPS1988", "mae"): _WEAK,
-    ("AER.CPS1988", "slice_error"): "the lowest predicted band's relative errors: low weekly wages of part-time workers",
-    ("openintro.babies", "mae"): _WEAK, ("openintro.babies", "mape"): _WEAK, ("openintro.babies", "r2"): _WEAK,
+    ("AER.CPS1988", "r2"): _WEAK,
+    ("AER.CPS1988", "rmse"): _WEAK,
+    ("AER.CPS1988", "mae"): _WEAK,
+    (
+        "AER.CPS1988",
+        "slice_error",
+    ): "the lowest predicted band's relative errors: low weekly wages of part-time workers",
+    ("openintro.babies", "mae"): _WEAK,
+    ("openintro.babies", "mape"): _WEAK,
+    ("openintro.babies", "r2"): _WEAK,
     ("openintro.babies", "rmse"): _WEAK,
 }
 
@@ -144,17 +193,36 @@ def run_one(entry: Entry, folder: Path) -> dict:
 
     shape = pd.read_csv(data).shape
     row: dict = {"name": entry.name, "target": entry.target, "rows": shape[0], "columns": shape[1], "why": entry.why}
-    init = subprocess.run([*cli, "init", "--data", str(data), "--target", entry.target, "--out", str(folder / "proj"), "--json"],
-                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, cwd=folder)
+    init = subprocess.run(
+        [*cli, "init", "--data", str(data), "--target", entry.target, "--out", str(folder / "proj"), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        cwd=folder,
+    )
     row["init_exit"] = init.returncode
     if init.returncode != 0:
-        row.update(verdict="init refused", error=(init.stderr.strip().splitlines() or ["?"])[-1], seconds=time.perf_counter() - t0)
+        row.update(
+            verdict="init refused",
+            error=(init.stderr.strip().splitlines() or ["?"])[-1],
+            seconds=time.perf_counter() - t0,
+        )
         return row
     inferred = json.loads(init.stdout)
-    row["inferred"] = {k: inferred.get(k) for k in ("numeric", "categorical", "id_columns", "drop_columns", "order_by", "log_target", "capped", "slices")}
+    row["inferred"] = {
+        k: inferred.get(k)
+        for k in ("numeric", "categorical", "id_columns", "drop_columns", "order_by", "log_target", "capped", "slices")
+    }
     row["init_why"] = inferred.get("why", [])
-    run = subprocess.run([*cli, "run", "--config", str(folder / "proj" / "pipeline_config.yaml"), "--json"],
-                         capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, cwd=folder)
+    run = subprocess.run(
+        [*cli, "run", "--config", str(folder / "proj" / "pipeline_config.yaml"), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        cwd=folder,
+    )
     row["seconds"] = time.perf_counter() - t0
     row["run_exit"] = run.returncode
     try:
@@ -163,9 +231,15 @@ def run_one(entry: Entry, folder: Path) -> dict:
         row.update(verdict="error", error=(run.stderr.strip().splitlines() or ["?"])[-1])
         return row
     ev = doc.get("evidence") or {}
-    row["gates"] = {g["gate"]: {"outcome": g["outcome"], "value": (g.get("figure") or {}).get("value"),
-                                "detail": (g.get("figure") or {}).get("detail", ""), "message": g.get("message", "")[:300]}
-                    for g in ev.get("gates", [])}
+    row["gates"] = {
+        g["gate"]: {
+            "outcome": g["outcome"],
+            "value": (g.get("figure") or {}).get("value"),
+            "detail": (g.get("figure") or {}).get("detail", ""),
+            "message": g.get("message", "")[:300],
+        }
+        for g in ev.get("gates", [])
+    }
     row["metrics"] = doc.get("metrics")
     row["verdict"] = "promoted" if doc.get("aliases") else "refused"
     if run.returncode not in (0, 1):
@@ -189,25 +263,55 @@ def refusals(row: dict) -> list[tuple[str, str, str]]:
 
 def table(rows: list[dict], wall: float, load: str) -> str:
     promoted = sum(r["verdict"] == "promoted" for r in rows)
-    lines = [f"# Corpus: {len(rows)} real regression files, init + run, no hand edit", "",
-             f"Promoted at staging: **{promoted} of {len(rows)} ({promoted / len(rows):.0%})**; wall {wall:.0f} s; load {load}.", "",
-             "| data set | rows | cols | target | init inferred | verdict | refusals | s |", "|---|---:|---:|---|---|---|---|---:|"]
+    lines = [
+        f"# Corpus: {len(rows)} real regression files, init + run, no hand edit",
+        "",
+        f"Promoted at staging: **{promoted} of {len(rows)} ({promoted / len(rows):.0%})**; wall {wall:.0f} s; load {load}.",
+        "",
+        "| data set | rows | cols | target | init inferred | verdict | refusals | s |",
+        "|---|---:|---:|---|---|---|---|---:|",
+    ]
     for r in rows:
         inf = r.get("inferred") or {}
-        what = (f"{len(inf.get('numeric') or [])} num, {len(inf.get('categorical') or [])} cat, ids {inf.get('id_columns') or '-'}, "
+        what = (
+            (
+                f"{len(inf.get('numeric') or [])} num, {len(inf.get('categorical') or [])} cat, ids {inf.get('id_columns') or '-'}, "
                 f"dropped {inf.get('drop_columns') or '-'}, order {inf.get('order_by') or '-'}, "
-                f"{'log' if inf.get('log_target') else 'raw'}" + (f", {inf['capped']}" if inf.get("capped") else "")) if inf else "-"
+                f"{'log' if inf.get('log_target') else 'raw'}" + (f", {inf['capped']}" if inf.get("capped") else "")
+            )
+            if inf
+            else "-"
+        )
         refused = "; ".join(f"{g} ({c}: {w})" for g, c, w in refusals(r)) or "-"
-        lines.append(f"| {r['name']} | {r['rows']} | {r['columns']} | {r['target']} | {what} | {r['verdict']} | "
-                     f"{refused.replace('|', '/')} | {r.get('seconds', 0):.0f} |")
+        lines.append(
+            f"| {r['name']} | {r['rows']} | {r['columns']} | {r['target']} | {what} | {r['verdict']} | "
+            f"{refused.replace('|', '/')} | {r.get('seconds', 0):.0f} |"
+        )
     gates = sorted({g for r in rows for g in (r.get("gates") or {})})
-    lines += ["", "## Every gate's status", "", "| data set | " + " | ".join(gates) + " |", "|---|" + "---|" * len(gates)]
-    short = {"passed": "ok", "not_applicable": "n/a", "failed": "FAIL", "skipped": "skip", "inconclusive": "inc", "error": "ERR",
-             "advisory": "adv", "waived": "waived"}
+    lines += [
+        "",
+        "## Every gate's status",
+        "",
+        "| data set | " + " | ".join(gates) + " |",
+        "|---|" + "---|" * len(gates),
+    ]
+    short = {
+        "passed": "ok",
+        "not_applicable": "n/a",
+        "failed": "FAIL",
+        "skipped": "skip",
+        "inconclusive": "inc",
+        "error": "ERR",
+        "advisory": "adv",
+        "waived": "waived",
+    }
     for r in rows:
         g = r.get("gates") or {}
-        lines.append(f"| {r['name']} | " + " | ".join(short.get(g.get(x, {}).get("outcome", "-"), g.get(x, {}).get("outcome", "-"))
-                                                   for x in gates) + " |")
+        lines.append(
+            f"| {r['name']} | "
+            + " | ".join(short.get(g.get(x, {}).get("outcome", "-"), g.get(x, {}).get("outcome", "-")) for x in gates)
+            + " |"
+        )
     lines += ["", "## Why each data set is here", ""] + [f"- **{r['name']}** ({r['target']}): {r['why']}" for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -216,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", help="data sets to run (package.item or item)")
     ap.add_argument("--keep", type=Path, help="keep each project in this folder")
-    ap.add_argument("--table", action="store_true", help="only write corpus.md again from corpus.json (the classes as now)")
+    ap.add_argument(
+        "--table", action="store_true", help="only write corpus.md again from corpus.json (the classes as now)"
+    )
     args = ap.parse_args(argv)
     if args.table:
         saved = json.loads((RESULTS / "corpus.json").read_text())
@@ -238,18 +344,26 @@ def main(argv: list[str] | None = None) -> int:
             if args.keep is None:
                 shutil.rmtree(folder, ignore_errors=True)
         rows.append(row)
-        print(f"{row['verdict']} in {row.get('seconds', 0):.0f} s" + "".join(f"\n    {g}: {c}: {w}" for g, c, w in refusals(row)), flush=True)
+        print(
+            f"{row['verdict']} in {row.get('seconds', 0):.0f} s"
+            + "".join(f"\n    {g}: {c}: {w}" for g, c, w in refusals(row)),
+            flush=True,
+        )
     wall = time.perf_counter() - t0
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
     text = table(rows, wall, load)
     if not args.only:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "corpus.md").write_text(text)
-        (RESULTS / "corpus.json").write_text(json.dumps({"wall_s": wall, "load": load, "rows": rows}, indent=1, default=str))
+        (RESULTS / "corpus.json").write_text(
+            json.dumps({"wall_s": wall, "load": load, "rows": rows}, indent=1, default=str)
+        )
         print(f"wrote {RESULTS / 'corpus.md'} and corpus.json")
     promoted = sum(r["verdict"] == "promoted" for r in rows)
     unclassified = [(r["name"], g) for r in rows for g, c, _ in refusals(r) if c == "unclassified"]
-    print(f"promoted {promoted} of {len(rows)} ({promoted / len(rows):.0%}); {len(unclassified)} unclassified refusals; wall {wall:.0f} s; load {load}")
+    print(
+        f"promoted {promoted} of {len(rows)} ({promoted / len(rows):.0%}); {len(unclassified)} unclassified refusals; wall {wall:.0f} s; load {load}"
+    )
     return 1 if unclassified or any(r["verdict"] == "error" for r in rows) else 0
 
 

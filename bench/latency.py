@@ -28,8 +28,13 @@ from threadpoolctl import threadpool_limits
 
 def pct(ms: list[float]) -> dict[str, float]:
     a = np.asarray(ms)
-    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
-            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()), "n": len(a)}
+    return {
+        "p50_ms": float(np.percentile(a, 50)),
+        "p90_ms": float(np.percentile(a, 90)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "mean_ms": float(a.mean()),
+        "n": len(a),
+    }
 
 
 def timed(fn, rows, repeat: int = 1) -> list[float]:
@@ -55,14 +60,20 @@ def step_split(model, rows) -> dict[str, dict[str, float]]:
         for name, tr, cols in subs:
             if tr in ("drop", "passthrough") or not len(cols):
                 continue
-            steps[f"  {name} ({type(tr).__name__}, {len(cols)} columns)"] = pct(timed(lambda r, tr=tr, cols=cols: tr.transform(r[cols]), rows))
+            steps[f"  {name} ({type(tr).__name__}, {len(cols)} columns)"] = pct(
+                timed(lambda r, tr=tr, cols=cols: tr.transform(r[cols]), rows)
+            )
     steps[f"regressor.predict ({type(reg).__name__})"] = pct(timed(reg.predict, transformed))
     inner = getattr(reg, "regressor_", reg)
     steps[f"  regressor_.predict ({type(inner).__name__})"] = pct(timed(inner.predict, transformed))
     if getattr(inner, "_preprocessor", None) is not None:
         # The booster's categorical re-encoding: sklearn's ColumnTransformer, or the coded booster's searchsorted.
         fast = type(inner).__name__ != "HistGradientBoostingRegressor"
-        label = "searchsorted per column (_preprocess_X)" if fast else "internal ColumnTransformer (_preprocessor.transform)"
+        label = (
+            "searchsorted per column (_preprocess_X)"
+            if fast
+            else "internal ColumnTransformer (_preprocessor.transform)"
+        )
         encode = (lambda z: inner._preprocess_X(z, reset=False)) if fast else inner._preprocessor.transform
         steps[f"    categorical re-encoding: {label}"] = pct(timed(encode, transformed))
         encoded = [encode(z) for z in transformed]
@@ -73,7 +84,10 @@ def step_split(model, rows) -> dict[str, dict[str, float]]:
 
         steps["    one Cython call per tree (_predict_iterations)"] = pct(timed(per_tree, encoded))
     if hasattr(inner, "_predictors"):
-        steps["trees"] = {"count": len(inner._predictors), "nodes": int(sum(len(p.nodes) for (p, *_) in inner._predictors))}
+        steps["trees"] = {
+            "count": len(inner._predictors),
+            "nodes": int(sum(len(p.nodes) for (p, *_) in inner._predictors)),
+        }
     return steps
 
 
@@ -89,14 +103,23 @@ def sklearn_design(settings, dataset, split):
     from pipeline import train
 
     spec = dataset.features
-    ct = ColumnTransformer([("num", "passthrough", list(spec.numeric)),
-                            ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
-                                                   encoded_missing_value=np.nan), list(spec.categorical))],
-                           verbose_feature_names_out=False, remainder="drop")
+    ct = ColumnTransformer(
+        [
+            ("num", "passthrough", list(spec.numeric)),
+            (
+                "cat",
+                OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan),
+                list(spec.categorical),
+            ),
+        ],
+        verbose_feature_names_out=False,
+        remainder="drop",
+    )
     ct.set_output(transform="pandas")
     params = train.build(settings, spec)[-1].regressor.get_params()
-    reg = TransformedTargetRegressor(regressor=HistGradientBoostingRegressor(**params), func=np.log, inverse_func=np.exp,
-                                     check_inverse=False)
+    reg = TransformedTargetRegressor(
+        regressor=HistGradientBoostingRegressor(**params), func=np.log, inverse_func=np.exp, check_inverse=False
+    )
     model = Pipeline([("preprocess", ct), ("regressor", reg)])
     return model.fit(split.train[spec.columns], split.train[settings.data.target])
 
@@ -108,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--env", default="staging")
     ap.add_argument("--rounds", type=int, default=1000)
     ap.add_argument("--pyinstrument", type=Path, default=None)
-    ap.add_argument("--no-sklearn-design", action="store_true", help="skip the per-step times of the sklearn-only design")
+    ap.add_argument(
+        "--no-sklearn-design", action="store_true", help="skip the per-step times of the sklearn-only design"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -139,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         t_raw, t_py = [], []
         for k, r in enumerate(rows[20:]):
             pair = [(raw.predict, t_raw), (pyfunc.predict, t_py)]
-            for fn, sink in (pair if k % 2 == 0 else pair[::-1]):
+            for fn, sink in pair if k % 2 == 0 else pair[::-1]:
                 t0 = time.perf_counter()
                 fn(r)
                 sink.append((time.perf_counter() - t0) * 1000)

@@ -79,11 +79,25 @@ def main() -> int:
         env = {"OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri}
         serve = [sys.executable, "-m", "pipeline.cli", "serve", "--config", str(cfg), "--env", "production"]
         alone_port, split_port, shadow_port = servers.free_port(), servers.free_port(), servers.free_port()
-        alone = servers.Server(serve + ["--port", str(alone_port)], alone_port, "/ping", folder / "alone.log", env=env, name="serve")
-        split = servers.Server(serve + ["--port", str(split_port), "--challenger", "challenger", "--share", "0.5"], split_port, "/ping",
-                               folder / "split.log", env=env, name="serve with a challenger")
-        shadow = servers.Server(serve + ["--port", str(shadow_port), "--challenger", "challenger", "--mode", "shadow"], shadow_port, "/ping",
-                                folder / "shadow.log", env=env, name="serve with a challenger in the shadow")
+        alone = servers.Server(
+            serve + ["--port", str(alone_port)], alone_port, "/ping", folder / "alone.log", env=env, name="serve"
+        )
+        split = servers.Server(
+            serve + ["--port", str(split_port), "--challenger", "challenger", "--share", "0.5"],
+            split_port,
+            "/ping",
+            folder / "split.log",
+            env=env,
+            name="serve with a challenger",
+        )
+        shadow = servers.Server(
+            serve + ["--port", str(shadow_port), "--challenger", "challenger", "--mode", "shadow"],
+            shadow_port,
+            "/ping",
+            folder / "shadow.log",
+            env=env,
+            name="serve with a challenger in the shadow",
+        )
         mlflow_srv = servers.model_server(f"models:/{name}/{v1}", folder / "mlflow.log", env=env)
         result: dict = {"loadavg_start": os.getloadavg()}
         say("starting run-pipeline serve (alone and with a challenger) and mlflow models serve")
@@ -113,9 +127,16 @@ def main() -> int:
                 h = json.loads(http(srv.url + "/health")[1])
                 result["single_row"][key]["shadow"] = {k: h["shadow"][k] for k in ("pending", "skipped", "restarts")}
                 result["single_row"][key]["shadow"]["scored"] = sum(
-                    float(line.split()[-1]) for line in http(srv.url + "/metrics")[1].decode().splitlines()
-                    if line.startswith("live_shadow_rows_total"))
-            say("single row: " + ", ".join(f"{k} p50 {v['p50_ms']:.2f} ms p99 {v['p99_ms']:.2f} ms" for k, v in result["single_row"].items()))
+                    float(line.split()[-1])
+                    for line in http(srv.url + "/metrics")[1].decode().splitlines()
+                    if line.startswith("live_shadow_rows_total")
+                )
+            say(
+                "single row: "
+                + ", ".join(
+                    f"{k} p50 {v['p50_ms']:.2f} ms p99 {v['p99_ms']:.2f} ms" for k, v in result["single_row"].items()
+                )
+            )
 
             answered, lost = [0, 0], [0, 0]
             stop = time.monotonic() + args.seconds
@@ -124,7 +145,9 @@ def main() -> int:
                 i = w
                 while time.monotonic() < stop:
                     try:
-                        status, _ = http(alone.url + "/invocations", bodies[i % len(bodies)], headers={"X-Request-Id": f"t{w}-{i}"})
+                        status, _ = http(
+                            alone.url + "/invocations", bodies[i % len(bodies)], headers={"X-Request-Id": f"t{w}-{i}"}
+                        )
                     except OSError:
                         status = 0
                     if status == 200:
@@ -139,44 +162,88 @@ def main() -> int:
             for t in threads:
                 t.join()
             health = json.loads(http(alone.url + "/health")[1])
-            result["throughput"] = {"clients": 2, "seconds": args.seconds, "answered": sum(answered), "lost": sum(lost),
-                                    "requests_per_s": sum(answered) / args.seconds, "log_dropped": health["log"]["dropped"],
-                                    "loadavg": os.getloadavg()}
-            say(f"throughput: {sum(answered) / args.seconds:.0f} requests/s with 2 clients, {sum(lost)} lost, "
-                f"{health['log']['dropped']} log rows dropped")
+            result["throughput"] = {
+                "clients": 2,
+                "seconds": args.seconds,
+                "answered": sum(answered),
+                "lost": sum(lost),
+                "requests_per_s": sum(answered) / args.seconds,
+                "log_dropped": health["log"]["dropped"],
+                "loadavg": os.getloadavg(),
+            }
+            say(
+                f"throughput: {sum(answered) / args.seconds:.0f} requests/s with 2 clients, {sum(lost)} lost, "
+                f"{health['log']['dropped']} log rows dropped"
+            )
 
         log = PredictionLog(f"sqlite:///{folder / 'bench-log.db'}", queue_rows=200_000).start()
         n = 50_000
         feats = json.dumps({c: 1.0 for c in columns})
         t0 = time.perf_counter()
-        log.put({"request_id": f"b{i}", "row": 0, "arm": "production", "alias": "production", "version": "1", "answered": 1,
-                 "at": time.time(), "prediction": 1.0, "latency_ms": 1.0, "features_sha256": "0" * 64, "features": feats} for i in range(n))
+        log.put(
+            {
+                "request_id": f"b{i}",
+                "row": 0,
+                "arm": "production",
+                "alias": "production",
+                "version": "1",
+                "answered": 1,
+                "at": time.time(),
+                "prediction": 1.0,
+                "latency_ms": 1.0,
+                "features_sha256": "0" * 64,
+                "features": feats,
+            }
+            for i in range(n)
+        )
         while log.written + log.dropped < n:
             time.sleep(0.01)
         elapsed = time.perf_counter() - t0
         log.close()
-        result["log"] = {"rows": n, "seconds": elapsed, "rows_per_s": n / elapsed, "dropped": log.dropped, "loadavg": os.getloadavg()}
+        result["log"] = {
+            "rows": n,
+            "seconds": elapsed,
+            "rows_per_s": n / elapsed,
+            "dropped": log.dropped,
+            "loadavg": os.getloadavg(),
+        }
         say(f"prediction log: {n / elapsed:,.0f} rows/s written (SQLite, batches of 500), {log.dropped} dropped")
 
     s = result["single_row"]
-    ratios = {f"{k}_over_in_process_p{q}": s[k][f"p{q}_ms"] / s["in_process"][f"p{q}_ms"]
-              for k in ("serve", "serve_with_challenger", "serve_shadow", "mlflow_models_serve") for q in (50, 99)}
-    ratios.update({f"{k}_over_serve_p{q}": s[k][f"p{q}_ms"] / s["serve"][f"p{q}_ms"] for k in ("serve_with_challenger", "serve_shadow") for q in (50, 99)})
-    ratios.update({f"serve_over_mlflow_models_serve_p{q}": s["serve"][f"p{q}_ms"] / s["mlflow_models_serve"][f"p{q}_ms"] for q in (50, 99)})
+    ratios = {
+        f"{k}_over_in_process_p{q}": s[k][f"p{q}_ms"] / s["in_process"][f"p{q}_ms"]
+        for k in ("serve", "serve_with_challenger", "serve_shadow", "mlflow_models_serve")
+        for q in (50, 99)
+    }
+    ratios.update(
+        {
+            f"{k}_over_serve_p{q}": s[k][f"p{q}_ms"] / s["serve"][f"p{q}_ms"]
+            for k in ("serve_with_challenger", "serve_shadow")
+            for q in (50, 99)
+        }
+    )
+    ratios.update(
+        {
+            f"serve_over_mlflow_models_serve_p{q}": s["serve"][f"p{q}_ms"] / s["mlflow_models_serve"][f"p{q}_ms"]
+            for q in (50, 99)
+        }
+    )
     result["ratios"] = ratios
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"in one run (load {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores): run-pipeline serve answers one row in "
-              f"{ratios['serve_over_in_process_p50']:.1f}x (p50) / {ratios['serve_over_in_process_p99']:.1f}x (p99) the in-process time, "
-              f"{ratios['serve_over_mlflow_models_serve_p50']:.2f}x / {ratios['serve_over_mlflow_models_serve_p99']:.2f}x mlflow models serve's; "
-              f"with a challenger {ratios['serve_with_challenger_over_in_process_p50']:.1f}x / {ratios['serve_with_challenger_over_in_process_p99']:.1f}x "
-              f"({ratios['serve_with_challenger_over_serve_p50']:.2f}x / {ratios['serve_with_challenger_over_serve_p99']:.2f}x serving alone; "
-              f"in shadow mode {ratios['serve_shadow_over_serve_p50']:.2f}x / {ratios['serve_shadow_over_serve_p99']:.2f}x; "
-              f"{s['serve_with_challenger']['shadow']['scored']:.0f} and {s['serve_shadow']['shadow']['scored']:.0f} rows shadow-scored, "
-              f"{s['serve_with_challenger']['shadow']['skipped'] + s['serve_shadow']['shadow']['skipped']} skipped); "
-              f"{result['throughput']['requests_per_s']:.0f} requests/s with {result['throughput']['lost']} lost; "
-              f"the log writes {result['log']['rows_per_s']:,.0f} rows/s")
+        print(
+            f"in one run (load {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores): run-pipeline serve answers one row in "
+            f"{ratios['serve_over_in_process_p50']:.1f}x (p50) / {ratios['serve_over_in_process_p99']:.1f}x (p99) the in-process time, "
+            f"{ratios['serve_over_mlflow_models_serve_p50']:.2f}x / {ratios['serve_over_mlflow_models_serve_p99']:.2f}x mlflow models serve's; "
+            f"with a challenger {ratios['serve_with_challenger_over_in_process_p50']:.1f}x / {ratios['serve_with_challenger_over_in_process_p99']:.1f}x "
+            f"({ratios['serve_with_challenger_over_serve_p50']:.2f}x / {ratios['serve_with_challenger_over_serve_p99']:.2f}x serving alone; "
+            f"in shadow mode {ratios['serve_shadow_over_serve_p50']:.2f}x / {ratios['serve_shadow_over_serve_p99']:.2f}x; "
+            f"{s['serve_with_challenger']['shadow']['scored']:.0f} and {s['serve_shadow']['shadow']['scored']:.0f} rows shadow-scored, "
+            f"{s['serve_with_challenger']['shadow']['skipped'] + s['serve_shadow']['shadow']['skipped']} skipped); "
+            f"{result['throughput']['requests_per_s']:.0f} requests/s with {result['throughput']['lost']} lost; "
+            f"the log writes {result['log']['rows_per_s']:,.0f} rows/s"
+        )
     return 0
 
 

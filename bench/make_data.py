@@ -29,10 +29,21 @@ DEFAULT_ROWS = (10_000, 100_000, 1_000_000)
 # Relative noise (sd as a share of the value) for measurements; a zero stays zero, so a
 # house without a pool or a porch keeps none. Values are rounded to one decimal.
 RELATIVE = {
-    "Lot_Frontage": 0.02, "Lot_Area": 0.02, "Mas_Vnr_Area": 0.02, "BsmtFin_SF_2": 0.02,
-    "Bsmt_Unf_SF": 0.02, "Total_Bsmt_SF": 0.02, "First_Flr_SF": 0.02, "Second_Flr_SF": 0.02,
-    "Gr_Liv_Area": 0.02, "Garage_Area": 0.02, "Wood_Deck_SF": 0.02, "Open_Porch_SF": 0.02,
-    "Enclosed_Porch": 0.02, "Three_season_porch": 0.02, "Screen_Porch": 0.02,
+    "Lot_Frontage": 0.02,
+    "Lot_Area": 0.02,
+    "Mas_Vnr_Area": 0.02,
+    "BsmtFin_SF_2": 0.02,
+    "Bsmt_Unf_SF": 0.02,
+    "Total_Bsmt_SF": 0.02,
+    "First_Flr_SF": 0.02,
+    "Second_Flr_SF": 0.02,
+    "Gr_Liv_Area": 0.02,
+    "Garage_Area": 0.02,
+    "Wood_Deck_SF": 0.02,
+    "Open_Porch_SF": 0.02,
+    "Enclosed_Porch": 0.02,
+    "Three_season_porch": 0.02,
+    "Screen_Porch": 0.02,
 }
 TARGET, TARGET_NOISE = "Sale_Price", 0.02  # relative, rounded to whole dollars
 # Absolute noise in degrees (~1e-4 degrees is ~10 m), six decimals: makes every row distinct.

@@ -31,7 +31,8 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import skops.io  # noqa: E402
-from hypothesis import HealthCheck, settings as hypothesis_settings  # noqa: E402
+from hypothesis import HealthCheck  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
 
 from pipeline import catalogue  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
@@ -47,8 +48,14 @@ T_IMPORTED = time.perf_counter()
 # check_array in its internal preprocessor); anything else is refused.
 SAFE_PREFIXES = ("sklearn.", "numpy.", "pipeline.", "builtins.", "scipy.", "collections.", "functools.partial")
 # The repository's hypothesis profile "ci" (conftest.py): the same examples as a CI gate run.
-hypothesis_settings.register_profile("bench", derandomize=True, max_examples=20, deadline=None, database=None,
-                                     suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.register_profile(
+    "bench",
+    derandomize=True,
+    max_examples=20,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 SKIPPED_FAMILIES = ("serving",)
 
 
@@ -66,7 +73,12 @@ def run(config: Path, model_path: Path | None, eval_data: Path | None, env: str,
     settings = config_mod.load(config, env)
     model = load_model(model_path) if model_path is not None else None
     session = GateSession(settings, eval_data=eval_data, model=model, champion=None if champion == "none" else "self")
-    out: dict[str, Any] = {"figures": {}, "passed": {}, "verdicts": {}, "timings_s": {"config": time.perf_counter() - t}}
+    out: dict[str, Any] = {
+        "figures": {},
+        "passed": {},
+        "verdicts": {},
+        "timings_s": {"config": time.perf_counter() - t},
+    }
     with tempfile.TemporaryDirectory(prefix="minimal-") as tmp:
         for gate in catalogue.standard():
             threshold = settings.thresholds.get(gate.id)
@@ -78,7 +90,11 @@ def run(config: Path, model_path: Path | None, eval_data: Path | None, env: str,
                 out["figures"][gate.id], out["passed"][gate.id], out["verdicts"][gate.id] = None, None, "not_applicable"
             else:
                 verdict = judge(threshold, found)
-                out["figures"][gate.id], out["passed"][gate.id], out["verdicts"][gate.id] = found.value, verdict.passed, verdict.outcome
+                out["figures"][gate.id], out["passed"][gate.id], out["verdicts"][gate.id] = (
+                    found.value,
+                    verdict.passed,
+                    verdict.outcome,
+                )
                 if gate.id == "single_row_latency":
                     out["single_row_p50_ms"] = found.reported["single_row_p50_ms"]
                     out["single_row_ratio_to_reference"] = found.reported["ratio_to_reference"]

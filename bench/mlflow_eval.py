@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     th = settings.thresholds
     with mlflow.start_run(run_name="bench-mlflow-evaluate"):
         result = mlflow.models.evaluate(
-            model=args.model_uri, data=frame, targets=settings.data.target, model_type="regressor",
+            model=args.model_uri,
+            data=frame,
+            targets=settings.data.target,
+            model_type="regressor",
             evaluators=["default"],
         )
         timings["evaluate"] = time.perf_counter() - t
@@ -65,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             "r2_score": MetricThreshold(threshold=float(th["r2"].min), greater_is_better=True),
             "mean_absolute_error": MetricThreshold(threshold=float(th["mae"].max), greater_is_better=False),
             "root_mean_squared_error": MetricThreshold(threshold=float(th["rmse"].max), greater_is_better=False),
-            "mean_absolute_percentage_error": MetricThreshold(threshold=float(th["mape"].max) / 100, greater_is_better=False),
+            "mean_absolute_percentage_error": MetricThreshold(
+                threshold=float(th["mape"].max) / 100, greater_is_better=False
+            ),
         }
         passed = True
         try:

@@ -33,7 +33,7 @@ from mlflow import MlflowClient  # noqa: E402
 
 T_MLFLOW = time.perf_counter() - T_MLFLOW
 
-from pipeline import cli, gating, registry  # noqa: E402
+from pipeline import cli, registry  # noqa: E402
 
 STACK: list[tuple[str, str]] = []  # (label, kind) of the calls in progress
 CALLS: list[tuple[str, float, bool, str]] = []  # kind:label, seconds, nested in a registry call, outermost caller
@@ -87,8 +87,15 @@ def instrument() -> None:
     wrap(mlflow.data, "from_pandas", "mlflow.data.from_pandas", "inner")
     wrap(mlflow.sklearn, "log_model", "mlflow.sklearn.log_model", "inner")
     wrap(mlflow.sklearn, "load_model", "mlflow.sklearn.load_model", "inner")
-    for attr in ("set_model_version_tag", "log_artifact", "set_registered_model_alias", "get_model_version_by_alias",
-                 "download_artifacts", "search_model_versions", "get_model_version"):
+    for attr in (
+        "set_model_version_tag",
+        "log_artifact",
+        "set_registered_model_alias",
+        "get_model_version_by_alias",
+        "download_artifacts",
+        "search_model_versions",
+        "get_model_version",
+    ):
         wrap(MlflowClient, attr, f"client.{attr}", "inner")
     # The job's non-MLflow steps, for scale.
     from pipeline import jobs, train
@@ -145,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         "mlflow_read_s": mlflow_read,
         "mlflow_total_s": mlflow_write + mlflow_read,
         "gate_mlflow_roundtrip_s": gate_mlflow,
-        "breakdown": {k: {"seconds": round(v["seconds"], 4), "calls": v["calls"], "outermost": sorted(v["outermost"])}
-                      for k, v in sorted(breakdown.items(), key=lambda kv: -kv[1]["seconds"])},
+        "breakdown": {
+            k: {"seconds": round(v["seconds"], 4), "calls": v["calls"], "outermost": sorted(v["outermost"])}
+            for k, v in sorted(breakdown.items(), key=lambda kv: -kv[1]["seconds"])
+        },
     }
     print(json.dumps(out) if args.json else json.dumps(out, indent=2))
     return 0 if code == 0 else 1

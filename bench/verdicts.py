@@ -38,11 +38,24 @@ def one_run(prep: dict, tmp: Path, tag: str, env: dict) -> dict:
     r = runner.run_child(runner.gate_cmd(prep, ev, promote=False), env, tmp / "logs" / f"{tag}.out")
     doc = runner.evidence_of(ev)
     gates = {g["gate"]: g for g in doc.get("gates", [])}
-    lat = {name: {"outcome": g["outcome"], "figure": (g.get("figure") or {}).get("value"),
-                  "wait_share": (g.get("reported") or {}).get("wait_share")}
-           for name, g in gates.items() if g["family"] == "latency"}
-    return {"tag": tag, "wall_s": r["wall_s"], "exit": r["exit"], "status": doc.get("status"), "load": os.getloadavg()[0],
-            "outcomes": {name: g["outcome"] for name, g in gates.items()}, "latency": lat}
+    lat = {
+        name: {
+            "outcome": g["outcome"],
+            "figure": (g.get("figure") or {}).get("value"),
+            "wait_share": (g.get("reported") or {}).get("wait_share"),
+        }
+        for name, g in gates.items()
+        if g["family"] == "latency"
+    }
+    return {
+        "tag": tag,
+        "wall_s": r["wall_s"],
+        "exit": r["exit"],
+        "status": doc.get("status"),
+        "load": os.getloadavg()[0],
+        "outcomes": {name: g["outcome"] for name, g in gates.items()},
+        "latency": lat,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         prep = runner.prepare(tmp, log)
         env = runner.child_env("1")
         log("warm-up: the version is gated and promoted to @staging (the champion of every later run)")
-        warm = runner.run_child(runner.gate_cmd(prep, tmp / "evidence-warm", promote=True), env, tmp / "logs" / "warm.out")
+        warm = runner.run_child(
+            runner.gate_cmd(prep, tmp / "evidence-warm", promote=True), env, tmp / "logs" / "warm.out"
+        )
         if warm["exit"] != 0:
             log(f"warm-up gate run failed (exit {warm['exit']}); see {tmp / 'logs' / 'warm.out'}")
             return 1
@@ -73,15 +88,25 @@ def main(argv: list[str] | None = None) -> int:
                     r = one_run(prep, tmp, f"{kind}-{i}", env)
                 r["kind"] = kind
                 results.append(r)
-                lat = ", ".join(f"{g} {v['outcome']} {v['figure']:.4g}" if v["figure"] is not None else f"{g} {v['outcome']}"
-                                for g, v in sorted(r["latency"].items()))
+                lat = ", ".join(
+                    f"{g} {v['outcome']} {v['figure']:.4g}" if v["figure"] is not None else f"{g} {v['outcome']}"
+                    for g, v in sorted(r["latency"].items())
+                )
                 wait = r["latency"].get("single_row_latency", {}).get("wait_share")
-                log(f"{r['tag']:>8}: {r['status']}, {r['wall_s']:.1f} s, load {r['load']:.2f}; {lat}; "
-                    f"single-row waited {100 * (wait or 0):.0f} %")
+                log(
+                    f"{r['tag']:>8}: {r['status']}, {r['wall_s']:.1f} s, load {r['load']:.2f}; {lat}; "
+                    f"single-row waited {100 * (wait or 0):.0f} %"
+                )
         verdicts = {json.dumps(r["outcomes"], sort_keys=True) for r in results}
         same = len(verdicts) == 1
-        log(f"\n{len(results)} runs ({args.runs} idle, {args.runs} busy with {args.busy} busy loops): "
-            + ("every gate had the same verdict in every run" if same else f"{len(verdicts)} different sets of verdicts"))
+        log(
+            f"\n{len(results)} runs ({args.runs} idle, {args.runs} busy with {args.busy} busy loops): "
+            + (
+                "every gate had the same verdict in every run"
+                if same
+                else f"{len(verdicts)} different sets of verdicts"
+            )
+        )
         if not same:
             for gate in sorted(results[0]["outcomes"]):
                 seen = {r["outcomes"].get(gate) for r in results}

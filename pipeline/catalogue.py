@@ -14,9 +14,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -104,8 +105,9 @@ def register_family(name: str, text: str) -> None:
             listener(name, text)
 
 
-def spec(family: str, *, needs: Iterable[str] = (), marks: Iterable[Any] = (),
-         setup: Iterable[str] = ("eval_predictions",)) -> Callable[[Wire], GateSpec]:
+def spec(
+    family: str, *, needs: Iterable[str] = (), marks: Iterable[Any] = (), setup: Iterable[str] = ("eval_predictions",)
+) -> Callable[[Wire], GateSpec]:
     """Register the decorated wire as the standard gate named by the function (`r2`, `mae`)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown gate family '{family}' (known: {', '.join(FAMILIES)}; register_family adds one)")
@@ -119,7 +121,9 @@ def spec(family: str, *, needs: Iterable[str] = (), marks: Iterable[Any] = (),
         found = SPECS.get(gate_id)
         if found is not None and found.wire.__module__ != wire.__module__:
             raise ValueError(f"gate '{gate_id}' is already a gate of {found.wire.__module__}")
-        made = GateSpec(gate_id, family, wire, doc=inspect.getdoc(wire) or "", needs=needs, setup=tuple(setup), marks=tuple(marks))
+        made = GateSpec(
+            gate_id, family, wire, doc=inspect.getdoc(wire) or "", needs=needs, setup=tuple(setup), marks=tuple(marks)
+        )
         SPECS[gate_id] = made
         return made
 
@@ -133,7 +137,11 @@ def as_test(made: GateSpec) -> Callable[..., None]:
         gate.decide(**{n: fixtures[n] for n in made.needs})
 
     test.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in dict.fromkeys(("gate", *made.setup, *made.needs))])
+        [
+            inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            for n in dict.fromkeys(("gate", *made.setup, *made.needs))
+        ]
+    )
     test.__name__ = test.__qualname__ = f"test_{made.id}"
     test.__module__ = made.wire.__module__
     test.__doc__ = made.doc
@@ -161,5 +169,7 @@ def standard() -> list[GateSpec]:
     for family in STANDARD_FAMILIES:
         importlib.import_module(f"pipeline.gates.{family}")
     order = list(FAMILIES)
-    return sorted((s for s in SPECS.values() if s.wire.__module__.startswith("pipeline.gates.")),
-                  key=lambda s: order.index(s.family))
+    return sorted(
+        (s for s in SPECS.values() if s.wire.__module__.startswith("pipeline.gates.")),
+        key=lambda s: order.index(s.family),
+    )

@@ -10,8 +10,9 @@ are collected; a repository's own gate may use it too.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -80,17 +81,29 @@ def data_contract(violation: str | None, rows: int, source: str) -> Finding:
 
 
 @check(0)
-def train_eval_overlap(train: pd.DataFrame, evaluation: pd.DataFrame, columns: list[str], *, what: str = "feature columns",
-                       grouped: int = 0) -> Finding:
+def train_eval_overlap(
+    train: pd.DataFrame,
+    evaluation: pd.DataFrame,
+    columns: list[str],
+    *,
+    what: str = "feature columns",
+    grouped: int = 0,
+) -> Finding:
     """Evaluation rows that are training rows too, compared on whole records (`columns`:
     data.record_columns); `grouped` is how many rows the split kept beside a copy of their record."""
     shared = figures.shared_rows(train, evaluation, columns)
     kept = f"; the split kept {grouped} rows that repeat a record on their record's side" if grouped else ""
-    return Finding(shared, "evaluation rows also in training", f"{len(evaluation)} evaluation rows compared on {len(columns)} {what}{kept}")
+    return Finding(
+        shared,
+        "evaluation rows also in training",
+        f"{len(evaluation)} evaluation rows compared on {len(columns)} {what}{kept}",
+    )
 
 
 @check(-INF, 1)
-def target_leak(train: pd.DataFrame, evaluation: pd.DataFrame, columns: list[str], target: str, *, log: bool = False) -> Finding:
+def target_leak(
+    train: pd.DataFrame, evaluation: pd.DataFrame, columns: list[str], target: str, *, log: bool = False
+) -> Finding:
     """The best R2 any one feature reaches alone (figures.one_feature_fits) on the scale the
     model fits (`log`: log(target)). Near 1, that column is the target in another form (a
     log of it, a row number of a file sorted by it, a figure known only afterwards): the
@@ -101,22 +114,35 @@ def target_leak(train: pd.DataFrame, evaluation: pd.DataFrame, columns: list[str
         y_train, y_eval = np.log(y_train), np.log(y_eval)
     fits = figures.one_feature_fits(train, evaluation, columns, y_train, y_eval)
     if not fits or not math.isfinite(fits[0].r2):
-        return Finding(float("nan"), "R2 of the best feature alone", f"no feature, or a constant target on {len(evaluation)} evaluation rows")
+        return Finding(
+            float("nan"),
+            "R2 of the best feature alone",
+            f"no feature, or a constant target on {len(evaluation)} evaluation rows",
+        )
     best = fits[0]
     nxt = f"; next {fits[1].column} {fits[1].r2:.3f}" if len(fits) > 1 else ""
-    return Finding(best.r2, f"R2 of {best.column} alone",
-                   f"{best.column} alone explains {best.r2:.1%} of the {'log ' if log else ''}target's variance on "
-                   f"{len(evaluation)} evaluation rows (its training rows' mean target per bin){nxt}; {len(fits)} features tried",
-                   reported={"second_best_r2": fits[1].r2} if len(fits) > 1 else {})
+    return Finding(
+        best.r2,
+        f"R2 of {best.column} alone",
+        f"{best.column} alone explains {best.r2:.1%} of the {'log ' if log else ''}target's variance on "
+        f"{len(evaluation)} evaluation rows (its training rows' mean target per bin){nxt}; {len(fits)} features tried",
+        reported={"second_best_r2": fits[1].r2} if len(fits) > 1 else {},
+    )
 
 
 @check(0, 1)
-def feature_drift(train: pd.DataFrame, evaluation: pd.DataFrame, numeric: list[str], categorical: list[str], min_rows: int) -> Finding:
+def feature_drift(
+    train: pd.DataFrame, evaluation: pd.DataFrame, numeric: list[str], categorical: list[str], min_rows: int
+) -> Finding:
     drift = figures.feature_drift(train, evaluation, numeric, categorical, min_rows)
     if not drift:
         return Finding(float("nan"), "drift", f"no column has {min_rows} non-missing rows on both sides")
     worst = drift[0]
-    return Finding(worst.statistic, f"drift of {worst.column}", f"worst column {worst.column} (p={worst.p_value:.3g}); {len(drift)} columns compared")
+    return Finding(
+        worst.statistic,
+        f"drift of {worst.column}",
+        f"worst column {worst.column} (p={worst.p_value:.3g}); {len(drift)} columns compared",
+    )
 
 
 # ---------------------------------------------------------------- metrics
@@ -133,15 +159,27 @@ BASELINE_GATES = ("mae", "rmse", "mape")
 BASELINE = "the training target's median"
 
 
-def _against_baseline(name: str, label: str, metric: Callable[[np.ndarray, np.ndarray], float], y: np.ndarray,
-                      p: np.ndarray, baseline: np.ndarray | None) -> Finding:
+def _against_baseline(
+    name: str,
+    label: str,
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    y: np.ndarray,
+    p: np.ndarray,
+    baseline: np.ndarray | None,
+) -> Finding:
     value = float(metric(y, p))
     if baseline is None:
         return Finding(value, label, f"{len(y)} evaluation rows")
     base = float(metric(y, baseline))
     ratio = value / base if base > 0 else float("nan")
-    return Finding(value, label, f"{len(y)} evaluation rows; baseline ({BASELINE}) {label} {fmt_number(base)}, ratio {fmt_number(ratio)}",
-                   reported={f"{name}_baseline": base, f"{name}_ratio_to_baseline": ratio}, baseline=base, baseline_ratio=ratio)
+    return Finding(
+        value,
+        label,
+        f"{len(y)} evaluation rows; baseline ({BASELINE}) {label} {fmt_number(base)}, ratio {fmt_number(ratio)}",
+        reported={f"{name}_baseline": base, f"{name}_ratio_to_baseline": ratio},
+        baseline=base,
+        baseline_ratio=ratio,
+    )
 
 
 @check(0)
@@ -173,20 +211,50 @@ CHAMPION_TESTS = {
 
 
 @check(-1)
-def champion_mae(y: np.ndarray, p: np.ndarray, champion_p: np.ndarray, *, champion: str, resamples: int, confidence: float,
-                 seed: int, max_rows: int, test: str = "non_inferiority") -> Finding:
+def champion_mae(
+    y: np.ndarray,
+    p: np.ndarray,
+    champion_p: np.ndarray,
+    *,
+    champion: str,
+    resamples: int,
+    confidence: float,
+    seed: int,
+    max_rows: int,
+    test: str = "non_inferiority",
+) -> Finding:
     """The paired-bootstrap relative MAE change, candidate vs champion, judged by `test`
     (CHAMPION_TESTS): its upper confidence bound (non-inferiority) or its lower bound."""
     bound, label = CHAMPION_TESTS[test]
-    boot = figures.paired_bootstrap_mae(y, p, champion_p, resamples=resamples, confidence=confidence, seed=seed, max_rows=max_rows)
+    boot = figures.paired_bootstrap_mae(
+        y, p, champion_p, resamples=resamples, confidence=confidence, seed=seed, max_rows=max_rows
+    )
     judged = boot.upper if bound == "upper" else boot.lower
-    detail = (f"{test.replace('_', '-')} vs {champion}: MAE change {boot.delta:+.2%}, {confidence:.0%} one-sided bounds "
-              f"[{boot.lower:+.2%}, {boot.upper:+.2%}] on {len(y)} rows"
-              + (f", {max_rows} rows per resample" if len(y) > max_rows else ""))
-    return Finding(judged, label, detail,
-                   reported={"champion_mae_change": boot.delta, "champion_mae_lower": boot.lower, "champion_mae_upper": boot.upper},
-                   plot={"samples": boot.samples.tolist(), "delta": boot.delta, "lower": boot.lower, "upper": boot.upper,
-                         "bound": bound, "test": test, "confidence": confidence, "champion": champion})
+    detail = (
+        f"{test.replace('_', '-')} vs {champion}: MAE change {boot.delta:+.2%}, {confidence:.0%} one-sided bounds "
+        f"[{boot.lower:+.2%}, {boot.upper:+.2%}] on {len(y)} rows"
+        + (f", {max_rows} rows per resample" if len(y) > max_rows else "")
+    )
+    return Finding(
+        judged,
+        label,
+        detail,
+        reported={
+            "champion_mae_change": boot.delta,
+            "champion_mae_lower": boot.lower,
+            "champion_mae_upper": boot.upper,
+        },
+        plot={
+            "samples": boot.samples.tolist(),
+            "delta": boot.delta,
+            "lower": boot.lower,
+            "upper": boot.upper,
+            "bound": bound,
+            "test": test,
+            "confidence": confidence,
+            "champion": champion,
+        },
+    )
 
 
 def champion_absent(alias: str, test: str = "non_inferiority") -> Finding:
@@ -203,22 +271,44 @@ SLICE_ALPHA = 0.05
 
 
 @check(0)
-def slice_error(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, *, columns: list[str], target: str, target_bands: list[float],
-                min_rows: int, metric: str, band_by: str = "prediction") -> Finding:
+def slice_error(
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    p: np.ndarray,
+    *,
+    columns: list[str],
+    target: str,
+    target_bands: list[float],
+    min_rows: int,
+    metric: str,
+    band_by: str = "prediction",
+) -> Finding:
     """Worst slice's error over the overall error (MAE or MAPE)."""
     slices = figures.slice_errors(frame, y, p, columns, target, target_bands, min_rows, metric, band_by)
     label = metric.upper()
     if not slices:
-        return Finding(float("nan"), f"worst slice {label} / overall {label}", f"no slice of {columns} or target bands has {min_rows} rows or more")
+        return Finding(
+            float("nan"),
+            f"worst slice {label} / overall {label}",
+            f"no slice of {columns} or target bands has {min_rows} rows or more",
+        )
     worst = slices[0]
     worse = [s for s in slices if s.p_holm < SLICE_ALPHA]
-    named = "".join(f"{', ' if i else ': '}{s.column}={s.value} (x{s.ratio:.2f})" for i, s in enumerate(worse[:3])) + (", ..." if len(worse) > 3 else "")
-    detail = (f"worst slice {worst.column}={worst.value} ({worst.rows} rows, {label} {worst.error:,.4g}, Holm-adjusted p {worst.p_holm:.2g}); "
-              f"{len(slices)} slices judged, the smallest of {min(s.rows for s in slices)} rows; {len(worse)} with errors larger than "
-              f"the other rows' at Holm-adjusted p < {SLICE_ALPHA:g} (one-sided Welch t-tests){named}")
-    return Finding(worst.ratio, f"worst slice {label} / overall {label}", detail,
-                   reported={"slices_judged": float(len(slices)), "slices_significantly_worse": float(len(worse))},
-                   plot={"metric": metric, "slices": [[s.column, s.value, s.rows, s.ratio] for s in slices]})
+    named = "".join(f"{', ' if i else ': '}{s.column}={s.value} (x{s.ratio:.2f})" for i, s in enumerate(worse[:3])) + (
+        ", ..." if len(worse) > 3 else ""
+    )
+    detail = (
+        f"worst slice {worst.column}={worst.value} ({worst.rows} rows, {label} {worst.error:,.4g}, Holm-adjusted p {worst.p_holm:.2g}); "
+        f"{len(slices)} slices judged, the smallest of {min(s.rows for s in slices)} rows; {len(worse)} with errors larger than "
+        f"the other rows' at Holm-adjusted p < {SLICE_ALPHA:g} (one-sided Welch t-tests){named}"
+    )
+    return Finding(
+        worst.ratio,
+        f"worst slice {label} / overall {label}",
+        detail,
+        reported={"slices_judged": float(len(slices)), "slices_significantly_worse": float(len(worse))},
+        plot={"metric": metric, "slices": [[s.column, s.value, s.rows, s.ratio] for s in slices]},
+    )
 
 
 # ---------------------------------------------------------------- residuals
@@ -240,7 +330,13 @@ class ResidualSample:
         return f"{len(self.resid)} rows" + (f" ({self.censored} censored rows left out)" if self.censored else "")
 
     def plot(self) -> dict[str, Any]:
-        return {"y": self.y.tolist(), "p": self.p.tolist(), "resid": self.resid.tolist(), "pred": self.pred.tolist(), "scale": self.scale}
+        return {
+            "y": self.y.tolist(),
+            "p": self.p.tolist(),
+            "resid": self.resid.tolist(),
+            "pred": self.pred.tolist(),
+            "scale": self.scale,
+        }
 
 
 def in_order(frame: pd.DataFrame, order_by: list[str] | tuple[str, ...] | None) -> np.ndarray:
@@ -251,8 +347,9 @@ def in_order(frame: pd.DataFrame, order_by: list[str] | tuple[str, ...] | None) 
     return frame.reset_index(drop=True).sort_values(list(order_by), kind="mergesort").index.to_numpy()
 
 
-def residual_sample(y: np.ndarray, p: np.ndarray, scale: str, sample_size: int, seed: int,
-                    censored: Any = None) -> ResidualSample:
+def residual_sample(
+    y: np.ndarray, p: np.ndarray, scale: str, sample_size: int, seed: int, censored: Any = None
+) -> ResidualSample:
     """`censored` (a Range, gates.residuals.censored): rows whose observed target is at or
     beyond its min or max are left out first, their error unknown."""
     y, p = np.asarray(y, float), np.asarray(p, float)
@@ -272,8 +369,13 @@ def residual_sample(y: np.ndarray, p: np.ndarray, scale: str, sample_size: int, 
 @check(0)
 def residual_skew(sample: ResidualSample) -> Finding:
     n = figures.normality(sample.resid)
-    return Finding(abs(n.skew), "|residual skew|", f"Jarque-Bera p={n.jb_p_value:.3g}; {sample.rows()}",
-                   reported={"residual_skew_signed": n.skew}, plot=sample.plot())
+    return Finding(
+        abs(n.skew),
+        "|residual skew|",
+        f"Jarque-Bera p={n.jb_p_value:.3g}; {sample.rows()}",
+        reported={"residual_skew_signed": n.skew},
+        plot=sample.plot(),
+    )
 
 
 @check(-2)
@@ -285,15 +387,22 @@ def residual_kurtosis(sample: ResidualSample) -> Finding:
 @check(1)
 def residual_spread(sample: ResidualSample) -> Finding:
     s = figures.spread(sample.resid, sample.pred)
-    return Finding(s.ratio, "residual spread ratio", f"top decile {s.top:.4g}, bottom decile {s.bottom:.4g}; Breusch-Pagan p={s.bp_p_value:.3g}"
-                   + (f"; {sample.rows()}" if sample.censored else ""))
+    return Finding(
+        s.ratio,
+        "residual spread ratio",
+        f"top decile {s.top:.4g}, bottom decile {s.bottom:.4g}; Breusch-Pagan p={s.bp_p_value:.3g}"
+        + (f"; {sample.rows()}" if sample.censored else ""),
+    )
 
 
 @check(0, 4)
 def residual_autocorrelation(sample: ResidualSample, order: str = "the data's order") -> Finding:
     a = figures.autocorrelation(sample.resid)
-    return Finding(a.durbin_watson, "Durbin-Watson", f"Ljung-Box p={a.ljung_box_p_value:.3g} at lag {a.lags}, "
-                   f"{len(sample.resid)} rows ordered by {order}")
+    return Finding(
+        a.durbin_watson,
+        "Durbin-Watson",
+        f"Ljung-Box p={a.ljung_box_p_value:.3g} at lag {a.lags}, {len(sample.resid)} rows ordered by {order}",
+    )
 
 
 # ---------------------------------------------------------------- robustness (one hypothesis example each)
@@ -303,17 +412,31 @@ def residual_autocorrelation(sample: ResidualSample, order: str = "the data's or
 def noise_stability(before: np.ndarray, after: np.ndarray, *, percentile: float, spec: Any) -> Finding:
     change = figures.relative_change(before, after)
     cols = getattr(spec, "columns", None)
-    what = (f"{len(change)} rows, noise sd {spec.how} on "
-            + (cols[0] if len(cols) == 1 else f"{len(cols)} numeric columns")) if cols else str(spec)
-    return Finding(float(np.percentile(change, percentile)), f"p{percentile:g} relative prediction change",
-                   f"max {change.max():.3g}; {what}", reported={"max_single_row_change": float(change.max())})
+    what = (
+        (
+            f"{len(change)} rows, noise sd {spec.how} on "
+            + (cols[0] if len(cols) == 1 else f"{len(cols)} numeric columns")
+        )
+        if cols
+        else str(spec)
+    )
+    return Finding(
+        float(np.percentile(change, percentile)),
+        f"p{percentile:g} relative prediction change",
+        f"max {change.max():.3g}; {what}",
+        reported={"max_single_row_change": float(change.max())},
+    )
 
 
 def _nonfinite(predict: Callable[[pd.DataFrame], np.ndarray], rows: pd.DataFrame, spec: Any) -> Finding:
     try:
         bad = int((~np.isfinite(predict(rows))).sum())
     except Exception as e:  # a model that refuses the input fails the gate, with the reason
-        return Finding(len(rows), "non-finite predictions", f"predict raised {type(e).__name__}: {str(e).splitlines()[0][:150]}; {spec}")
+        return Finding(
+            len(rows),
+            "non-finite predictions",
+            f"predict raised {type(e).__name__}: {str(e).splitlines()[0][:150]}; {spec}",
+        )
     return Finding(bad, "non-finite predictions", f"{spec}")
 
 
@@ -338,13 +461,22 @@ def _difference(label: str, reference: np.ndarray, again: Callable[[], np.ndarra
 @check(0)
 def column_order(model: Any, rows: pd.DataFrame, reference: np.ndarray, seed: int) -> Finding:
     order = list(np.random.default_rng(seed).permutation(rows.columns))
-    return _difference("max prediction difference after reordering columns", reference,
-                       lambda: model.predict(rows[order]), f"permutation seed {seed}; {len(rows)} rows")
+    return _difference(
+        "max prediction difference after reordering columns",
+        reference,
+        lambda: model.predict(rows[order]),
+        f"permutation seed {seed}; {len(rows)} rows",
+    )
 
 
 @check(0)
 def wider_dtypes(model: Any, wider: pd.DataFrame, reference: np.ndarray, spec: Any) -> Finding:
-    return _difference("max prediction difference with wider dtypes", reference, lambda: model.predict(wider), f"{spec}; {len(wider)} rows")
+    return _difference(
+        "max prediction difference with wider dtypes",
+        reference,
+        lambda: model.predict(wider),
+        f"{spec}; {len(wider)} rows",
+    )
 
 
 @check(0)
@@ -359,8 +491,9 @@ def directional(before: np.ndarray, after: np.ndarray, *, direction: str, featur
 
 
 @check(0)
-def refit_identical(model: Any, X: pd.DataFrame, y: pd.Series, rows: pd.DataFrame, reference: np.ndarray, *,
-                    refit_rows: int, seed: int) -> Finding:
+def refit_identical(
+    model: Any, X: pd.DataFrame, y: pd.Series, rows: pd.DataFrame, reference: np.ndarray, *, refit_rows: int, seed: int
+) -> Finding:
     """Fits of clones of `model` on the same rows with the same seed predict the same.
 
     `X`, `y`: the training rows; `reference`: the model's own predictions of `rows`. With at
@@ -384,10 +517,16 @@ def refit_identical(model: Any, X: pd.DataFrame, y: pd.Series, rows: pd.DataFram
             return Finding(INF, label, f"fit or predict raised {type(e).__name__}: {str(e).splitlines()[0][:150]}")
         itself = figures.answer_difference(reference, first)
         if itself.value == 0:
-            return Finding(0.0, "max prediction difference between the model and its refit",
-                           f"a refit on all {len(X)} training rows with the same seed reproduces the model on {len(rows)} rows" + itself.note())
-        note = (f"; the model itself is {itself.value:.6g} from the first refit (fitted on other rows or in another way: "
-                "what a second refit says decides)")
+            return Finding(
+                0.0,
+                "max prediction difference between the model and its refit",
+                f"a refit on all {len(X)} training rows with the same seed reproduces the model on {len(rows)} rows"
+                + itself.note(),
+            )
+        note = (
+            f"; the model itself is {itself.value:.6g} from the first refit (fitted on other rows or in another way: "
+            "what a second refit says decides)"
+        )
     else:
         # The positions DataFrame.sample(n=refit_rows, random_state=seed) takes of the rows.
         at = pd.RangeIndex(len(X)).to_series().sample(n=refit_rows, random_state=seed).to_numpy()
@@ -396,18 +535,32 @@ def refit_identical(model: Any, X: pd.DataFrame, y: pd.Series, rows: pd.DataFram
             first = fitted_predict(fit_X, fit_y)
         except Exception as e:
             return Finding(INF, label, f"fit or predict raised {type(e).__name__}: {str(e).splitlines()[0][:150]}")
-    return _difference(label, first, lambda: fitted_predict(fit_X, fit_y),
-                       f"two refits on {len(fit_X)} rows with the same seed, compared on {len(rows)} rows{note}")
+    return _difference(
+        label,
+        first,
+        lambda: fitted_predict(fit_X, fit_y),
+        f"two refits on {len(fit_X)} rows with the same seed, compared on {len(rows)} rows{note}",
+    )
 
 
 @check(0)
 def predict_twice_identical(model: Any, rows: pd.DataFrame, reference: np.ndarray) -> Finding:
-    return _difference("max prediction difference between two predicts", reference, lambda: model.predict(rows), f"{len(rows)} rows predicted again")
+    return _difference(
+        "max prediction difference between two predicts",
+        reference,
+        lambda: model.predict(rows),
+        f"{len(rows)} rows predicted again",
+    )
 
 
 @check(0)
 def mlflow_roundtrip_identical(reloaded: Any, rows: pd.DataFrame, reference: np.ndarray, how: str) -> Finding:
-    return _difference("max prediction difference after an MLflow save and load", reference, lambda: reloaded.predict(rows), f"{how}; {len(rows)} rows")
+    return _difference(
+        "max prediction difference after an MLflow save and load",
+        reference,
+        lambda: reloaded.predict(rows),
+        f"{how}; {len(rows)} rows",
+    )
 
 
 @check(0)
@@ -428,7 +581,10 @@ def batch_independent(model: Any, rows: pd.DataFrame, reference: np.ndarray, see
     def chunked() -> np.ndarray:
         return np.concatenate([model.predict(rows.iloc[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
 
-    label, detail = "max prediction difference across batch compositions and row order", f"{n} rows shuffled, and predicted in uneven chunks"
+    label, detail = (
+        "max prediction difference across batch compositions and row order",
+        f"{n} rows shuffled, and predicted in uneven chunks",
+    )
     a, b = _difference(label, reference, shuffled, detail), _difference(label, reference, chunked, detail)
     return a if a.value >= b.value else b
 
@@ -447,8 +603,9 @@ def batch_independent(model: Any, rows: pd.DataFrame, reference: np.ndarray, see
 REFERENCE_GATES = ("single_row_latency",)
 
 
-def _timing_figures(rounds: Rounds, q: float, scale: float, confidence: float, seed: int,
-                    invert: float | None = None) -> tuple[float, dict[str, float]]:
+def _timing_figures(
+    rounds: Rounds, q: float, scale: float, confidence: float, seed: int, invert: float | None = None
+) -> tuple[float, dict[str, float]]:
     """The q-th percentile of the rounds (x scale; or `invert` / it, for a rate) with its
     interval (`interval_lower`, `interval_upper`), the same of the unwaited rounds
     (Rounds.unwaited: `unwaited_lower`, `unwaited_upper`), and, in reference units (over the
@@ -457,7 +614,9 @@ def _timing_figures(rounds: Rounds, q: float, scale: float, confidence: float, s
     out: dict[str, float] = {}
     point = float("nan")
     for kind, times in (("interval", rounds.candidate), ("unwaited", rounds.unwaited())):
-        iv, _ = figures.timing_intervals(times, rounds.reference_cpu, q=q, paired_q=50, confidence=confidence, seed=seed)
+        iv, _ = figures.timing_intervals(
+            times, rounds.reference_cpu, q=q, paired_q=50, confidence=confidence, seed=seed
+        )
         for unit, div in (("", 1.0 / scale), ("ratio_", ref_cpu)):
             value, lower, upper = iv.value / div, iv.lower / div, iv.upper / div
             if invert is not None:  # a rate: the slowest time is the lowest rate
@@ -472,15 +631,21 @@ def _timing_figures(rounds: Rounds, q: float, scale: float, confidence: float, s
 
 
 def _machine(rounds: Rounds) -> dict[str, float]:
-    return {"reference_p50_ms": float(np.median(rounds.reference)) * 1000, "reference_cpu_p50_ms": float(np.median(rounds.reference_cpu)) * 1000,
-            "reference_stretch": rounds.stretch, "wait_share": rounds.wait_share,
-            "wait_measured": float(rounds.candidate_wait is not None)}
+    return {
+        "reference_p50_ms": float(np.median(rounds.reference)) * 1000,
+        "reference_cpu_p50_ms": float(np.median(rounds.reference_cpu)) * 1000,
+        "reference_stretch": rounds.stretch,
+        "wait_share": rounds.wait_share,
+        "wait_measured": float(rounds.candidate_wait is not None),
+    }
 
 
 def _reference_text(r: Mapping[str, float]) -> str:
     how = "" if r.get("wait_measured", 1.0) else " (estimated from the reference)"
-    return (f"waited for a core {r['wait_share']:.0%} of the time{how}; "
-            f"reference workload CPU p50 {r['reference_cpu_p50_ms']:.2f} ms, wall/CPU p90 {r['reference_stretch']:.2f}")
+    return (
+        f"waited for a core {r['wait_share']:.0%} of the time{how}; "
+        f"reference workload CPU p50 {r['reference_cpu_p50_ms']:.2f} ms, wall/CPU p90 {r['reference_stretch']:.2f}"
+    )
 
 
 @check(0)
@@ -488,10 +653,18 @@ def single_row_latency(rounds: Rounds, *, confidence: float = 0.95, seed: int = 
     """Single-row p99 (ms) and p99 in reference units, with their intervals (timing.Rounds in seconds)."""
     p99, rep = _timing_figures(rounds, 99, 1000.0, confidence, seed)
     p50 = float(np.percentile(rounds.candidate, 50)) * 1000
-    detail = (f"p50 {p50:.2f} ms over {len(rounds.candidate)} single-row predicts; p99 {rep['ratio_to_reference']:.2f}x "
-              f"the reference; {_reference_text(rep)}; intervals at {confidence:.0%}")
-    return Finding(p99, "single-row p99", detail, reported={"single_row_p50_ms": p50, **rep}, judged_on="interval",
-                   plot={"latency_ms": (rounds.candidate * 1000).tolist(), "reference_ms": (rounds.reference * 1000).tolist()})
+    detail = (
+        f"p50 {p50:.2f} ms over {len(rounds.candidate)} single-row predicts; p99 {rep['ratio_to_reference']:.2f}x "
+        f"the reference; {_reference_text(rep)}; intervals at {confidence:.0%}"
+    )
+    return Finding(
+        p99,
+        "single-row p99",
+        detail,
+        reported={"single_row_p50_ms": p50, **rep},
+        judged_on="interval",
+        plot={"latency_ms": (rounds.candidate * 1000).tolist(), "reference_ms": (rounds.reference * 1000).tolist()},
+    )
 
 
 @check(0)
@@ -499,8 +672,10 @@ def batch_throughput(rounds: Rounds, rows: int, *, confidence: float = 0.95, see
     """Rows per second of the median batch predict, with its interval (timing.Rounds in seconds)."""
     rate, rep = _timing_figures(rounds, 50, 1.0, confidence, seed, invert=float(rows))
     rep = {k: v for k, v in rep.items() if not k.startswith("ratio_")}  # a rate has no bound in reference units
-    detail = (f"median {float(np.median(rounds.candidate)) * 1000:.1f} ms per {rows}-row batch over {len(rounds.candidate)} batches; "
-              f"{_reference_text(rep)}; interval at {confidence:.0%}")
+    detail = (
+        f"median {float(np.median(rounds.candidate)) * 1000:.1f} ms per {rows}-row batch over {len(rounds.candidate)} batches; "
+        f"{_reference_text(rep)}; interval at {confidence:.0%}"
+    )
     return Finding(rate, "batch throughput", detail, reported=rep, judged_on="interval")
 
 
@@ -513,12 +688,24 @@ def latency_vs_champion(rounds: Rounds, *, champion: str, confidence: float = 0.
     ratio = figures.paired_ratio(cand, champ, confidence=confidence, seed=seed)
     c, h = float(np.median(cand)) * 1000, float(np.median(champ)) * 1000
     ref = _machine(rounds)
-    detail = (f"p50 {c:.2f} ms vs {h:.2f} ms of {champion} without the waiting for a core, interleaved over {len(rounds.candidate)} "
-              f"single-row predicts of the same rows; "
-              f"{_reference_text(ref)}; interval at {confidence:.0%}")
-    return Finding(ratio.value, "median time over the champion's", detail,
-                   reported={"interval_lower": ratio.lower, "interval_upper": ratio.upper,
-                             "single_row_p50_ms": c, "champion_p50_ms": h, **ref}, judged_on="paired_interval")
+    detail = (
+        f"p50 {c:.2f} ms vs {h:.2f} ms of {champion} without the waiting for a core, interleaved over {len(rounds.candidate)} "
+        f"single-row predicts of the same rows; "
+        f"{_reference_text(ref)}; interval at {confidence:.0%}"
+    )
+    return Finding(
+        ratio.value,
+        "median time over the champion's",
+        detail,
+        reported={
+            "interval_lower": ratio.lower,
+            "interval_upper": ratio.upper,
+            "single_row_p50_ms": c,
+            "champion_p50_ms": h,
+            **ref,
+        },
+        judged_on="paired_interval",
+    )
 
 
 # ---------------------------------------------------------------- serving
@@ -527,19 +714,29 @@ def latency_vs_champion(rounds: Rounds, *, champion: str, confidence: float = 0.
 @check(0)
 def serving_matches_in_process(reference: np.ndarray, answered: np.ndarray) -> Finding:
     diff = figures.answer_difference(reference, answered)
-    return Finding(diff.value, "max difference between served and in-process predictions", f"{len(answered)} rows over HTTP vs in process{diff.note()}")
+    return Finding(
+        diff.value,
+        "max difference between served and in-process predictions",
+        f"{len(answered)} rows over HTTP vs in process{diff.note()}",
+    )
 
 
 @check(0)
 def serving_rejects_malformed(statuses: Mapping[str, int]) -> Finding:
     """How many malformed requests were not answered 4xx (name -> HTTP status)."""
     bad = {k: v for k, v in statuses.items() if not 400 <= v < 500}
-    return Finding(len(bad), "malformed requests not answered 4xx", f"{len(statuses)} malformed requests; not 4xx: {bad or 'none'}")
+    return Finding(
+        len(bad), "malformed requests not answered 4xx", f"{len(statuses)} malformed requests; not 4xx: {bad or 'none'}"
+    )
 
 
 @check(0)
 def serving_latency(times_ms: np.ndarray) -> Finding:
     times_ms = np.asarray(times_ms, float)
     p99, p50 = float(np.percentile(times_ms, 99)), float(np.percentile(times_ms, 50))
-    return Finding(p99, "served single-row p99", f"p50 {p50:.1f} ms over {len(times_ms)} single-row HTTP requests on loopback",
-                   reported={"serving_p50_ms": p50})
+    return Finding(
+        p99,
+        "served single-row p99",
+        f"p50 {p50:.1f} ms over {len(times_ms)} single-row HTTP requests on loopback",
+        reported={"serving_p50_ms": p50},
+    )

@@ -31,7 +31,11 @@ class Out:
         self.started = time.perf_counter()
 
     def progress(self, step: str) -> None:
-        print(f"[{time.perf_counter() - self.started:6.1f}s] {step}", file=sys.stderr if self.as_json else sys.stdout, flush=True)
+        print(
+            f"[{time.perf_counter() - self.started:6.1f}s] {step}",
+            file=sys.stderr if self.as_json else sys.stdout,
+            flush=True,
+        )
 
     def table(self, rows: list[dict[str, Any]], columns: list[str]) -> None:
         if self.as_json:
@@ -71,7 +75,15 @@ def check_suite(settings, out: Out) -> None:
     run_gates(settings, out, None, promote=False, extra=["--collect-only"])
 
 
-def run_gates(settings, out: Out, model_uri: str | None, *, promote: bool, eval_data: str | None = None, extra: list[str] | None = None):
+def run_gates(
+    settings,
+    out: Out,
+    model_uri: str | None,
+    *,
+    promote: bool,
+    eval_data: str | None = None,
+    extra: list[str] | None = None,
+):
     """Run the configured gate suite in process through pytest and the plugin; the typed result.
 
     The plugin takes these settings as loaded (no argv round trip). Bad input found at
@@ -90,8 +102,22 @@ def run_gates(settings, out: Out, model_uri: str | None, *, promote: bool, eval_
     junit = reports / f"gates-{settings.env}.xml"
     partial = junit.with_name(f".{junit.name}.partial")
     new_folder = not reports.exists()
-    args = [str(settings.gate_tests), "-m", "gates", "-q", "--tb=line", "-p", "no:cacheprovider", "--benchmark-quiet",
-            "-W", "ignore::pytest.PytestAssertRewriteWarning", "--evidence-dir", str(reports), "-o", "console_output_style=classic"]
+    args = [
+        str(settings.gate_tests),
+        "-m",
+        "gates",
+        "-q",
+        "--tb=line",
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-quiet",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
+        "--evidence-dir",
+        str(reports),
+        "-o",
+        "console_output_style=classic",
+    ]
     if model_uri:
         args += ["--model-uri", model_uri]
     if not collect_only:
@@ -106,7 +132,10 @@ def run_gates(settings, out: Out, model_uri: str | None, *, promote: bool, eval_
     # pytest prints its usage error on stderr as well; the CLI's own line is the one a user sees.
     before = set(sys.modules)
     try:
-        with contextlib.redirect_stdout(io.StringIO() if collect_only else sink), contextlib.redirect_stderr(io.StringIO()) as err:
+        with (
+            contextlib.redirect_stdout(io.StringIO() if collect_only else sink),
+            contextlib.redirect_stderr(io.StringIO()) as err,
+        ):
             code = pytest.main(args, plugins=[request])
     finally:
         # The suite's own test modules go: another project's gates/test_gates.py, gated next
@@ -117,7 +146,11 @@ def run_gates(settings, out: Out, model_uri: str | None, *, promote: bool, eval_
             if path and Path(path).resolve().is_relative_to(suite):
                 del sys.modules[name]
     result = request.result
-    verdict = result.error is None and code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and result.evidence is not None
+    verdict = (
+        result.error is None
+        and code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+        and result.evidence is not None
+    )
     if not collect_only:
         if verdict and partial.exists():
             os.replace(partial, junit)
@@ -134,15 +167,24 @@ def run_gates(settings, out: Out, model_uri: str | None, *, promote: bool, eval_
         raise result.error
     if verdict:
         return result
-    raise InputError(f"pytest {settings.gate_tests}: exited {int(code)} ({getattr(code, 'name', code)}); no gate verdict")
+    raise InputError(
+        f"pytest {settings.gate_tests}: exited {int(code)} ({getattr(code, 'name', code)}); no gate verdict"
+    )
 
 
 def _gate_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     from pipeline.report import figure_text
 
-    return [{"gate": g["gate"], "family": g["family"], "figure": figure_text(g.get("figure")),
-             "threshold": ((g.get("figure") or {}).get("threshold") or {}).get("text", "-"), "status": g["outcome"]}
-            for g in doc.get("gates", [])]
+    return [
+        {
+            "gate": g["gate"],
+            "family": g["family"],
+            "figure": figure_text(g.get("figure")),
+            "threshold": ((g.get("figure") or {}).get("threshold") or {}).get("text", "-"),
+            "status": g["outcome"],
+        }
+        for g in doc.get("gates", [])
+    ]
 
 
 def _alias_state(settings) -> dict[str, str]:
@@ -170,10 +212,15 @@ def cmd_run(args, settings, out: Out) -> int:
     with contextlib.redirect_stdout(sys.stderr if out.as_json else sys.stdout):
         trained = jobs.train_and_log(settings, progress=out.progress)
     c, m = trained.candidate, trained.metrics
-    out.progress(f"registered {c.name} version {c.version}: R2 {m['r2']:.4f}, MAE {m['mae']:,.0f}, RMSE {m['rmse']:,.0f}, MAPE {m['mape']:.2f} %")
+    out.progress(
+        f"registered {c.name} version {c.version}: R2 {m['r2']:.4f}, MAE {m['mae']:,.0f}, RMSE {m['rmse']:,.0f}, MAPE {m['mape']:.2f} %"
+    )
     out.progress(f"gates: {settings.env} thresholds on {c.uri}")
     result = run_gates(settings, out, c.uri, promote=not args.no_promote)
-    code, doc = result.exit_code, {**result.evidence, "promotion": result.promotion, "promotion_refused": result.promotion_refused}
+    code, doc = (
+        result.exit_code,
+        {**result.evidence, "promotion": result.promotion, "promotion_refused": result.promotion_refused},
+    )
     out.progress("done")
     aliases = _alias_state(settings)
     out.line("")
@@ -186,9 +233,18 @@ def cmd_run(args, settings, out: Out) -> int:
     elif doc and doc.get("status") != "passed":
         out.line(f"not promoted: {'; '.join(doc.get('reasons', []))}")
     out.line("aliases: " + (", ".join(f"@{a} -> v{v}" for a, v in sorted(aliases.items())) or "none"))
-    out.line(f"model {c.name} version {c.version}; eval R2 {m['r2']:.4f}  MAE {m['mae']:,.0f}  RMSE {m['rmse']:,.0f}  MAPE {m['mape']:.2f} %")
-    out.emit({"model": {"name": c.name, "version": c.version, "run_id": c.run_id, "sha256": c.model_sha256}, "metrics": m,
-              "evidence": doc, "aliases": aliases, "exit_code": code})
+    out.line(
+        f"model {c.name} version {c.version}; eval R2 {m['r2']:.4f}  MAE {m['mae']:,.0f}  RMSE {m['rmse']:,.0f}  MAPE {m['mape']:.2f} %"
+    )
+    out.emit(
+        {
+            "model": {"name": c.name, "version": c.version, "run_id": c.run_id, "sha256": c.model_sha256},
+            "metrics": m,
+            "evidence": doc,
+            "aliases": aliases,
+            "exit_code": code,
+        }
+    )
     return EXIT_OK if code == 0 else EXIT_GATES_FAILED
 
 
@@ -244,13 +300,23 @@ def cmd_list(args, settings, out: Out) -> int:
     rows = []
     for mv in registry.versions(settings, name):
         tags, metrics = mv.tags, mv.metrics
-        row = {"version": mv.version, "aliases": list(mv.aliases), "created": mv.created,
-               "archived": tags.get("archived") == "true",
-               "r2": metrics.get("eval_r2"), "mae": metrics.get("eval_mae"), "rmse": metrics.get("eval_rmse"), "mape": metrics.get("eval_mape")}
+        row = {
+            "version": mv.version,
+            "aliases": list(mv.aliases),
+            "created": mv.created,
+            "archived": tags.get("archived") == "true",
+            "r2": metrics.get("eval_r2"),
+            "mae": metrics.get("eval_mae"),
+            "rmse": metrics.get("eval_rmse"),
+            "mape": metrics.get("eval_mape"),
+        }
         for env in settings.environments:
             row[f"gates.{env}"] = tags.get(f"gates.{env}.status")
         rows.append(row)
-    out.table(rows, ["version", "aliases", *[f"gates.{e}" for e in settings.environments], "r2", "mae", "rmse", "mape", "archived"])
+    out.table(
+        rows,
+        ["version", "aliases", *[f"gates.{e}" for e in settings.environments], "r2", "mae", "rmse", "mape", "archived"],
+    )
     if not rows:
         out.line(f"no versions of {name} in {settings.mlflow.tracking_uri}")
     out.emit({"model": name, "versions": rows})
@@ -275,24 +341,45 @@ def cmd_compare(args, settings, out: Out) -> int:
     m1, m2 = figures.regression_metrics(y, preds[args.v1]), figures.regression_metrics(y, preds[args.v2])
     cfg = settings.gates.champion
     # The champion gate's own check, with v1 in the champion's place.
-    found = checks.champion_mae(y, preds[args.v2], preds[args.v1], champion=f"{name} v{args.v1}", resamples=cfg.bootstrap_resamples,
-                                confidence=cfg.confidence, seed=settings.seed, max_rows=cfg.bootstrap_rows, test=cfg.test)
+    found = checks.champion_mae(
+        y,
+        preds[args.v2],
+        preds[args.v1],
+        champion=f"{name} v{args.v1}",
+        resamples=cfg.bootstrap_resamples,
+        confidence=cfg.confidence,
+        seed=settings.seed,
+        max_rows=cfg.bootstrap_rows,
+        test=cfg.test,
+    )
     delta, lower, upper = (found.reported[f"champion_mae_{k}"] for k in ("change", "lower", "upper"))
     tol = settings.thresholds.get("champion_mae")
     if upper < 0:
-        verdict = f"version {args.v2} is better: MAE {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}]"
+        verdict = (
+            f"version {args.v2} is better: MAE {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}]"
+        )
     elif tol is None:
         verdict = f"version {args.v2} is not confidently better: MAE {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}] (no champion_mae threshold at {settings.env})"
     elif judge(tol, found).passed:
-        verdict = (f"version {args.v2} passes the champion gate against {args.v1} ({settings.env}, {cfg.test.replace('_', '-')}): "
-                   f"MAE {delta:+.2%}, {checks.CHAMPION_TESTS[cfg.test][0]} bound {found.value:+.2%} {tol.describe()}")
+        verdict = (
+            f"version {args.v2} passes the champion gate against {args.v1} ({settings.env}, {cfg.test.replace('_', '-')}): "
+            f"MAE {delta:+.2%}, {checks.CHAMPION_TESTS[cfg.test][0]} bound {found.value:+.2%} {tol.describe()}"
+        )
     else:
         verdict = f"version {args.v2} is worse: {judge(tol, found).why}"
     rows = [{"metric": k, f"v{args.v1}": m1[k], f"v{args.v2}": m2[k], "change": m2[k] - m1[k]} for k in m1]
     out.table(rows, ["metric", f"v{args.v1}", f"v{args.v2}", "change"])
     out.line(f"recommendation: {verdict}")
-    out.emit({"rows": len(y), "metrics": {str(args.v1): m1, str(args.v2): m2},
-              "mae_delta": delta, "interval": [lower, upper], "confidence": cfg.confidence, "recommendation": verdict})
+    out.emit(
+        {
+            "rows": len(y),
+            "metrics": {str(args.v1): m1, str(args.v2): m2},
+            "mae_delta": delta,
+            "interval": [lower, upper],
+            "confidence": cfg.confidence,
+            "recommendation": verdict,
+        }
+    )
     return EXIT_OK
 
 
@@ -300,7 +387,9 @@ def cmd_audit(args, settings, out: Out) -> int:
     from pipeline import gating
 
     envs = [settings.env] if args.env else list(settings.environments)
-    out.progress(f"auditing {', '.join('@' + settings.environments[e].alias for e in envs)} of {settings.mlflow.registered_model}")
+    out.progress(
+        f"auditing {', '.join('@' + settings.environments[e].alias for e in envs)} of {settings.mlflow.registered_model}"
+    )
     violations, rows = gating.audit(settings, envs)
     out.table(rows, ["env", "alias", "version", "status", "detail"])
     for line in violations:
@@ -317,10 +406,26 @@ def cmd_history(args, settings, out: Out) -> int:
     moves = registry.history(settings, settings.mlflow.registered_model)
     if args.env:
         moves = [m for m in moves if m.alias == settings.environment.alias]
-    rows = [{"at": m.at, "alias": m.alias, "action": m.action, "version": m.version, "replaced": m.replaced, "by": m.by,
-             "approved_by": m.approved_by or None, "evidence": (m.evidence_sha256 or "")[:12] or None} for m in moves]
+    rows = [
+        {
+            "at": m.at,
+            "alias": m.alias,
+            "action": m.action,
+            "version": m.version,
+            "replaced": m.replaced,
+            "by": m.by,
+            "approved_by": m.approved_by or None,
+            "evidence": (m.evidence_sha256 or "")[:12] or None,
+        }
+        for m in moves
+    ]
     out.table(rows, ["at", "alias", "action", "version", "replaced", "by", "approved_by", "evidence"])
-    out.emit({"model": settings.mlflow.registered_model, "moves": [{**r, "evidence": m.evidence_sha256} for r, m in zip(rows, moves)]})
+    out.emit(
+        {
+            "model": settings.mlflow.registered_model,
+            "moves": [{**r, "evidence": m.evidence_sha256} for r, m in zip(rows, moves)],
+        }
+    )
     return EXIT_OK
 
 
@@ -343,8 +448,10 @@ def cmd_serve(args, settings, out: Out) -> int:
     log = live.open_log(settings)
     service = Service(settings, log, challenger=args.challenger, mode=args.mode, share=args.share)
     arms = ", ".join(f"{a.name} @{a.alias} v{a.version}" for a in service.arms.values())
-    out.progress(f"serving {service.name} ({arms}; {service.mode}, share {service.share:g}) on http://{args.host}:{args.port}, "
-                 f"log {log.url}")
+    out.progress(
+        f"serving {service.name} ({arms}; {service.mode}, share {service.share:g}) on http://{args.host}:{args.port}, "
+        f"log {log.url}"
+    )
     serve(service, args.host, args.port)
     out.emit({"stopped": True, **service.health()})
     return EXIT_OK
@@ -359,11 +466,15 @@ def cmd_feedback(args, settings, out: Out) -> int:
         result = log.add_feedback(items).as_dict()
     finally:
         log.close()
-    out.line(f"{args.data}: {result['accepted']} rows joined, {result['duplicates']} duplicates ignored, "
-             f"{result['unknown']} unknown request ids, {result['invalid']} missing or non-numeric values")
+    out.line(
+        f"{args.data}: {result['accepted']} rows joined, {result['duplicates']} duplicates ignored, "
+        f"{result['unknown']} unknown request ids, {result['invalid']} missing or non-numeric values"
+    )
     for what in ("unknown_ids", "invalid_rows"):
         if result[what]:
-            out.line(f"  {what.replace('_', ' ')}: {', '.join(result[what][:5])}" + (" ..." if result[what][5:] else ""))
+            out.line(
+                f"  {what.replace('_', ' ')}: {', '.join(result[what][:5])}" + (" ..." if result[what][5:] else "")
+            )
     out.emit({"data": args.data, **result})
     return EXIT_OK
 
@@ -377,12 +488,40 @@ def cmd_monitor(args, settings, out: Out) -> int:
     try:
         while True:
             reports = monitor.run(act=not args.dry_run)
-            rows = [{"arm": r.arm, "alias": r.alias, "version": r.version, "requests": r.requests, "feedback": r.feedback_rows,
-                     "mae": r.figures.get("mae"), "interval": (f"[{r.figures['mae_lower']:,.0f}, {r.figures['mae_upper']:,.0f}]"
-                                                              if r.figures else None),
-                     "mape": r.figures.get("mape"), "bias": r.figures.get("bias"), "drift": r.drift.get("feature_drift"),
-                     "decision": r.decision} for r in reports]
-            out.table(rows, ["arm", "alias", "version", "requests", "feedback", "mae", "interval", "mape", "bias", "drift", "decision"])
+            rows = [
+                {
+                    "arm": r.arm,
+                    "alias": r.alias,
+                    "version": r.version,
+                    "requests": r.requests,
+                    "feedback": r.feedback_rows,
+                    "mae": r.figures.get("mae"),
+                    "interval": (
+                        f"[{r.figures['mae_lower']:,.0f}, {r.figures['mae_upper']:,.0f}]" if r.figures else None
+                    ),
+                    "mape": r.figures.get("mape"),
+                    "bias": r.figures.get("bias"),
+                    "drift": r.drift.get("feature_drift"),
+                    "decision": r.decision,
+                }
+                for r in reports
+            ]
+            out.table(
+                rows,
+                [
+                    "arm",
+                    "alias",
+                    "version",
+                    "requests",
+                    "feedback",
+                    "mae",
+                    "interval",
+                    "mape",
+                    "bias",
+                    "drift",
+                    "decision",
+                ],
+            )
             for r in reports:
                 out.line(f"{r.arm}: {r.decision}: {r.why}")
             out.emit({"arms": [r.as_dict() for r in reports], "counts": log.counts(), "events": log.event_list()})
@@ -413,11 +552,18 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="pipeline config (default: $PIPELINE_CONFIG, then configs/pipeline_config.yaml)")
-    common.add_argument("--env", help="environment: thresholds, required gates and alias (default: the config's default_env)")
+    common.add_argument(
+        "--config", help="pipeline config (default: $PIPELINE_CONFIG, then configs/pipeline_config.yaml)"
+    )
+    common.add_argument(
+        "--env", help="environment: thresholds, required gates and alias (default: the config's default_env)"
+    )
     common.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
-    p = _Parser(prog="run-pipeline", description=__doc__.splitlines()[0],
-                epilog="exit codes: 0 ok, 1 gates failed or promotion refused, 2 bad input or usage")
+    p = _Parser(
+        prog="run-pipeline",
+        description=__doc__.splitlines()[0],
+        epilog="exit codes: 0 ok, 1 gates failed or promotion refused, 2 bad input or usage",
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     s = sub.add_parser("check", parents=[common], help="environment readiness: packages, config, data, tracking store")
     s.set_defaults(fn=cmd_check)
@@ -428,10 +574,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("model_uri", metavar="MODEL_URI", help="models:/NAME/VERSION, models:/NAME@ALIAS or runs:/ID/model")
     s.add_argument("--data", help="evaluate on this CSV instead of the held-out split (same contract)")
     s.set_defaults(fn=cmd_validate)
-    s = sub.add_parser("promote", parents=[common], help="move the environment's alias to VERSION if its evidence allows")
+    s = sub.add_parser(
+        "promote", parents=[common], help="move the environment's alias to VERSION if its evidence allows"
+    )
     s.add_argument("version", type=_version, help="model version number")
     s.set_defaults(fn=cmd_promote)
-    s = sub.add_parser("approve", parents=[common], help="approve VERSION's current evidence for the environment (where approval: required)")
+    s = sub.add_parser(
+        "approve",
+        parents=[common],
+        help="approve VERSION's current evidence for the environment (where approval: required)",
+    )
     s.add_argument("version", type=_version, help="model version number")
     s.add_argument("--note", help="why, for the record (one line)")
     s.set_defaults(fn=cmd_approve)
@@ -443,15 +595,32 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("v1", type=_version, help="baseline version")
     s.add_argument("v2", type=_version, help="challenger version")
     s.set_defaults(fn=cmd_compare)
-    s = sub.add_parser("audit", parents=[common], help="every alias holder got there through the gates (exit 1 naming each violation)")
+    s = sub.add_parser(
+        "audit", parents=[common], help="every alias holder got there through the gates (exit 1 naming each violation)"
+    )
     s.set_defaults(fn=cmd_audit)
-    s = sub.add_parser("history", parents=[common], help="every alias move (promote, rollback): version, time, actor, evidence")
+    s = sub.add_parser(
+        "history", parents=[common], help="every alias move (promote, rollback): version, time, actor, evidence"
+    )
     s.set_defaults(fn=cmd_history)
-    s = sub.add_parser("serve", parents=[common], help="serve the environment's alias (and a challenger) over HTTP, logging every answer")
+    s = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="serve the environment's alias (and a challenger) over HTTP, logging every answer",
+    )
     s.add_argument("--challenger", metavar="ALIAS", help="a second alias served beside production")
-    s.add_argument("--mode", choices=["split", "shadow"], default="split",
-                   help="split: --share of rows answered by the challenger; shadow: production answers, the challenger scores the same rows (default: split)")
-    s.add_argument("--share", type=_share, default=None, help="share of rows routed to the challenger in split mode, in [0, 1] (default: live.share)")
+    s.add_argument(
+        "--mode",
+        choices=["split", "shadow"],
+        default="split",
+        help="split: --share of rows answered by the challenger; shadow: production answers, the challenger scores the same rows (default: split)",
+    )
+    s.add_argument(
+        "--share",
+        type=_share,
+        default=None,
+        help="share of rows routed to the challenger in split mode, in [0, 1] (default: live.share)",
+    )
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     s.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
     s.set_defaults(fn=cmd_serve)
@@ -461,12 +630,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--value", help="its column of observed values (default: the config's target)")
     s.add_argument("--row", help="its column of row numbers within a request (default: every request is one row)")
     s.set_defaults(fn=cmd_feedback)
-    s = sub.add_parser("monitor", parents=[common], help="live figures per arm from the log and feedback; rolls back, never promotes")
+    s = sub.add_parser(
+        "monitor", parents=[common], help="live figures per arm from the log and feedback; rolls back, never promotes"
+    )
     s.add_argument("--once", action="store_true", help="look once and exit (default: look every --every seconds)")
     s.add_argument("--every", type=float, default=60.0, help="seconds between looks (default: 60)")
     s.add_argument("--dry-run", action="store_true", help="report the decisions without carrying them out")
     s.set_defaults(fn=cmd_monitor)
-    s = sub.add_parser("init", help="write a commented starter config for a CSV (pipeline_config.yaml, model_config.yaml, gates/)")
+    s = sub.add_parser(
+        "init", help="write a commented starter config for a CSV (pipeline_config.yaml, model_config.yaml, gates/)"
+    )
     s.add_argument("--data", required=True, help="the CSV file")
     s.add_argument("--target", required=True, help="the column to predict")
     s.add_argument("--out", default="configs", help="folder for the config files (default: configs)")
@@ -486,19 +659,34 @@ def cmd_init(args, settings, out: Out) -> int:
 
     out.progress(f"reading {args.data}")
     inferred, files = init.write(Path(args.data), args.target, Path(args.out), force=args.force)
-    out.line(f"{inferred.rows} rows; target {inferred.target}; {len(inferred.numeric)} numeric and "
-             f"{len(inferred.categorical)} categorical features; id columns: {', '.join(inferred.ids) or 'none'}"
-             + (f"; dropped: {', '.join(inferred.dropped)}" if inferred.dropped else ""))
+    out.line(
+        f"{inferred.rows} rows; target {inferred.target}; {len(inferred.numeric)} numeric and "
+        f"{len(inferred.categorical)} categorical features; id columns: {', '.join(inferred.ids) or 'none'}"
+        + (f"; dropped: {', '.join(inferred.dropped)}" if inferred.dropped else "")
+    )
     for why in inferred.why:
         out.line(f"  {why}")
     for f in files:
         out.line(f"wrote {f}")
     config = Path(args.out) / "pipeline_config.yaml"
     out.line(f"next: run-pipeline run --config {config}")
-    out.emit({"files": [str(f) for f in files], "rows": inferred.rows, "target": inferred.target, "numeric": inferred.numeric,
-              "categorical": inferred.categorical, "id_columns": inferred.ids, "drop_columns": inferred.dropped, "order_by": inferred.order_by,
-              "slices": inferred.slices, "log_target": inferred.log_target, "capped": inferred.capped, "why": inferred.why,
-              "next": f"run-pipeline run --config {config}"})
+    out.emit(
+        {
+            "files": [str(f) for f in files],
+            "rows": inferred.rows,
+            "target": inferred.target,
+            "numeric": inferred.numeric,
+            "categorical": inferred.categorical,
+            "id_columns": inferred.ids,
+            "drop_columns": inferred.dropped,
+            "order_by": inferred.order_by,
+            "slices": inferred.slices,
+            "log_target": inferred.log_target,
+            "capped": inferred.capped,
+            "why": inferred.why,
+            "next": f"run-pipeline run --config {config}",
+        }
+    )
     return EXIT_OK
 
 
@@ -552,7 +740,11 @@ def main(argv: list[str] | None = None) -> int:
         line = store_error_line(e)
         if line is None:
             raise
-        where = settings.mlflow.tracking_uri if settings is not None else os.environ.get("MLFLOW_TRACKING_URI") or "from config"
+        where = (
+            settings.mlflow.tracking_uri
+            if settings is not None
+            else os.environ.get("MLFLOW_TRACKING_URI") or "from config"
+        )
         print(f"error: tracking store {where}: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

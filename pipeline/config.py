@@ -70,8 +70,13 @@ class Threshold(_Strict):
     env: str = ""
 
     @model_validator(mode="after")
-    def _bounds(self) -> "Threshold":
-        if self.min is None and self.max is None and self.max_ratio_to_baseline is None and self.max_ratio_to_reference is None:
+    def _bounds(self) -> Threshold:
+        if (
+            self.min is None
+            and self.max is None
+            and self.max_ratio_to_baseline is None
+            and self.max_ratio_to_reference is None
+        ):
             raise ValueError("a threshold needs min, max, both, max_ratio_to_baseline or max_ratio_to_reference")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {fmt_number(self.min)} > max {fmt_number(self.max)}")
@@ -93,10 +98,10 @@ class Threshold(_Strict):
             return False
         if self.max is not None and figure > self.max:
             return False
-        if self.max_ratio_to_baseline is not None:
-            if ratio is None or math.isnan(float(ratio)) or float(ratio) > self.max_ratio_to_baseline:
-                return False
-        return True
+        ratio_bound = self.max_ratio_to_baseline
+        return ratio_bound is None or (
+            ratio is not None and not math.isnan(float(ratio)) and float(ratio) <= ratio_bound
+        )
 
     def impossible(self, lowest: float, highest: float) -> str | None:
         """Why no figure in [lowest, highest] (the figure's possible values) can pass, or None."""
@@ -111,7 +116,9 @@ class Threshold(_Strict):
 
     def describe(self) -> str:
         """The bound as text, e.g. '<= 15,000 USD', 'in [1.5, 2.5]' or '<= 0.5x baseline'."""
-        ratio = f"<= {fmt_number(self.max_ratio_to_baseline)}x baseline" if self.max_ratio_to_baseline is not None else ""
+        ratio = (
+            f"<= {fmt_number(self.max_ratio_to_baseline)}x baseline" if self.max_ratio_to_baseline is not None else ""
+        )
         if self.max_ratio_to_reference is not None:
             ratio = " and ".join(filter(None, [ratio, f"<= {fmt_number(self.max_ratio_to_reference)}x reference"]))
         return " and ".join(filter(None, [self.describe_figure(), ratio]))
@@ -132,7 +139,11 @@ class Threshold(_Strict):
             text = f"{label} {f} > {fmt_number(self.max)}{self._u()}"
         elif not math.isnan(float(figure)) and self.min is not None and float(figure) < self.min:
             text = f"{label} {f} < {fmt_number(self.min)}{self._u()}"
-        elif self.max_ratio_to_baseline is not None and ratio is not None and not (float(ratio) <= self.max_ratio_to_baseline):
+        elif (
+            self.max_ratio_to_baseline is not None
+            and ratio is not None
+            and not (float(ratio) <= self.max_ratio_to_baseline)
+        ):
             text = f"{label} {f}{self._u()} is {fmt_number(ratio)}x the baseline's > {fmt_number(self.max_ratio_to_baseline)}x"
         else:
             text = f"{label} {f}{self._u()} {'holds' if self.holds(figure, ratio) else 'fails'} {self.describe()}"
@@ -371,7 +382,9 @@ class Settings(_Strict):
 
     env: str
     config_path: Path
-    model_file: Path | None = None  # the model config file, when the pipeline config names one: where model.* errors point
+    model_file: Path | None = (
+        None  # the model config file, when the pipeline config names one: where model.* errors point
+    )
     seed: int
     gate_tests: Path  # the folder of gate tests the CLI runs
     data: DataSettings
@@ -385,11 +398,9 @@ class Settings(_Strict):
     environments: dict[str, Environment]
 
     @model_validator(mode="after")
-    def _env_known(self) -> "Settings":
+    def _env_known(self) -> Settings:
         if self.env not in self.environments:
-            raise ValueError(
-                f"environments: unknown environment '{self.env}' (known: {', '.join(self.environments)})"
-            )
+            raise ValueError(f"environments: unknown environment '{self.env}' (known: {', '.join(self.environments)})")
         seen: dict[int, str] = {}
         for name, env in self.environments.items():
             if env.strictness in seen:
@@ -444,10 +455,10 @@ class Settings(_Strict):
         text = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def with_env(self, env: str) -> "Settings":
+    def with_env(self, env: str) -> Settings:
         return _build(self.config_path, {**self.resolved(), "env": env})
 
-    def with_data_path(self, path: Path) -> "Settings":
+    def with_data_path(self, path: Path) -> Settings:
         raw = self.resolved()
         raw["data"]["path"] = str(Path(path).resolve())
         return _build(self.config_path, raw)
@@ -463,7 +474,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key '{key}' given twice (first on line {seen[key].start_mark.line + 1})", key_node.start_mark)
+                    None,
+                    None,
+                    f"key '{key}' given twice (first on line {seen[key].start_mark.line + 1})",
+                    key_node.start_mark,
+                )
             seen[key] = key_node
         return super().construct_mapping(node, deep=deep)
 
@@ -493,7 +508,7 @@ def _resolve_tracking_uri(base: Path, uri: str) -> str:
     # A relative sqlite path means "next to the config", like every other path in it.
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(_resolve_path(base, uri[len(prefix):]))
+        return prefix + str(_resolve_path(base, uri[len(prefix) :]))
     return uri
 
 
@@ -519,9 +534,13 @@ def _resolve_environments(config_path: Path, envs: Any) -> Any:
         thresholds: dict[str, Any] = {}
         if parent is not None:
             if parent not in envs:
-                raise InputError(f"{config_path}: environments.{name}.extends: unknown environment '{parent}' (known: {', '.join(map(str, envs))})")
+                raise InputError(
+                    f"{config_path}: environments.{name}.extends: unknown environment '{parent}' (known: {', '.join(map(str, envs))})"
+                )
             if parent in chain:
-                raise InputError(f"{config_path}: environments.{name}.extends: '{parent}' extends '{name}' in turn (a cycle)")
+                raise InputError(
+                    f"{config_path}: environments.{name}.extends: '{parent}' extends '{name}' in turn (a cycle)"
+                )
             base = resolve(parent, (*chain, name))
             thresholds = {k: dict(v) if isinstance(v, dict) else v for k, v in (base.get("thresholds") or {}).items()}
             for key in ("approval", "inconclusive_reruns"):  # a stricter child never silently drops them
@@ -608,7 +627,9 @@ def load(path: str | Path | None = None, env: str | None = None) -> Settings:
         if isinstance(signing.get("private_key"), str):
             signing["private_key"] = str(_resolve_path(base, signing["private_key"]))
         if isinstance(signing.get("public_keys"), list):
-            signing["public_keys"] = [str(_resolve_path(base, k)) if isinstance(k, str) else k for k in signing["public_keys"]]
+            signing["public_keys"] = [
+                str(_resolve_path(base, k)) if isinstance(k, str) else k for k in signing["public_keys"]
+            ]
     ml = raw.get("mlflow")
     if isinstance(ml, dict):
         if os.environ.get("MLFLOW_TRACKING_URI"):
@@ -618,4 +639,3 @@ def load(path: str | Path | None = None, env: str | None = None) -> Settings:
         if isinstance(ml.get("artifact_location"), str):
             ml["artifact_location"] = str(_resolve_path(base, ml["artifact_location"]))
     return _build(path, raw, model_path)
-

@@ -10,9 +10,9 @@ import codecs
 import csv
 import hashlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -60,7 +60,9 @@ class Split:
     grouped: int = 0  # rows that repeat another row's record, kept on the same side as it
 
 
-def record_columns(frame: pd.DataFrame, features: list[str], target: str, id_columns: list[str]) -> tuple[list[str], str]:
+def record_columns(
+    frame: pd.DataFrame, features: list[str], target: str, id_columns: list[str]
+) -> tuple[list[str], str]:
     """What identifies a record (the split keeps a record's rows on one side; the overlap gate
     counts records on both): (columns, how a message names them). The id columns when the
     data declares them, else every feature and the target (distinct sales of identical
@@ -160,7 +162,9 @@ def read_csv(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(data, encoding="utf-8", on_bad_lines="error", skipinitialspace=False)
     except pd.errors.ParserError as e:
         # pandas says "Expected 74 fields in line 12, saw 75": keep its words, one line.
-        raise InputError(f"{path}: {str(e).strip().splitlines()[-1].removeprefix('Error tokenizing data. C error: ')}") from None
+        raise InputError(
+            f"{path}: {str(e).strip().splitlines()[-1].removeprefix('Error tokenizing data. C error: ')}"
+        ) from None
     except (pd.errors.EmptyDataError, csv.Error) as e:
         raise InputError(f"{path}: not CSV text ({e})") from None
     frame.columns = names
@@ -210,7 +214,9 @@ def readable_header(settings: Settings) -> list[str] | None:
 MIN_EVAL_ROWS = 20  # fewer evaluation rows than this, and no gate's figure means anything
 
 
-def config_problems(settings: Settings, header: list[str], features: FeatureSpec | None = None, rows: int | None = None) -> list[str]:
+def config_problems(
+    settings: Settings, header: list[str], features: FeatureSpec | None = None, rows: int | None = None
+) -> list[str]:
     """Every column the config names that the data file does not have (or has as the wrong
     kind, when `features` is known), one line each naming the file and the key: what a run
     would otherwise find after training, or never."""
@@ -239,7 +245,9 @@ def config_problems(settings: Settings, header: list[str], features: FeatureSpec
             out.append(f"{where}: gates.robustness.noise_sd: '{c}' is not a numeric feature")
     for i, exp in enumerate(g.robustness.directional):
         if exp.feature not in have:
-            out.append(f"{where}: gates.robustness.directional.{i}.feature: column '{exp.feature}' is not in {cfg.path.name}")
+            out.append(
+                f"{where}: gates.robustness.directional.{i}.feature: column '{exp.feature}' is not in {cfg.path.name}"
+            )
         elif numeric and exp.feature not in numeric:
             out.append(f"{where}: gates.robustness.directional.{i}.feature: '{exp.feature}' is not a numeric feature")
     for c in g.residuals.order_by or []:
@@ -250,23 +258,37 @@ def config_problems(settings: Settings, header: list[str], features: FeatureSpec
         listed = {cfg.target, *features.columns, *cfg.id_columns, *cfg.drop_columns}
         unlisted = [c for c in header if c not in listed]
         if unlisted:
-            shown = ", ".join(f"'{c}'" for c in unlisted[:3]) + (f" and {len(unlisted) - 3} more" if len(unlisted) > 3 else "")
-            out.append(f"{where}: data.categorical_features: {len(unlisted)} column{'s' if len(unlisted) > 1 else ''} of "
-                       f"{cfg.path.name} in no list ({shown}): the model never sees them; list them, or name them in data.drop_columns")
+            shown = ", ".join(f"'{c}'" for c in unlisted[:3]) + (
+                f" and {len(unlisted) - 3} more" if len(unlisted) > 3 else ""
+            )
+            out.append(
+                f"{where}: data.categorical_features: {len(unlisted)} column{'s' if len(unlisted) > 1 else ''} of "
+                f"{cfg.path.name} in no list ({shown}): the model never sees them; list them, or name them in data.drop_columns"
+            )
     if rows is not None:
         import math
 
-        n_eval = math.ceil(rows * settings.split.test_size) if settings.split.test_size < 1 else int(settings.split.test_size)
+        n_eval = (
+            math.ceil(rows * settings.split.test_size)
+            if settings.split.test_size < 1
+            else int(settings.split.test_size)
+        )
         if n_eval < MIN_EVAL_ROWS:
-            out.append(f"{where}: split.test_size: {settings.split.test_size:g} leaves {n_eval} evaluation rows of {rows}; "
-                       f"the gates need at least {MIN_EVAL_ROWS}")
+            out.append(
+                f"{where}: split.test_size: {settings.split.test_size:g} leaves {n_eval} evaluation rows of {rows}; "
+                f"the gates need at least {MIN_EVAL_ROWS}"
+            )
     named = settings.model.params.get("monotonic_cst")
     if isinstance(named, dict):
         for c in named:
             if c not in have:
-                out.append(f"{settings.model_file or where}: model.params.monotonic_cst: column '{c}' is not in {cfg.path.name}")
+                out.append(
+                    f"{settings.model_file or where}: model.params.monotonic_cst: column '{c}' is not in {cfg.path.name}"
+                )
             elif numeric and c not in numeric:
-                out.append(f"{settings.model_file or where}: model.params.monotonic_cst: '{c}' is not a numeric feature")
+                out.append(
+                    f"{settings.model_file or where}: model.params.monotonic_cst: '{c}' is not a numeric feature"
+                )
     return out
 
 
@@ -340,9 +362,7 @@ def _schema(cfg: DataSettings, features: FeatureSpec) -> pa.DataFrameSchema:
         if name == cfg.target:
             if c.target_positive:
                 checks.append(pa.Check.gt(0, error="target not > 0"))
-            checks.append(
-                pa.Check(lambda s: s.nunique() > 1, error="target has no variance", ignore_na=True)
-            )
+            checks.append(pa.Check(lambda s: s.nunique() > 1, error="target has no variance", ignore_na=True))
         columns[name] = pa.Column(float, checks=checks, nullable=name != cfg.target, coerce=True)
     for name in features.categorical:
         columns[name] = pa.Column(nullable=True)
@@ -372,8 +392,10 @@ def check_contract(frame: pd.DataFrame, cfg: DataSettings, path: Path) -> tuple[
     target = frame[cfg.target]
     if target.isna().any():
         if cfg.rows_without_target == "refuse" or target.isna().all():
-            raise InputError(f"{path}: column '{cfg.target}' row {_row(target.isna().idxmax())}: target is missing"
-                             + (" (data.rows_without_target: drop drops such rows)" if not target.isna().all() else " in every row"))
+            raise InputError(
+                f"{path}: column '{cfg.target}' row {_row(target.isna().idxmax())}: target is missing"
+                + (" (data.rows_without_target: drop drops such rows)" if not target.isna().all() else " in every row")
+            )
         frame = frame.loc[target.notna()]  # rows keep their index: messages still name the file's rows
     if len(frame) < c.min_rows:
         raise InputError(f"{path}: {len(frame)} rows < contract minimum {c.min_rows} (data.contract.min_rows)")
@@ -428,7 +450,10 @@ def _as_text(s: pd.Series) -> pd.Series:
     a million rows, 40 text columns: 0.3 GB instead of 2.6 GB, and hashing them downstream
     hashes each distinct string once).
     """
-    if not (isinstance(s.dtype, pd.StringDtype) or (s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "string")):
+    if not (
+        isinstance(s.dtype, pd.StringDtype)
+        or (s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "string")
+    ):
         return s.where(s.isna(), s.astype(str)).astype(object)
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     text = np.asarray(pd.Series(uniques, dtype=s.dtype).astype(str).astype(object), dtype=object)
@@ -467,6 +492,8 @@ def split(settings: Settings, data: Dataset) -> Split:
     rows = in_eval[codes]
     n_eval = int(rows.sum())
     if n_eval < MIN_EVAL_ROWS:  # before any training: no gate's figure would mean anything
-        raise InputError(f"{settings.config_path}: split.test_size: {settings.split.test_size:g} leaves {n_eval} evaluation rows "
-                         f"of {len(frame)}; the gates need at least {MIN_EVAL_ROWS}")
+        raise InputError(
+            f"{settings.config_path}: split.test_size: {settings.split.test_size:g} leaves {n_eval} evaluation rows "
+            f"of {len(frame)}; the gates need at least {MIN_EVAL_ROWS}"
+        )
     return Split(train=frame.loc[~rows], eval=frame.loc[rows], grouped=len(frame) - len(uniques))

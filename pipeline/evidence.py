@@ -28,7 +28,19 @@ FAMILIES: dict[str, str] = {
     "serving": "the model served over HTTP answers as it does in process",
 }
 
-OUTCOMES = ("passed", "not_applicable", "waived", "advisory", "inconclusive", "failed", "error", "skipped", "xfailed", "xpassed", "deselected")
+OUTCOMES = (
+    "passed",
+    "not_applicable",
+    "waived",
+    "advisory",
+    "inconclusive",
+    "failed",
+    "error",
+    "skipped",
+    "xfailed",
+    "xpassed",
+    "deselected",
+)
 # What a required gate may end in and still allow promotion: it passed; its precondition is
 # absent and the config says so; or it failed under a waiver, recorded beside it.
 # ("advisory": a gate the environment does not require failed; it is reported, never judged.)
@@ -53,25 +65,51 @@ class GateResult:
 
     def merge_outcome(self, outcome: str) -> None:
         # A gate with several cases is as good as its worst case.
-        rank = {"passed": 0, "not_applicable": 1, "not run": 2, "waived": 3, "advisory": 4, "xpassed": 5, "xfailed": 6,
-                "skipped": 7, "deselected": 8, "inconclusive": 9, "failed": 10, "error": 11}
+        rank = {
+            "passed": 0,
+            "not_applicable": 1,
+            "not run": 2,
+            "waived": 3,
+            "advisory": 4,
+            "xpassed": 5,
+            "xfailed": 6,
+            "skipped": 7,
+            "deselected": 8,
+            "inconclusive": 9,
+            "failed": 10,
+            "error": 11,
+        }
         if self.outcome == "not run" or rank.get(outcome, 7) > rank.get(self.outcome, 0):
             self.outcome = outcome
 
 
 def threshold_dict(threshold: Threshold) -> dict[str, Any]:
-    out = {"min": threshold.min, "max": threshold.max, "unit": threshold.unit, "direction": threshold.direction,
-           "env": threshold.env, "required": threshold.required, "text": threshold.describe()}
+    out = {
+        "min": threshold.min,
+        "max": threshold.max,
+        "unit": threshold.unit,
+        "direction": threshold.direction,
+        "env": threshold.env,
+        "required": threshold.required,
+        "text": threshold.describe(),
+    }
     if threshold.max_ratio_to_baseline is not None:
         out["max_ratio_to_baseline"] = threshold.max_ratio_to_baseline
     return out
 
 
-def figure_dict(gate: str, value: float | None, threshold: Threshold | None, label: str = "", detail: str = "") -> dict[str, Any]:
+def figure_dict(
+    gate: str, value: float | None, threshold: Threshold | None, label: str = "", detail: str = ""
+) -> dict[str, Any]:
     """A gate's figure with its threshold as plain data: it travels between processes (pytest-xdist)."""
     # NaN and infinity pass through Python's json as NaN/Infinity, as in the evidence file.
-    return {"name": gate, "value": None if value is None else float(value), "label": label,
-            "threshold": None if threshold is None else threshold_dict(threshold), "detail": detail}
+    return {
+        "name": gate,
+        "value": None if value is None else float(value),
+        "label": label,
+        "threshold": None if threshold is None else threshold_dict(threshold),
+        "detail": detail,
+    }
 
 
 class GateReport:
@@ -100,7 +138,18 @@ class GateReport:
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for pkg in ("pipeline", "mlflow", "scikit-learn", "pandas", "numpy", "scipy", "statsmodels", "pytest", "hypothesis", "pytest-benchmark"):
+    for pkg in (
+        "pipeline",
+        "mlflow",
+        "scikit-learn",
+        "pandas",
+        "numpy",
+        "scipy",
+        "statsmodels",
+        "pytest",
+        "hypothesis",
+        "pytest-benchmark",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -108,13 +157,29 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def build(report: GateReport, settings: Settings, *, model: dict[str, Any], data_sha256: str | None, eval_data_sha256: str | None, git_commit: str | None, started: str, ended: str, node: dict[str, Any] | None = None,
-          signer: str | None = None) -> dict[str, Any]:
+def build(
+    report: GateReport,
+    settings: Settings,
+    *,
+    model: dict[str, Any],
+    data_sha256: str | None,
+    eval_data_sha256: str | None,
+    git_commit: str | None,
+    started: str,
+    ended: str,
+    node: dict[str, Any] | None = None,
+    signer: str | None = None,
+) -> dict[str, Any]:
     """The evidence document. `signer`: the id of the key that signs it (None: unsigned, said in
     the document; the signature itself is stored beside it, since it covers the document)."""
     required = settings.environment.required_gates
     order = list(FAMILIES)
-    gates = [asdict(g) for g in sorted(report.gates.values(), key=lambda g: (order.index(g.family) if g.family in order else len(order), g.gate))]
+    gates = [
+        asdict(g)
+        for g in sorted(
+            report.gates.values(), key=lambda g: (order.index(g.family) if g.family in order else len(order), g.gate)
+        )
+    ]
     status, reasons = judge_gates(report, required)
     return {
         "schema": SCHEMA,

@@ -45,7 +45,7 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
         self.unknown_value = unknown_value
         self.max_categories = max_categories
 
-    def fit(self, X: pd.DataFrame, y=None) -> "FrameEncoder":
+    def fit(self, X: pd.DataFrame, y=None) -> FrameEncoder:
         frame = self._frame(X)
         self.numeric_ = [str(c) for c in self.numeric]
         self.categorical_ = [str(c) for c in self.categorical]
@@ -166,9 +166,7 @@ def _code(lookup: dict, value, unknown: float) -> float:
 
 
 def _ordinal(unknown: float) -> OrdinalEncoder:
-    return OrdinalEncoder(
-        handle_unknown="use_encoded_value", unknown_value=unknown, encoded_missing_value=unknown
-    )
+    return OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=unknown, encoded_missing_value=unknown)
 
 
 BOOSTER_MAX_CATEGORIES = 255  # HistGradientBoosting's limit on a categorical feature's categories

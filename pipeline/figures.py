@@ -45,7 +45,9 @@ class Drift:
     p_value: float
 
 
-def feature_drift(train: pd.DataFrame, evaluation: pd.DataFrame, numeric: list[str], categorical: list[str], min_rows: int = 20) -> list[Drift]:
+def feature_drift(
+    train: pd.DataFrame, evaluation: pd.DataFrame, numeric: list[str], categorical: list[str], min_rows: int = 20
+) -> list[Drift]:
     """Per-column shift between two frames, worst first.
 
     Numeric columns: two-sample Kolmogorov-Smirnov statistic. Categorical columns: total
@@ -91,8 +93,15 @@ class Bootstrap:
     samples: np.ndarray
 
 
-def paired_bootstrap_mae(y: np.ndarray, p_candidate: np.ndarray, p_champion: np.ndarray, resamples: int, confidence: float, seed: int,
-                         max_rows: int | None = None) -> Bootstrap:
+def paired_bootstrap_mae(
+    y: np.ndarray,
+    p_candidate: np.ndarray,
+    p_champion: np.ndarray,
+    resamples: int,
+    confidence: float,
+    seed: int,
+    max_rows: int | None = None,
+) -> Bootstrap:
     """Relative MAE change candidate vs champion on the same rows, with a paired bootstrap interval.
 
     The change itself is computed on every row. Each resample draws n rows with replacement,
@@ -149,8 +158,16 @@ def paired_ratio(a: np.ndarray, b: np.ndarray, *, confidence: float, seed: int, 
     return Interval(float(np.median(r)), float(np.quantile(med, lo)), float(np.quantile(med, hi)))
 
 
-def timing_intervals(candidate: np.ndarray, paired: np.ndarray, *, q: float, paired_q: float, confidence: float, seed: int,
-                     resamples: int = 2000) -> tuple[Interval, Interval]:
+def timing_intervals(
+    candidate: np.ndarray,
+    paired: np.ndarray,
+    *,
+    q: float,
+    paired_q: float,
+    confidence: float,
+    seed: int,
+    resamples: int = 2000,
+) -> tuple[Interval, Interval]:
     """The q-th percentile of the candidate's rounds, and its ratio to the paired_q-th percentile
     of the rounds paired with them (timed in the same rounds: the reference workload's, or a
     champion's), each with a percentile-bootstrap interval that resamples whole rounds, so a
@@ -162,8 +179,12 @@ def timing_intervals(candidate: np.ndarray, paired: np.ndarray, *, q: float, pai
     ratio = qa / np.percentile(b[idx], paired_q, axis=1)
     lo, hi = (1 - confidence) / 2, 1 - (1 - confidence) / 2
     point = float(np.percentile(a, q))
-    return (Interval(point, float(np.quantile(qa, lo)), float(np.quantile(qa, hi))),
-            Interval(point / float(np.percentile(b, paired_q)), float(np.quantile(ratio, lo)), float(np.quantile(ratio, hi))))
+    return (
+        Interval(point, float(np.quantile(qa, lo)), float(np.quantile(qa, hi))),
+        Interval(
+            point / float(np.percentile(b, paired_q)), float(np.quantile(ratio, lo)), float(np.quantile(ratio, hi))
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -179,8 +200,17 @@ class SliceError:
     p_holm: float = float("nan")
 
 
-def slice_errors(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: list[str], target: str, target_bands: list[float],
-                 min_rows: int, metric: str = "mae", band_by: str = "prediction") -> list[SliceError]:
+def slice_errors(
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    p: np.ndarray,
+    columns: list[str],
+    target: str,
+    target_bands: list[float],
+    min_rows: int,
+    metric: str = "mae",
+    band_by: str = "prediction",
+) -> list[SliceError]:
     """MAE (or MAPE) per slice with at least `min_rows` rows, worst ratio first.
 
     Target bands cut the rows by their prediction (band_by: prediction), or by the observed
@@ -199,7 +229,10 @@ def slice_errors(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, columns: lis
     keys: dict[str, pd.Series] = {c: frame[c].astype(object).fillna("<missing>").astype(str) for c in columns}
     if target_bands:
         edges = [-np.inf, *sorted(target_bands), np.inf]
-        labels = [f"<{_band(hi)}" if np.isinf(lo) else (f">={_band(lo)}" if np.isinf(hi) else f"{_band(lo)}-{_band(hi)}") for lo, hi in zip(edges[:-1], edges[1:])]
+        labels = [
+            f"<{_band(hi)}" if np.isinf(lo) else (f">={_band(lo)}" if np.isinf(hi) else f"{_band(lo)}-{_band(hi)}")
+            for lo, hi in zip(edges[:-1], edges[1:])
+        ]
         by, name = (p, f"predicted {target} band") if band_by == "prediction" else (y, f"{target} band")
         keys[name] = pd.Series(pd.cut(by, edges, labels=labels, right=False).astype(str), index=frame.index)
     out: list[SliceError] = []
@@ -350,7 +383,9 @@ def answer_difference(a: np.ndarray, b: np.ndarray) -> Difference:
     diff = np.abs(a - b)
     rounding = diff <= ROUNDING * np.maximum(np.abs(a), np.abs(b))
     beyond = diff[~rounding]
-    return Difference(float(beyond.max()) if beyond.size else 0.0, float(diff.max()), int(np.count_nonzero(rounding & (diff > 0))))
+    return Difference(
+        float(beyond.max()) if beyond.size else 0.0, float(diff.max()), int(np.count_nonzero(rounding & (diff > 0)))
+    )
 
 
 @dataclass(frozen=True)
@@ -359,8 +394,14 @@ class OneFeatureFit:
     r2: float  # R2 on the evaluation rows of the target's mean per bin (or category) of this column alone, from the training rows
 
 
-def one_feature_fits(train: pd.DataFrame, evaluation: pd.DataFrame, columns: list[str], y_train: np.ndarray,
-                     y_eval: np.ndarray, bins: int = 64) -> list[OneFeatureFit]:
+def one_feature_fits(
+    train: pd.DataFrame,
+    evaluation: pd.DataFrame,
+    columns: list[str],
+    y_train: np.ndarray,
+    y_eval: np.ndarray,
+    bins: int = 64,
+) -> list[OneFeatureFit]:
     """How well each column alone predicts the target, best first: the training rows' mean
     target per bin of the column (up to `bins` quantile bins of a numeric column, each
     category of a text one, missing values a bin of their own), scored on the evaluation rows
@@ -374,7 +415,11 @@ def one_feature_fits(train: pd.DataFrame, evaluation: pd.DataFrame, columns: lis
         tx, ex = train[col], evaluation[col]
         if pd.api.types.is_numeric_dtype(tx) and not pd.api.types.is_bool_dtype(tx):
             values = tx.to_numpy(float)
-            edges = np.unique(np.nanquantile(values, np.linspace(0, 1, bins + 1)[1:-1])) if np.isfinite(values).any() else np.array([])
+            edges = (
+                np.unique(np.nanquantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+                if np.isfinite(values).any()
+                else np.array([])
+            )
             tk = np.where(np.isnan(values), -1, np.searchsorted(edges, values, side="right"))
             e_values = ex.to_numpy(float)
             ek = np.where(np.isnan(e_values), -1, np.searchsorted(edges, e_values, side="right"))

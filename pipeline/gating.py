@@ -16,7 +16,7 @@ from pipeline.files import write_atomic
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def finish(plugin, result) -> None:
@@ -26,9 +26,14 @@ def finish(plugin, result) -> None:
     settings: Settings = plugin.settings
     gs = plugin.gate_session
     source = gs.source
-    model: dict[str, Any] = {"uri": source.uri, "name": source.name, "version": source.version,
-                             "run_id": source.run_id, "sha256": source.model_sha256,
-                             "fitted_in_session": source.uri is None}
+    model: dict[str, Any] = {
+        "uri": source.uri,
+        "name": source.name,
+        "version": source.version,
+        "run_id": source.run_id,
+        "sha256": source.model_sha256,
+        "fitted_in_session": source.uri is None,
+    }
     eval_sha = None
     data_sha = None
     try:
@@ -41,13 +46,23 @@ def finish(plugin, result) -> None:
             g.figure = evidence.figure_dict(g.gate, None, settings.thresholds[g.gate])
     key = plugin.signing_key
     doc = evidence.build(
-        plugin.report, settings, model=model, data_sha256=data_sha, eval_data_sha256=eval_sha,
-        git_commit=registry.git_commit(settings.config_path.parent), started=plugin.started, ended=_now(),
+        plugin.report,
+        settings,
+        model=model,
+        data_sha256=data_sha,
+        eval_data_sha256=eval_sha,
+        git_commit=registry.git_commit(settings.config_path.parent),
+        started=plugin.started,
+        ended=_now(),
         signer=signing.key_id(key.public_key()) if key is not None else None,
     )
     doc["timings_s"] = {k: round(v, 3) for k, v in gs.timings.items()}
     signature = signing.sign(key, evidence.digest(doc)) if key is not None else None
-    name = f"evidence-{settings.env}.json" if source.version is None else f"evidence-{source.name}-v{source.version}-{settings.env}.json"
+    name = (
+        f"evidence-{settings.env}.json"
+        if source.version is None
+        else f"evidence-{source.name}-v{source.version}-{settings.env}.json"
+    )
     result.evidence_path = plugin.evidence_dir / name
     write_atomic(result.evidence_path, evidence.canonical(doc))
     if signature is not None:  # beside the evidence: key id and signature of its digest
@@ -56,7 +71,9 @@ def finish(plugin, result) -> None:
     # The report is drawn beside the verdict, not before it: while the plots are drawn, the
     # evidence is stored and the promotion decided. The report is logged either way.
     drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate-report")
-    report = drawing.submit(report_mod.write, doc, plugin.report.plots, plugin.evidence_dir, target=settings.data.target)
+    report = drawing.submit(
+        report_mod.write, doc, plugin.report.plots, plugin.evidence_dir, target=settings.data.target
+    )
     refused = None
     try:
         if source.version is not None:
@@ -96,40 +113,59 @@ def check_evidence(settings: Settings, name: str, version: str, env: str) -> tup
     """
     found = registry.load_evidence(settings, name, version)
     if not found:
-        raise PromotionRefused(f"{name} version {version}: no evidence; run the gates first (pytest model_tests -m gates --model-uri models:/{name}/{version} --env {env})")
+        raise PromotionRefused(
+            f"{name} version {version}: no evidence; run the gates first (pytest model_tests -m gates --model-uri models:/{name}/{version} --env {env})"
+        )
     now = None
     for ev_env, (doc, tag_digest) in sorted(found.items()):
         recorded = doc.get("model", {})
         if str(recorded.get("version")) != str(version) or recorded.get("name") != name:
-            raise PromotionRefused(f"{name} version {version}: the {ev_env} evidence was recorded for {recorded.get('name')} version {recorded.get('version')}")
+            raise PromotionRefused(
+                f"{name} version {version}: the {ev_env} evidence was recorded for {recorded.get('name')} version {recorded.get('version')}"
+            )
         if evidence.digest(doc) != tag_digest:
-            raise PromotionRefused(f"{name} version {version}: the {ev_env} evidence changed since it was recorded (sha256 {evidence.digest(doc)[:12]} != tag {tag_digest[:12]})")
+            raise PromotionRefused(
+                f"{name} version {version}: the {ev_env} evidence changed since it was recorded (sha256 {evidence.digest(doc)[:12]} != tag {tag_digest[:12]})"
+            )
         if settings.signing.public_keys:
-            why = signing.verify(signing.load_public_keys(settings.signing.public_keys), evidence.digest(doc),
-                                 registry.evidence_signature(settings, name, version, ev_env))
+            why = signing.verify(
+                signing.load_public_keys(settings.signing.public_keys),
+                evidence.digest(doc),
+                registry.evidence_signature(settings, name, version, ev_env),
+            )
             if why:
                 raise PromotionRefused(f"{name} version {version}: the {ev_env} evidence is {why}")
         now = now or registry.model_digest(settings, f"models:/{name}/{version}")
         if now != recorded.get("sha256"):
-            raise PromotionRefused(f"{name} version {version}: model artifact digest changed since the {ev_env} evidence was written (now {now[:12]}, evidence {str(recorded.get('sha256'))[:12]})")
+            raise PromotionRefused(
+                f"{name} version {version}: model artifact digest changed since the {ev_env} evidence was written (now {now[:12]}, evidence {str(recorded.get('sha256'))[:12]})"
+            )
     needed = settings.strictness(env)
     usable = {e: v for e, v in found.items() if e in settings.environments and settings.strictness(e) >= needed}
     if not usable:
         have = ", ".join(sorted(found))
-        raise PromotionRefused(f"{name} version {version}: evidence only for {have}, laxer than '{env}'; run the gates with --env {env}")
+        raise PromotionRefused(
+            f"{name} version {version}: evidence only for {have}, laxer than '{env}'; run the gates with --env {env}"
+        )
     # The strictest environment's evidence decides.
     ev_env = max(usable, key=settings.strictness)
     doc, tag_digest = usable[ev_env]
     if doc.get("status") != "passed":
-        raise PromotionRefused(f"{name} version {version}: {ev_env} gates did not pass: {'; '.join(doc.get('reasons', [])) or 'status ' + str(doc.get('status'))}")
+        raise PromotionRefused(
+            f"{name} version {version}: {ev_env} gates did not pass: {'; '.join(doc.get('reasons', [])) or 'status ' + str(doc.get('status'))}"
+        )
     outcomes = {g["gate"]: g["outcome"] for g in doc.get("gates", [])}
     required = settings.environments[env].required_gates
     missing = [g for g in required if g not in outcomes]
     if missing:
-        raise PromotionRefused(f"{name} version {version}: required gates not collected in the {ev_env} run: {', '.join(missing)}")
+        raise PromotionRefused(
+            f"{name} version {version}: required gates not collected in the {ev_env} run: {', '.join(missing)}"
+        )
     bad = [f"{g} ({outcomes[g]})" for g in required if outcomes[g] not in evidence.ACCEPTED]
     if bad:
-        raise PromotionRefused(f"{name} version {version}: required gates not passed in the {ev_env} run: {', '.join(bad)}")
+        raise PromotionRefused(
+            f"{name} version {version}: required gates not passed in the {ev_env} run: {', '.join(bad)}"
+        )
     return doc, tag_digest
 
 
@@ -141,13 +177,17 @@ def check_approval(settings: Settings, name: str, version: str, env: str, ev_dig
     found = registry.approvals(settings, name, version, env)
     again = f"run-pipeline approve {version} --env {env}"
     if not found:
-        raise PromotionRefused(f"{name} version {version}: {env} requires approval (environments.{env}.approval), and none is recorded; {again}")
+        raise PromotionRefused(
+            f"{name} version {version}: {env} requires approval (environments.{env}.approval), and none is recorded; {again}"
+        )
     keys = signing.load_public_keys(settings.signing.public_keys) if settings.signing.public_keys else None
     why = ""
     for a in reversed(found):  # the newest approval that holds decides
         if a.evidence_sha256 != ev_digest:
-            why = why or (f"the approval by {a.by} at {a.at} is of other evidence (sha256 {a.evidence_sha256[:12]}, "
-                          f"now {ev_digest[:12]}): the version was gated again since; {again}")
+            why = why or (
+                f"the approval by {a.by} at {a.at} is of other evidence (sha256 {a.evidence_sha256[:12]}, "
+                f"now {ev_digest[:12]}): the version was gated again since; {again}"
+            )
             continue
         if keys is not None:
             sig = signing.Signature(a.key_id, a.signature) if a.key_id and a.signature else None
@@ -169,20 +209,29 @@ def approve(settings: Settings, name: str, version: str, env: str, note: str = "
         doc, ev_digest = check_evidence(settings, name, version, env)
     except PromotionRefused as e:
         raise PromotionRefused(f"nothing to approve: {e}") from None
-    approval = registry.Approval(env=env, version=str(version), by=_who(), at=_now_us(), evidence_sha256=ev_digest,
-                                 evidence_env=doc["environment"], note=" ".join(note.split()))
+    approval = registry.Approval(
+        env=env,
+        version=str(version),
+        by=_who(),
+        at=_now_us(),
+        evidence_sha256=ev_digest,
+        evidence_env=doc["environment"],
+        note=" ".join(note.split()),
+    )
     if key is not None:
         sig = signing.sign(key, approval.digest, kind="approval")
         approval = dataclasses.replace(approval, key_id=sig.key_id, signature=sig.value)
     registry.record_approval(settings, name, approval)
     needed = "" if settings.environments[env].approval == "required" else f" ({env} does not require approval)"
     signed = f", signed by key {approval.key_id}" if approval.key_id else ", unsigned"
-    return approval, (f"approved {name} version {version} for {env}: its {approval.evidence_env} evidence "
-                      f"sha256 {ev_digest[:12]}, by {approval.by}{signed}{needed}")
+    return approval, (
+        f"approved {name} version {version} for {env}: its {approval.evidence_env} evidence "
+        f"sha256 {ev_digest[:12]}, by {approval.by}{signed}{needed}"
+    )
 
 
 def _now_us() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 def promote(settings: Settings, name: str, version: str, env: str) -> str:
@@ -195,8 +244,16 @@ def promote(settings: Settings, name: str, version: str, env: str) -> str:
     alias = settings.environments[env].alias
     # move_alias checks once more, around the move itself, that this evidence is still the
     # version's (a re-gate of the same version may have replaced it since it was read above).
-    previous = registry.move_alias(settings, name, alias, version, evidence_sha256=ev_digest, who=_who(), evidence_env=doc["environment"],
-                                   approved_by=approval.by if approval else None)
+    previous = registry.move_alias(
+        settings,
+        name,
+        alias,
+        version,
+        evidence_sha256=ev_digest,
+        who=_who(),
+        evidence_env=doc["environment"],
+        approved_by=approval.by if approval else None,
+    )
     archived = registry.archive_old_versions(settings, name)
     prev = f" (previous: version {previous}, now @previous-{alias})" if previous else ""
     arch = f"; archived versions {', '.join(archived)}" if archived else ""
@@ -216,7 +273,9 @@ def _record_found(settings: Settings, name: str, alias: str, holder: str, expect
     """Put a move the audit found into the history (who made it is unknown: the audit's runner
     is named). An auditor who may only read gets the violation all the same, and is told so."""
     try:
-        registry.record_move(settings, name, registry.Move(alias, FOUND, holder, f"audit ({_who()})", _now_us(), None, expected))
+        registry.record_move(
+            settings, name, registry.Move(alias, FOUND, holder, f"audit ({_who()})", _now_us(), None, expected)
+        )
     except PipelineError as e:
         return f"; not added to the history ({e})"
     return ""
@@ -248,8 +307,10 @@ def audit(settings: Settings, envs: list[str]) -> tuple[list[str], list[dict[str
                 problem = "moved without a promotion record (no recorded move of this alias)"
             else:
                 last = recorded[-1]
-                problem = (f"moved without a promotion record (the last recorded move, {last.action} by {last.by} at {last.at}, "
-                           f"put v{last.version} there)")
+                problem = (
+                    f"moved without a promotion record (the last recorded move, {last.action} by {last.by} at {last.at}, "
+                    f"put v{last.version} there)"
+                )
             if not (mine and mine[-1].action == FOUND and mine[-1].version == holder):  # once per hand move
                 problem += _record_found(settings, name, alias, holder, recorded[-1].version if recorded else None)
         else:

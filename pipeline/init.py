@@ -25,7 +25,9 @@ from pipeline.errors import InputError
 _ID_NAME = re.compile(r"(^|[_\W])(id|pid|uuid|key|index)$", re.IGNORECASE)
 # Names that tools give a row-number column: R's write.csv (rownames, or an empty name),
 # pandas' to_csv with its index (Unnamed: 0), spreadsheets' exports.
-_ROW_NUMBER_NAME = re.compile(r"^(rownames?|row\.?names?|row_?(id|num|number)?|unnamed: ?0|index|idx|#|)$", re.IGNORECASE)
+_ROW_NUMBER_NAME = re.compile(
+    r"^(rownames?|row\.?names?|row_?(id|num|number)?|unnamed: ?0|index|idx|#|)$", re.IGNORECASE
+)
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?")
 _YEAR_NAME = re.compile(r"year|yr", re.IGNORECASE)
 _MONTH_NAME = re.compile(r"month|(^|_)mo(_|$)", re.IGNORECASE)
@@ -76,7 +78,11 @@ def infer(path: Path, target: str) -> Inferred:
     frame = data_mod.read_csv(path)
     if target not in frame.columns:
         near = [c for c in frame.columns if c.lower() == target.lower()]
-        hint = f" (did you mean '{near[0]}'?)" if near else f" (columns: {', '.join(list(frame.columns)[:8])}{', ...' if len(frame.columns) > 8 else ''})"
+        hint = (
+            f" (did you mean '{near[0]}'?)"
+            if near
+            else f" (columns: {', '.join(list(frame.columns)[:8])}{', ...' if len(frame.columns) > 8 else ''})"
+        )
         raise InputError(f"--target {target}: no such column in {path}{hint}")
     y = pd.to_numeric(frame[target], errors="coerce")
     if y.isna().all():
@@ -84,7 +90,9 @@ def infer(path: Path, target: str) -> Inferred:
     text = y.isna() & frame[target].notna()
     if text.any():
         row = int(text.to_numpy().argmax()) + 1
-        raise InputError(f"{path}: column '{target}' row {row}: target is not a number ('{frame[target][text].iloc[0]}')")
+        raise InputError(
+            f"{path}: column '{target}' row {row}: target is not a number ('{frame[target][text].iloc[0]}')"
+        )
     without = int(y.isna().sum())
     whole = frame  # row numbers count the file's rows, dropped ones too
     if without:  # rows that can be neither trained on nor judged: dropped, and said so
@@ -92,8 +100,10 @@ def infer(path: Path, target: str) -> Inferred:
     n = len(frame)
     inf = Inferred(rows=n, target=target, without_target=without)
     if without:
-        inf.why.append(f"{target}: missing in {without} rows ({without / (n + without):.1%}): they can be neither trained on nor "
-                       "judged, and are dropped when the data is loaded (data.rows_without_target: drop)")
+        inf.why.append(
+            f"{target}: missing in {without} rows ({without / (n + without):.1%}): they can be neither trained on nor "
+            "judged, and are dropped when the data is loaded (data.rows_without_target: drop)"
+        )
     for col in frame.columns:
         if col == target:
             continue
@@ -104,15 +114,23 @@ def infer(path: Path, target: str) -> Inferred:
         row_number = _row_number(whole[col], col)
         if row_number:
             inf.dropped.append(col)
-            inf.why.append(f"{col}: {row_number}: a row number says where a row sits in the file, not what it is "
-                           "(a file sorted by the target would leak it): dropped (data.drop_columns)")
+            inf.why.append(
+                f"{col}: {row_number}: a row number says where a row sits in the file, not what it is "
+                "(a file sorted by the target would leak it): dropped (data.drop_columns)"
+            )
         elif not numeric and len(text) and text.map(lambda v: bool(_ISO_DATE.match(v))).mean() > 0.95:
             inf.ids.append(col)
             inf.order_by = [col]
-            inf.why.append(f"{col}: ISO dates: the rows' time order (gates.residuals.order_by), kept out of the features")
-        elif unique and (not numeric or _ID_NAME.search(col) or (pd.api.types.is_integer_dtype(s) and _ID_NAME.search(col))):
+            inf.why.append(
+                f"{col}: ISO dates: the rows' time order (gates.residuals.order_by), kept out of the features"
+            )
+        elif unique and (
+            not numeric or _ID_NAME.search(col) or (pd.api.types.is_integer_dtype(s) and _ID_NAME.search(col))
+        ):
             inf.ids.append(col)
-            inf.why.append(f"{col}: unique in every row{' and named like an id' if _ID_NAME.search(col) else ', text'}: an id column, not a feature")
+            inf.why.append(
+                f"{col}: unique in every row{' and named like an id' if _ID_NAME.search(col) else ', text'}: an id column, not a feature"
+            )
         elif s.isna().all():
             inf.dropped.append(col)
             inf.why.append(f"{col}: empty in every row: dropped (data.drop_columns)")
@@ -130,9 +148,13 @@ def infer(path: Path, target: str) -> Inferred:
         if year is not None:
             month = next((c for c in inf.numeric if _MONTH_NAME.search(c) and frame[c].between(1, 12).all()), None)
             inf.order_by = [year] + ([month] if month else [])
-            inf.why.append(f"{', '.join(inf.order_by)}: year{' and month' if month else ''}: the rows' time order (gates.residuals.order_by)")
+            inf.why.append(
+                f"{', '.join(inf.order_by)}: year{' and month' if month else ''}: the rows' time order (gates.residuals.order_by)"
+            )
         else:
-            inf.why.append("no date or year column: the rows have no time order (gates.residuals.order_by: null, the autocorrelation gate is not applicable)")
+            inf.why.append(
+                "no date or year column: the rows have no time order (gates.residuals.order_by: null, the autocorrelation gate is not applicable)"
+            )
     # Contract ranges: the target and every numeric feature, widened; never below 0 for a column that never is.
     for col in [target, *inf.numeric]:
         v = pd.to_numeric(frame[col], errors="coerce").dropna()
@@ -142,36 +164,60 @@ def infer(path: Path, target: str) -> Inferred:
         if lo >= 0:
             low = max(0.0, low)
         inf.ranges[col] = (_round(low), _round(high))
-    inf.why.append(f"contract ranges: each numeric column's observed range widened by {RANGE_MARGIN:.0%} of its span on each side")
+    inf.why.append(
+        f"contract ranges: each numeric column's observed range widened by {RANGE_MARGIN:.0%} of its span on each side"
+    )
     inf.positive = bool((y > 0).all())
     skew = float(y.skew())
     lo, hi = (float(q) for q in np.quantile(y, [0.01, 0.99]))
-    facts = [f"skew {skew:.2f}"] + ([f"its 1st-99th percentiles {hi / lo:.0f}x apart"] if inf.positive and lo > 0 else [])
+    facts = [f"skew {skew:.2f}"] + (
+        [f"its 1st-99th percentiles {hi / lo:.0f}x apart"] if inf.positive and lo > 0 else []
+    )
     if inf.positive:
         spreads = _scale_spreads(frame, inf, y)
         inf.log_target = spreads["log"] < spreads["raw"]
-        facts.append(f"a quick 4-fold fit's residual spread (top over bottom prediction decile) {spreads['raw']:.2f} as it is, "
-                     f"{spreads['log']:.2f} on the log scale")
-    inf.why.append(f"{target}: {'always positive' if inf.positive else 'not always positive'}, {', '.join(facts)}: "
-                   + ("the model fits log(target) and residuals are judged on that scale, where errors are the more even"
-                      if inf.log_target else "fitted as it is" + (", where errors are the more even" if inf.positive else "")))
+        facts.append(
+            f"a quick 4-fold fit's residual spread (top over bottom prediction decile) {spreads['raw']:.2f} as it is, "
+            f"{spreads['log']:.2f} on the log scale"
+        )
+    inf.why.append(
+        f"{target}: {'always positive' if inf.positive else 'not always positive'}, {', '.join(facts)}: "
+        + (
+            "the model fits log(target) and residuals are judged on that scale, where errors are the more even"
+            if inf.log_target
+            else "fitted as it is" + (", where errors are the more even" if inf.positive else "")
+        )
+    )
     inf.capped, inf.censored = _capped(y)
     if inf.capped:
-        inf.why.append(f"{target}: {inf.capped}: a censored target (the true value is that or beyond): rows at the cap "
-                       "are left out of the residual gates, their error unknown (gates.residuals.censored)")
+        inf.why.append(
+            f"{target}: {inf.capped}: a censored target (the true value is that or beyond): rows at the cap "
+            "are left out of the residual gates, their error unknown (gates.residuals.censored)"
+        )
     checked = [target, *inf.numeric, *inf.categorical]
     inf.duplicates = int(frame[checked].duplicated().sum())
-    inf.why.append(f"{inf.duplicates} duplicated rows: " + (
-        "allowed (the file holds them); the split keeps every copy of a record on the side of its record, so none is "
-        "judged on rows it was trained on" if inf.duplicates else "refused in any later file"))
+    inf.why.append(
+        f"{inf.duplicates} duplicated rows: "
+        + (
+            "allowed (the file holds them); the split keeps every copy of a record on the side of its record, so none is "
+            "judged on rows it was trained on"
+            if inf.duplicates
+            else "refused in any later file"
+        )
+    )
     levels = {c: frame[c].nunique() for c in inf.categorical}
-    inf.slices = sorted((c for c, k in levels.items() if 2 <= k <= 20 and frame[c].value_counts().min() >= 5),
-                        key=lambda c: levels[c])[:2]
-    inf.why.append(f"slices: {', '.join(inf.slices) or 'no categorical column of 2-20 levels'}; target bands at its quartiles")
+    inf.slices = sorted(
+        (c for c, k in levels.items() if 2 <= k <= 20 and frame[c].value_counts().min() >= 5), key=lambda c: levels[c]
+    )[:2]
+    inf.why.append(
+        f"slices: {', '.join(inf.slices) or 'no categorical column of 2-20 levels'}; target bands at its quartiles"
+    )
     inf.bands = [_round(float(q)) for q in np.quantile(y, [0.25, 0.5, 0.75])]
     inf.drift_floor = _drift_noise(frame, inf)
-    inf.why.append(f"feature drift: a random 20 % split of this file shows up to {inf.drift_floor:.3f} by chance; "
-                   f"the bound is {DRIFT_FACTOR:g}x that")
+    inf.why.append(
+        f"feature drift: a random 20 % split of this file shows up to {inf.drift_floor:.3f} by chance; "
+        f"the bound is {DRIFT_FACTOR:g}x that"
+    )
     return inf
 
 
@@ -206,8 +252,9 @@ def _scale_spreads(frame: pd.DataFrame, inf: Inferred, y: pd.Series) -> dict[str
         p = np.empty(len(take))
         for k in range(4):  # out-of-fold predictions of every row: deciles of all of them, not of a quarter
             held = fold == k
-            model = HistGradientBoostingRegressor(max_iter=100, min_samples_leaf=20, categorical_features=mask or None,
-                                                  random_state=0).fit(X[~held], f(target[~held]))
+            model = HistGradientBoostingRegressor(
+                max_iter=100, min_samples_leaf=20, categorical_features=mask or None, random_state=0
+            ).fit(X[~held], f(target[~held]))
             p[held] = model.predict(X[held])
         out[scale] = figures.spread(f(target) - p, p).ratio
     return out
@@ -233,8 +280,10 @@ def _capped(y: pd.Series) -> tuple[str, dict[str, float]]:
         if end == "min" and value == 0:
             continue  # zero is a count's or an amount's own floor, not a cap
         if at >= 5 and at / len(y) >= CAP_SHARE and at >= CAP_SPIKE * float(near.median()):
-            out.append(f"capped at its {end} {value:g} for {at / len(y):.1%} of rows ({int(at)}; the next values "
-                       f"{int(near.median())} each, at the median)")
+            out.append(
+                f"capped at its {end} {value:g} for {at / len(y):.1%} of rows ({int(at)}; the next values "
+                f"{int(near.median())} each, at the median)"
+            )
             caps[end] = value
     return "; ".join(out), caps
 
@@ -286,15 +335,27 @@ def render(inf: Inferred, data_path: Path, out: Path) -> tuple[str, str]:
     rel = Path(os.path.relpath(data_path.resolve(), out.resolve()))
     name = _slug(data_path.stem)
     ranges = "\n".join(f"      {_q(c)}: {{min: {_num(lo)}, max: {_num(hi)}}}" for c, (lo, hi) in inf.ranges.items())
-    missing = "\n".join(f"      {_q(c)}: {_num(_round(min(1.0, s * 1.5 + 0.02)))}   # {s:.1%} in this file" for c, s in inf.missing.items())
+    missing = "\n".join(
+        f"      {_q(c)}: {_num(_round(min(1.0, s * 1.5 + 0.02)))}   # {s:.1%} in this file"
+        for c, s in inf.missing.items()
+    )
     mape = inf.positive
     drift = _round(min(1.0, max(0.05, DRIFT_FACTOR * inf.drift_floor)))
     scale = "log" if inf.log_target else "raw"
     eval_rows = round(0.2 * inf.rows)
     slice_rows = max(10, min(30, eval_rows // 8))
-    censored = ("{" + ", ".join(f"{k}: {_num(v)}" for k, v in inf.censored.items()) + "}   # the target's cap: rows at it are left out"
-                if inf.censored else "{}   # the target is not capped")
-    order = _yaml_list(inf.order_by) if inf.order_by else "null   # no time order in the data: the autocorrelation gate is not applicable"
+    censored = (
+        "{"
+        + ", ".join(f"{k}: {_num(v)}" for k, v in inf.censored.items())
+        + "}   # the target's cap: rows at it are left out"
+        if inf.censored
+        else "{}   # the target is not capped"
+    )
+    order = (
+        _yaml_list(inf.order_by)
+        if inf.order_by
+        else "null   # no time order in the data: the autocorrelation gate is not applicable"
+    )
     cats = _yaml_list(inf.categorical) if inf.categorical else "[]   # none: the unseen-category gate is not applicable"
     why = "\n".join(f"#   - {w}" for w in inf.why)
     metric_lines = [
@@ -303,9 +364,11 @@ def render(inf: Inferred, data_path: Path, out: Path) -> tuple[str, str]:
         "      rmse: {max_ratio_to_baseline: 0.85}",
     ]
     if mape:
-        metric_lines.append("      mape: {max_ratio_to_baseline: 0.8, unit: \"%\"}")
+        metric_lines.append('      mape: {max_ratio_to_baseline: 0.8, unit: "%"}')
     else:  # percentage errors mean nothing for a target that crosses zero: reported, never judged
-        metric_lines.append("      mape: {max_ratio_to_baseline: 0.8, unit: \"%\", required: false}   # the target is not always positive")
+        metric_lines.append(
+            '      mape: {max_ratio_to_baseline: 0.8, unit: "%", required: false}   # the target is not always positive'
+        )
     metrics = "\n".join(metric_lines)
     noise_required = "" if inf.positive else ", required: false"  # a relative change means little near zero
     pipeline_text = f"""# Pipeline config written by `run-pipeline init` from {data_path.name} ({inf.rows} rows).
@@ -321,19 +384,19 @@ data:
   path: {_q(rel.as_posix())}
   target: {_q(inf.target)}
   id_columns: {_yaml_list(inf.ids)}   # kept beside the features, never among them
-  rows_without_target: {'drop   # ' + str(inf.without_target) + ' rows of the file have no target' if inf.without_target else 'refuse'}
-  drop_columns: {_yaml_list(inf.dropped)}{'   # row numbers: never a feature' if inf.dropped else ''}
+  rows_without_target: {"drop   # " + str(inf.without_target) + " rows of the file have no target" if inf.without_target else "refuse"}
+  drop_columns: {_yaml_list(inf.dropped)}{"   # row numbers: never a feature" if inf.dropped else ""}
   numeric_features: {_yaml_list(inf.numeric)}
   categorical_features: {cats}
   contract:
     min_rows: {max(20, inf.rows // 10)}   # a tenth of this file
     max_missing_share: 0.5
-    missing_share:{'' if missing else ' {}'}
+    missing_share:{"" if missing else " {}"}
 {missing}
     ranges:
 {ranges}
-    allow_duplicate_rows: {'true' if inf.duplicates else 'false'}
-    target_positive: {'true' if inf.positive else 'false'}
+    allow_duplicate_rows: {"true" if inf.duplicates else "false"}
+    target_positive: {"true" if inf.positive else "false"}
 
 split:
   test_size: 0.2
@@ -351,9 +414,9 @@ gates:
     test: non_inferiority      # the candidate is shown to be at most champion_mae's margin worse
     bootstrap_resamples: 2000
   slices:
-    metric: {'mape' if inf.log_target else 'mae'}   # {'relative error: errors grow with a skewed target' if inf.log_target else 'absolute error'}
+    metric: {"mape" if inf.log_target else "mae"}   # {"relative error: errors grow with a skewed target" if inf.log_target else "absolute error"}
     columns: {_yaml_list(inf.slices)}
-    target_bands: [{', '.join(_num(b) for b in inf.bands)}]   # the target's quartiles, cutting the rows by their prediction
+    target_bands: [{", ".join(_num(b) for b in inf.bands)}]   # the target's quartiles, cutting the rows by their prediction
     band_by: prediction   # by the observed target, the extreme bands are the worst for any imperfect model
     min_rows: {slice_rows}   # of ~{eval_rows} evaluation rows: a quartile band holds ~{eval_rows // 4}
   residuals:
@@ -383,7 +446,7 @@ environments:
       r2: {{min: 0}}
       mae: {{max_ratio_to_baseline: 0.95}}          # learnt anything at all
       rmse: {{max_ratio_to_baseline: 0.95}}
-      mape: {{max_ratio_to_baseline: 0.95, unit: "%"{'' if mape else ', required: false'}}}
+      mape: {{max_ratio_to_baseline: 0.95, unit: "%"{"" if mape else ", required: false"}}}
       champion_mae: {{max: 0.10, required: false}}
       slice_error: {{max: 3.0, required: false}}
       residual_skew: {{max: 2.0, required: false}}
@@ -438,16 +501,18 @@ environments:
       serving_latency: {{max: 200, unit: ms}}
 """
     if inf.rows < 2000:  # a small data set: fewer, larger leaves overfit less
-        params = ("    # Small data: fewer trees and leaves of 30 rows or more overfit less (sklearn's\n"
-                  "    # diabetes data: R2 0.48 against 0.37 with 300 trees of 10-row leaves, and steadier under noise).\n"
-                  "    max_iter: 100\n    min_samples_leaf: 30")
+        params = (
+            "    # Small data: fewer trees and leaves of 30 rows or more overfit less (sklearn's\n"
+            "    # diabetes data: R2 0.48 against 0.37 with 300 trees of 10-row leaves, and steadier under noise).\n"
+            "    max_iter: 100\n    min_samples_leaf: 30"
+        )
     else:
         params = "    max_iter: 300\n    min_samples_leaf: 20"
     model_text = f"""# Model config written by `run-pipeline init`: a gradient-boosted tree ensemble, which
 # needs no scaling and handles missing values and categories as they come.
 model:
   type: hist_gradient_boosting
-  log_target: {'true' if inf.log_target else 'false'}   # {'positive, right-skewed target' if inf.log_target else 'the target as it is'}
+  log_target: {"true" if inf.log_target else "false"}   # {"positive, right-skewed target" if inf.log_target else "the target as it is"}
   params:
     learning_rate: 0.05
 {params}
@@ -476,10 +541,16 @@ def write(data_path: Path, target: str, out: Path, force: bool = False) -> tuple
     if not data_path.is_file():
         raise InputError(f"--data {data_path}: no such file")
     out = Path(out)
-    files = {out / "pipeline_config.yaml": None, out / "model_config.yaml": None, out / "gates" / "test_gates.py": GATE_FILE}
+    files = {
+        out / "pipeline_config.yaml": None,
+        out / "model_config.yaml": None,
+        out / "gates" / "test_gates.py": GATE_FILE,
+    }
     existing = [p for p in files if p.exists()]
     if existing and not force:
-        raise InputError(f"{existing[0]}: already exists; init never overwrites a config (use --force, or another --out)")
+        raise InputError(
+            f"{existing[0]}: already exists; init never overwrites a config (use --force, or another --out)"
+        )
     inf = infer(data_path, target)
     import shutil
     import tempfile
@@ -501,9 +572,13 @@ def write(data_path: Path, target: str, out: Path, force: bool = False) -> tuple
         # ... and pass the checks `run-pipeline check` makes, on this data.
         settings = config_mod.load(scratch / "pipeline_config.yaml")
         dataset = data_mod.load(settings)
-        problems = data_mod.config_problems(settings, data_mod.read_header(data_path), dataset.features, rows=len(dataset.frame))
+        problems = data_mod.config_problems(
+            settings, data_mod.read_header(data_path), dataset.features, rows=len(dataset.frame)
+        )
         if problems:
-            raise InputError(f"{data_path}: init would write a config that its own check refuses ({problems[0]}); nothing written")
+            raise InputError(
+                f"{data_path}: init would write a config that its own check refuses ({problems[0]}); nothing written"
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     files[out / "pipeline_config.yaml"], files[out / "model_config.yaml"] = render(inf, data_path, out)

@@ -9,8 +9,9 @@ gates, `bench/minimal.py`, `run-pipeline compare` and the live monitor all judge
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pipeline.config import Threshold, fmt_number
 
@@ -22,9 +23,14 @@ def judge(threshold: Threshold, finding: Finding) -> Verdict:
     """passed, failed or inconclusive (a timing whose rounds cannot decide), with the one line that says why."""
     if finding.judged_on != "figure":
         verdict = _timing(threshold, finding, relative=finding.judged_on == "paired_interval")
-        return Verdict(verdict.outcome, f"{verdict.why}; {finding.detail} ({threshold.env})" if threshold.env else verdict.why)
+        return Verdict(
+            verdict.outcome, f"{verdict.why}; {finding.detail} ({threshold.env})" if threshold.env else verdict.why
+        )
     held = threshold.holds(finding.value, finding.baseline_ratio)
-    return Verdict("passed" if held else "failed", threshold.explain(finding.label, finding.value, finding.detail, finding.baseline_ratio))
+    return Verdict(
+        "passed" if held else "failed",
+        threshold.explain(finding.label, finding.value, finding.detail, finding.baseline_ratio),
+    )
 
 
 @dataclass(frozen=True)
@@ -70,10 +76,25 @@ def _timing(threshold: Threshold, finding: Finding, relative: bool) -> Verdict:
     unit = f" {threshold.unit}" if threshold.unit else ""
     bounds = []  # (figure text, key prefix, min, max, bound text)
     if threshold.min is not None or threshold.max is not None:
-        bounds.append((f"{finding.label} {fmt_number(finding.value)}{unit}", "", threshold.min, threshold.max, threshold.describe_figure()))
+        bounds.append(
+            (
+                f"{finding.label} {fmt_number(finding.value)}{unit}",
+                "",
+                threshold.min,
+                threshold.max,
+                threshold.describe_figure(),
+            )
+        )
     if threshold.max_ratio_to_reference is not None:
-        bounds.append((f"{finding.label} {fmt_number(r['ratio_to_reference'])}x the reference", "ratio_", None,
-                       threshold.max_ratio_to_reference, f"<= {fmt_number(threshold.max_ratio_to_reference)}x"))
+        bounds.append(
+            (
+                f"{finding.label} {fmt_number(r['ratio_to_reference'])}x the reference",
+                "ratio_",
+                None,
+                threshold.max_ratio_to_reference,
+                f"<= {fmt_number(threshold.max_ratio_to_reference)}x",
+            )
+        )
     judged = []  # (text, side, bound)
     for figure, key, lo_b, hi_b, bound in bounds:
         lower, upper = r[f"{key}interval_lower"], r[f"{key}interval_upper"]
@@ -88,11 +109,19 @@ def _timing(threshold: Threshold, finding: Finding, relative: bool) -> Verdict:
                 side = "violated"
                 text += f" without the waiting for a core [{fmt_number(ul)}, {fmt_number(uu)}]," if waited else ""
             elif unwaited == "held" and side == "straddles":  # only the tail waited: the rest measured the model
-                side, text = "held", f"{text} straddles {bound}, but without the waiting for a core [{fmt_number(ul)}, {fmt_number(uu)}],"
+                side, text = (
+                    "held",
+                    f"{text} straddles {bound}, but without the waiting for a core [{fmt_number(ul)}, {fmt_number(uu)}],",
+                )
             elif side == "violated":  # every round beyond it, by waiting: not measured reliably
-                side, text = "busy", (f"{text} beyond {bound}, but it waited for a core {r.get('wait_share', 0.0):.0%} of the time "
-                                      f"(the machine was busy, and load only adds time): without the waiting the interval is "
-                                      f"[{fmt_number(ul)}, {fmt_number(uu)}]")
+                side, text = (
+                    "busy",
+                    (
+                        f"{text} beyond {bound}, but it waited for a core {r.get('wait_share', 0.0):.0%} of the time "
+                        f"(the machine was busy, and load only adds time): without the waiting the interval is "
+                        f"[{fmt_number(ul)}, {fmt_number(uu)}]"
+                    ),
+                )
             elif waited:
                 text += f" without the waiting for a core [{fmt_number(ul)}, {fmt_number(uu)}],"
         judged.append((text, side, bound))
@@ -103,8 +132,6 @@ def _timing(threshold: Threshold, finding: Finding, relative: bool) -> Verdict:
         return Verdict("passed", "; ".join(f"{t} within {b}" for t, _, b in judged))
     why = [t if side == "busy" else f"{t} {word(side)} {b}" for t, side, b in judged]
     return Verdict("inconclusive", "inconclusive: " + "; ".join(why))
-
-
 
 
 def measured_until_decided(measure: Callable[[bool], Finding], threshold: Threshold, reruns: int) -> Finding:

@@ -58,22 +58,52 @@ class GateRunRequest:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("model-gates", "model quality gates")
-    group.addoption("--env", dest="gate_env", metavar="NAME", default=None,
-                    help="Environment whose thresholds apply and whose required gates decide (e.g. dev, staging, production). "
-                    "Default: the config's default_env.")
-    group.addoption("--model-uri", dest="model_uri", metavar="URI", default=None,
-                    help="Gate this model (models:/NAME/VERSION, models:/NAME@ALIAS, runs:/ID/model or a model folder). "
-                    "Default: fit the configured model in process.")
-    group.addoption("--promote", dest="promote", action="store_true", default=False,
-                    help="After a complete, green run, move the environment's alias to the gated version. "
-                    "Needs --model-uri models:/NAME/VERSION. Default: off.")
-    group.addoption("--pipeline-config", dest="pipeline_config", metavar="PATH", default=None,
-                    help=f"Pipeline config file. Default: ${config_mod.CONFIG_ENV_VAR}, then {config_mod.DEFAULT_CONFIG}.")
-    group.addoption("--eval-data", dest="eval_data", metavar="PATH", default=None,
-                    help="Evaluate on this CSV (checked by the same contract) instead of the held-out split. "
-                    "Default: the seeded split of the configured data.")
-    group.addoption("--evidence-dir", dest="evidence_dir", metavar="DIR", default="reports",
-                    help="Where the evidence JSON and the gate report are written. Default: reports")
+    group.addoption(
+        "--env",
+        dest="gate_env",
+        metavar="NAME",
+        default=None,
+        help="Environment whose thresholds apply and whose required gates decide (e.g. dev, staging, production). "
+        "Default: the config's default_env.",
+    )
+    group.addoption(
+        "--model-uri",
+        dest="model_uri",
+        metavar="URI",
+        default=None,
+        help="Gate this model (models:/NAME/VERSION, models:/NAME@ALIAS, runs:/ID/model or a model folder). "
+        "Default: fit the configured model in process.",
+    )
+    group.addoption(
+        "--promote",
+        dest="promote",
+        action="store_true",
+        default=False,
+        help="After a complete, green run, move the environment's alias to the gated version. "
+        "Needs --model-uri models:/NAME/VERSION. Default: off.",
+    )
+    group.addoption(
+        "--pipeline-config",
+        dest="pipeline_config",
+        metavar="PATH",
+        default=None,
+        help=f"Pipeline config file. Default: ${config_mod.CONFIG_ENV_VAR}, then {config_mod.DEFAULT_CONFIG}.",
+    )
+    group.addoption(
+        "--eval-data",
+        dest="eval_data",
+        metavar="PATH",
+        default=None,
+        help="Evaluate on this CSV (checked by the same contract) instead of the held-out split. "
+        "Default: the seeded split of the configured data.",
+    )
+    group.addoption(
+        "--evidence-dir",
+        dest="evidence_dir",
+        metavar="DIR",
+        default="reports",
+        help="Where the evidence JSON and the gate report are written. Default: reports",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -88,7 +118,9 @@ def pytest_configure(config: pytest.Config) -> None:
     catalogue.FAMILY_LISTENERS.append(family_marker)
     config.add_cleanup(lambda: catalogue.FAMILY_LISTENERS.remove(family_marker))
     if config.option.promote and not config.option.model_uri:
-        raise pytest.UsageError("--promote needs --model-uri models:/NAME/VERSION: only a registered version can be promoted")
+        raise pytest.UsageError(
+            "--promote needs --model-uri models:/NAME/VERSION: only a registered version can be promoted"
+        )
     request = next((p for p in config.pluginmanager.get_plugins() if isinstance(p, GateRunRequest)), None)
     plugin = GatePlugin(config, request)
     config.stash[PLUGIN] = plugin
@@ -148,7 +180,7 @@ def _message(report: pytest.TestReport) -> str:
 def _today():
     import datetime as dt
 
-    return dt.datetime.now(dt.timezone.utc).date()
+    return dt.datetime.now(dt.UTC).date()
 
 
 def _outcome(report: pytest.TestReport) -> str | None:
@@ -175,7 +207,7 @@ class GatePlugin:
         self.eval_data: str | None = opt.eval_data
         self.promote: bool = opt.promote
         self.evidence_dir = Path(opt.evidence_dir)
-        self.started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.worker = hasattr(config, "workerinput")  # pytest-xdist: the controller writes the evidence
         self.items: dict[str, tuple[str, str]] = {}  # nodeid -> (gate, family)
         self.deselected: list[pytest.Item] = []
@@ -221,7 +253,9 @@ class GatePlugin:
         self.deselected.extend(items)
 
     @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
         """Know every gate, then check what the suite needs before any gate runs."""
         deselected = {it.nodeid for it in self.deselected}
         for item in [*items, *self.deselected]:
@@ -258,15 +292,21 @@ class GatePlugin:
             if th is None:
                 raise pytest.UsageError(f"{where}.{gate}: missing: the gate {nodeid} has no threshold at {s.env}")
             if th.max_ratio_to_baseline is not None and gate not in checks.BASELINE_GATES:
-                raise pytest.UsageError(f"{where}.{gate}.max_ratio_to_baseline: only an error figure has a baseline to compare with "
-                                        f"({', '.join(checks.BASELINE_GATES)})")
+                raise pytest.UsageError(
+                    f"{where}.{gate}.max_ratio_to_baseline: only an error figure has a baseline to compare with "
+                    f"({', '.join(checks.BASELINE_GATES)})"
+                )
             if th.max_ratio_to_reference is not None and gate not in checks.REFERENCE_GATES:
-                raise pytest.UsageError(f"{where}.{gate}.max_ratio_to_reference: only a timing gate is timed against the reference "
-                                        f"workload ({', '.join(checks.REFERENCE_GATES)})")
+                raise pytest.UsageError(
+                    f"{where}.{gate}.max_ratio_to_reference: only a timing gate is timed against the reference "
+                    f"workload ({', '.join(checks.REFERENCE_GATES)})"
+                )
             if gate in checks.DOMAINS:
                 why = th.impossible(*checks.DOMAINS[gate])
                 if why:
-                    raise pytest.UsageError(f"{where}.{gate}: impossible threshold: {why}, so the gate could never pass")
+                    raise pytest.UsageError(
+                        f"{where}.{gate}: impossible threshold: {why}, so the gate could never pass"
+                    )
         absent = [g for g in s.environment.required_gates if g not in gates]
         if absent:
             raise pytest.UsageError(
@@ -291,7 +331,9 @@ class GatePlugin:
             except InputError as e:
                 raise pytest.UsageError(str(e)) from None
         if self.promote and not str(self.model_uri).startswith("models:/"):
-            raise pytest.UsageError(f"--model-uri {self.model_uri}: only a registered version (models:/NAME/VERSION) can be promoted")
+            raise pytest.UsageError(
+                f"--model-uri {self.model_uri}: only a registered version (models:/NAME/VERSION) can be promoted"
+            )
         if self.model_uri is not None and not self.config.option.collectonly:
             from pipeline import registry
 
@@ -345,7 +387,9 @@ class GatePlugin:
             info["waiver"] = {"reason": waiver.reason, "expires": waiver.expires.isoformat()}
         else:
             if waiver is not None:
-                info["message"] = f"{message}; the waiver of {gate} at {s.env} expired on {waiver.expires} ({waiver.reason})"
+                info["message"] = (
+                    f"{message}; the waiver of {gate} at {s.env} expired on {waiver.expires} ({waiver.reason})"
+                )
             return
         report.outcome = "skipped"  # with wasxfail: pytest's xfailed, in the terminal and in JUnit
         report.wasxfail = info["message"]
@@ -415,7 +459,9 @@ def gate_table(report: GateReport) -> list[str]:
     rows = [("gate", "figure", "threshold", "status")]
     order = list(FAMILIES)
     for g in sorted(report.gates.values(), key=lambda g: (order.index(g.family), g.gate)):
-        rows.append((g.gate, figure_text(g.figure), ((g.figure or {}).get("threshold") or {}).get("text", "-"), g.outcome))
+        rows.append(
+            (g.gate, figure_text(g.figure), ((g.figure or {}).get("threshold") or {}).get("text", "-"), g.outcome)
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
@@ -446,11 +492,18 @@ class Gate:
             "plot": {} if finding is None else dict(finding.plot),
         }
         props = [(k, v) for k, v in self.item.user_properties if not k.startswith(f"{self.id}.")]
-        props += [(f"{self.id}.figure", "none" if value is None else repr(float(value))),
-                  (f"{self.id}.threshold", self.threshold.describe()), (f"{self.id}.direction", self.threshold.direction),
-                  (f"{self.id}.unit", self.threshold.unit), (f"{self.id}.env", self.threshold.env)]
+        props += [
+            (f"{self.id}.figure", "none" if value is None else repr(float(value))),
+            (f"{self.id}.threshold", self.threshold.describe()),
+            (f"{self.id}.direction", self.threshold.direction),
+            (f"{self.id}.unit", self.threshold.unit),
+            (f"{self.id}.env", self.threshold.env),
+        ]
         if "baseline" in fig:
-            props += [(f"{self.id}.baseline", repr(fig["baseline"])), (f"{self.id}.ratio_to_baseline", repr(fig["ratio_to_baseline"]))]
+            props += [
+                (f"{self.id}.baseline", repr(fig["baseline"])),
+                (f"{self.id}.ratio_to_baseline", repr(fig["ratio_to_baseline"])),
+            ]
         if "ratio_to_reference" in fig:
             props.append((f"{self.id}.ratio_to_reference", repr(fig["ratio_to_reference"])))
         if detail:
@@ -471,8 +524,11 @@ class Gate:
         outcome "not_applicable", never "passed" (see catalogue.NotApplicable)."""
         self.record(None, reason)
         if not stated and self.threshold.required:
-            pytest.fail(f"not applicable: {reason}; {self.id} is required at {self.threshold.env} and the config does not "
-                        f"say the absence is expected ({how})", pytrace=False)
+            pytest.fail(
+                f"not applicable: {reason}; {self.id} is required at {self.threshold.env} and the config does not "
+                f"say the absence is expected ({how})",
+                pytrace=False,
+            )
         self.item.stash[NOT_APPLICABLE] = reason
 
     def decide(self, **fixtures: Any) -> None:
@@ -484,7 +540,9 @@ class Gate:
         spec = getattr(self.item, "function", None)
         spec = getattr(spec, "gate_spec", None)
         if spec is None:
-            raise pytest.UsageError(f"{self.item.nodeid}: gate.decide() is for the tests of standard gates (catalogue.as_test)")
+            raise pytest.UsageError(
+                f"{self.item.nodeid}: gate.decide() is for the tests of standard gates (catalogue.as_test)"
+            )
         bench = fixtures.get("benchmark")
         if bench is not None and bench.disabled:
             pytest.skip("benchmarking disabled: latency not measured, gate not passed")

@@ -11,7 +11,18 @@ from urllib.parse import urlparse
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
 
-PACKAGES = ("mlflow", "scikit-learn", "pandas", "pandera", "skops", "scipy", "statsmodels", "pytest", "hypothesis", "pytest-benchmark")
+PACKAGES = (
+    "mlflow",
+    "scikit-learn",
+    "pandas",
+    "pandera",
+    "skops",
+    "scipy",
+    "statsmodels",
+    "pytest",
+    "hypothesis",
+    "pytest-benchmark",
+)
 
 
 def _row(check: str, ok: bool | None, detail: str) -> dict[str, str]:
@@ -39,7 +50,13 @@ def checks(settings: Settings) -> list[dict[str, str]]:
     features, n = None, None
     try:
         ds = data.load(settings)
-        rows.append(_row("data", True, f"{settings.data.path}: {len(ds.frame)} rows, {len(ds.features.columns)} features, contract ok"))
+        rows.append(
+            _row(
+                "data",
+                True,
+                f"{settings.data.path}: {len(ds.frame)} rows, {len(ds.features.columns)} features, contract ok",
+            )
+        )
         features, n = ds.features, len(ds.frame)
     except PipelineError as e:
         rows.append(_row("data", False, str(e)))
@@ -64,10 +81,23 @@ def checks(settings: Settings) -> list[dict[str, str]]:
 
         parent = Path(path).parent
         writable = parent.exists() or parent.parent.exists()
-        rows.append(_row("tracking store", writable, f"embedded SQLite {path} ({'exists' if Path(path).exists() else 'created on first run'})"))
+        rows.append(
+            _row(
+                "tracking store",
+                writable,
+                f"embedded SQLite {path} ({'exists' if Path(path).exists() else 'created on first run'})",
+            )
+        )
     elif parsed.scheme.startswith("postgresql"):
         err = _tcp(parsed.hostname or "127.0.0.1", parsed.port or 5432)
-        rows.append(_row("tracking store", err is None, f"PostgreSQL {parsed.hostname}:{parsed.port or 5432} " + ("reachable" if err is None else f"unreachable: {err}")))
+        rows.append(
+            _row(
+                "tracking store",
+                err is None,
+                f"PostgreSQL {parsed.hostname}:{parsed.port or 5432} "
+                + ("reachable" if err is None else f"unreachable: {err}"),
+            )
+        )
     else:
         rows.append(_row("tracking store", None, f"{uri}: not checked"))
     return rows

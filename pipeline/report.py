@@ -65,7 +65,9 @@ class _Doc:
         return f"threshold {th['text']}" if th else "not gated"
 
 
-def render(doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path, target: str = "target") -> dict[str, Path]:
+def render(
+    doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path, target: str = "target"
+) -> dict[str, Path]:
     """Write every plot whose data a gate recorded to out_dir; return {name: path}.
 
     Each plot shows the rows and figures the gates judged (their recorded plot data and
@@ -98,10 +100,20 @@ def render(doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path,
         lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
         ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="perfect")
         if mae_max is not None:
-            ax.fill_between([lo, hi], [lo - mae_max, hi - mae_max], [lo + mae_max, hi + mae_max], color="tab:green", alpha=0.15, label=f"+/- MAE threshold {fmt_number(mae_max)} {unit}")
+            ax.fill_between(
+                [lo, hi],
+                [lo - mae_max, hi - mae_max],
+                [lo + mae_max, hi + mae_max],
+                color="tab:green",
+                alpha=0.15,
+                label=f"+/- MAE threshold {fmt_number(mae_max)} {unit}",
+            )
         r2, mae = d.value("r2"), d.value("mae")
-        ax.set(title=f"Predicted vs actual {target}: R2 {fmt_number(r2)}, MAE {fmt_number(mae)} {unit} ({d.env})",
-               xlabel=f"actual {target} ({unit})", ylabel=f"predicted {target} ({unit})")
+        ax.set(
+            title=f"Predicted vs actual {target}: R2 {fmt_number(r2)}, MAE {fmt_number(mae)} {unit} ({d.env})",
+            xlabel=f"actual {target} ({unit})",
+            ylabel=f"predicted {target} ({unit})",
+        )
         _money(ax)
         ax.legend(loc="upper left")
         save("predicted_vs_actual", fig)
@@ -114,8 +126,11 @@ def render(doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path,
             for sign in (1, -1):
                 ax.axhline(sign * mae_max, color="tab:red", ls="--", lw=1, label="MAE threshold" if sign > 0 else None)
             ax.legend(loc="upper left")
-        ax.set(title=f"Residuals vs predicted: spread ratio {fmt_number(d.value('residual_spread'))} ({d.text('residual_spread')}, {d.env})",
-               xlabel=f"predicted {target} ({unit})", ylabel=f"actual - predicted ({unit})")
+        ax.set(
+            title=f"Residuals vs predicted: spread ratio {fmt_number(d.value('residual_spread'))} ({d.text('residual_spread')}, {d.env})",
+            xlabel=f"predicted {target} ({unit})",
+            ylabel=f"actual - predicted ({unit})",
+        )
         _money(ax)
         save("residuals_vs_predicted", fig)
 
@@ -127,8 +142,11 @@ def render(doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path,
         ax.scatter(osm, osr, s=8, alpha=0.6)
         ax.plot(osm, slope * np.asarray(osm) + intercept, color="black", lw=1, label="normal reference")
         scale_unit = "log units" if sample.get("scale") == "log" else unit
-        ax.set(title=f"Residual QQ: |skew| {fmt_number(d.value('residual_skew'))} ({d.text('residual_skew')}), excess kurtosis {fmt_number(d.value('residual_kurtosis'))} ({d.text('residual_kurtosis')})",
-               xlabel="normal theoretical quantiles (sd)", ylabel=f"residual quantiles ({scale_unit})")
+        ax.set(
+            title=f"Residual QQ: |skew| {fmt_number(d.value('residual_skew'))} ({d.text('residual_skew')}), excess kurtosis {fmt_number(d.value('residual_kurtosis'))} ({d.text('residual_kurtosis')})",
+            xlabel="normal theoretical quantiles (sd)",
+            ylabel=f"residual quantiles ({scale_unit})",
+        )
         ax.legend(loc="upper left")
         save("residual_qq", fig)
 
@@ -139,8 +157,11 @@ def render(doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path,
             for sign in (1, -1):
                 ax.axvline(sign * mae_max, color="tab:red", ls="--", lw=1, label="MAE threshold" if sign > 0 else None)
             ax.legend()
-        ax.set(title=f"Residuals: mean {fmt_number(resid.mean())} {unit} over {len(resid)} rows ({d.env})",
-               xlabel=f"actual - predicted ({unit})", ylabel="rows")
+        ax.set(
+            title=f"Residuals: mean {fmt_number(resid.mean())} {unit} over {len(resid)} rows ({d.env})",
+            xlabel=f"actual - predicted ({unit})",
+            ylabel="rows",
+        )
         _money(ax, "x")
         save("residual_hist", fig)
 
@@ -157,7 +178,11 @@ def render(doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path,
         if limit is not None:
             ax.axvline(limit, color="tab:red", ls="--", label=d.text("slice_error"))
         ax.axvline(1.0, color="black", lw=1, label="overall")
-        ax.set(title=f"Slice {metric} / overall {metric} ({d.env})", xlabel=f"ratio of slice {metric} to overall (x)", ylabel="")
+        ax.set(
+            title=f"Slice {metric} / overall {metric} ({d.env})",
+            xlabel=f"ratio of slice {metric} to overall (x)",
+            ylabel="",
+        )
         ax.tick_params(axis="y", labelsize=7)
         ax.legend(loc="lower right")
         save("slice_errors", fig)
@@ -172,7 +197,9 @@ def render(doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path,
         limit = d.threshold("single_row_latency").get("max")
         if limit is not None:
             ax.axvline(limit, color="tab:red", ls="--", label=d.text("single_row_latency"))
-        ax.set(title=f"Single-row prediction latency, {len(times)} calls ({d.env})", xlabel="latency (ms)", ylabel="calls")
+        ax.set(
+            title=f"Single-row prediction latency, {len(times)} calls ({d.env})", xlabel="latency (ms)", ylabel="calls"
+        )
         ax.legend()
         save("latency_hist", fig)
 
@@ -182,13 +209,20 @@ def render(doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path,
         fig, ax = plt.subplots(figsize=SIZE_IN)
         ax.hist(100 * samples, bins=50, color="tab:blue")
         bound = boot.get("bound", "lower")  # the bound the gate judged (checks.CHAMPION_TESTS)
-        ax.axvline(100 * boot[bound], color="black", lw=1,
-                   label=f"{boot['confidence']:.0%} {bound} bound {boot[bound]:+.2%} (judged: {boot.get('test', 'not_confidently_worse').replace('_', '-')})")
+        ax.axvline(
+            100 * boot[bound],
+            color="black",
+            lw=1,
+            label=f"{boot['confidence']:.0%} {bound} bound {boot[bound]:+.2%} (judged: {boot.get('test', 'not_confidently_worse').replace('_', '-')})",
+        )
         limit = d.threshold("champion_mae").get("max")
         if limit is not None:
             ax.axvline(100 * limit, color="tab:red", ls="--", label=f"margin {limit:+.0%}")
-        ax.set(title=f"Candidate vs champion {boot.get('champion', '')}: MAE change {boot['delta']:+.2%} ({d.env})",
-               xlabel="relative MAE difference, candidate - champion (%)", ylabel="bootstrap resamples")
+        ax.set(
+            title=f"Candidate vs champion {boot.get('champion', '')}: MAE change {boot['delta']:+.2%} ({d.env})",
+            xlabel="relative MAE difference, candidate - champion (%)",
+            ylabel="bootstrap resamples",
+        )
         ax.legend()
         save("champion_bootstrap", fig)
     return written
@@ -211,9 +245,16 @@ def _figure_text(g: dict[str, Any]) -> tuple[str, str]:
     return figure_text(g.get("figure")), ((g.get("figure") or {}).get("threshold") or {}).get("text", "-")
 
 
-STATUS_MARK = {"passed": "✅ passed", "failed": "❌ failed", "error": "💥 error", "skipped": "⏭ skipped",
-               "waived": "⚠️ waived", "advisory": "⚠️ advisory", "not_applicable": "➖ not applicable",
-               "inconclusive": "❔ inconclusive"}
+STATUS_MARK = {
+    "passed": "✅ passed",
+    "failed": "❌ failed",
+    "error": "💥 error",
+    "skipped": "⏭ skipped",
+    "waived": "⚠️ waived",
+    "advisory": "⚠️ advisory",
+    "not_applicable": "➖ not applicable",
+    "inconclusive": "❔ inconclusive",
+}
 
 
 def markdown(doc: dict[str, Any], plots: dict[str, Path], link_base: Path) -> str:
@@ -242,7 +283,9 @@ def markdown(doc: dict[str, Any], plots: dict[str, Path], link_base: Path) -> st
             rel = path.relative_to(link_base) if path.is_relative_to(link_base) else path
             lines.append(f"- [{PLOTS.get(name, name)}]({rel.as_posix()})")
         lines.append("")
-    lines.append(f"Evidence: config sha256 `{doc.get('config_sha256', '')[:12]}`, evaluation data sha256 `{str(doc.get('eval_data_sha256'))[:12]}`, model sha256 `{str(model.get('sha256'))[:12]}`, git `{str(doc.get('git_commit'))[:12]}`, {doc.get('started')} → {doc.get('ended')}.")
+    lines.append(
+        f"Evidence: config sha256 `{doc.get('config_sha256', '')[:12]}`, evaluation data sha256 `{str(doc.get('eval_data_sha256'))[:12]}`, model sha256 `{str(model.get('sha256'))[:12]}`, git `{str(doc.get('git_commit'))[:12]}`, {doc.get('started')} → {doc.get('ended')}."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -254,25 +297,31 @@ def html_report(doc: dict[str, Any], plots: dict[str, Path]) -> str:
     for g in doc.get("gates", []):
         fig, th = _figure_text(g)
         cls = "ok" if g["outcome"] == "passed" else "bad"
-        rows.append(f"<tr class='{cls}'><td>{html.escape(g['gate'])}</td><td>{html.escape(g['family'])}</td><td>{html.escape(fig)}</td>"
-                    f"<td>{html.escape(th)}</td><td>{html.escape(g['outcome'])}</td><td>{html.escape(g.get('message') or '')}</td></tr>")
+        rows.append(
+            f"<tr class='{cls}'><td>{html.escape(g['gate'])}</td><td>{html.escape(g['family'])}</td><td>{html.escape(fig)}</td>"
+            f"<td>{html.escape(th)}</td><td>{html.escape(g['outcome'])}</td><td>{html.escape(g.get('message') or '')}</td></tr>"
+        )
     imgs = []
     for name, path in plots.items():
         data = base64.b64encode(path.read_bytes()).decode()
-        imgs.append(f"<figure><img alt='{html.escape(PLOTS.get(name, name))}' src='data:image/png;base64,{data}'><figcaption>{html.escape(PLOTS.get(name, name))}</figcaption></figure>")
+        imgs.append(
+            f"<figure><img alt='{html.escape(PLOTS.get(name, name))}' src='data:image/png;base64,{data}'><figcaption>{html.escape(PLOTS.get(name, name))}</figcaption></figure>"
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Model gates: {html.escape(who)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
 tr.ok td:nth-child(5){{color:#070}}tr.bad td:nth-child(5){{color:#b00;font-weight:bold}}figure{{display:inline-block;margin:1em}}</style></head>
-<body><h1>Model gates: {html.escape(who)} ({html.escape(doc['environment'])}) — {html.escape(doc['status'].upper())}</h1>
-<ul>{''.join(f'<li>{html.escape(r)}</li>' for r in doc.get('reasons', []))}</ul>
-<table><tr><th>gate</th><th>family</th><th>figure</th><th>threshold</th><th>status</th><th>message</th></tr>{''.join(rows)}</table>
-{''.join(imgs)}
+<body><h1>Model gates: {html.escape(who)} ({html.escape(doc["environment"])}) — {html.escape(doc["status"].upper())}</h1>
+<ul>{"".join(f"<li>{html.escape(r)}</li>" for r in doc.get("reasons", []))}</ul>
+<table><tr><th>gate</th><th>family</th><th>figure</th><th>threshold</th><th>status</th><th>message</th></tr>{"".join(rows)}</table>
+{"".join(imgs)}
 </body></html>
 """
 
 
-def write(doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path, target: str = "target") -> dict[str, Path]:
+def write(
+    doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path, target: str = "target"
+) -> dict[str, Path]:
     """Plots under out_dir/plots, gate-report.md and gate-report.html in out_dir."""
     from pipeline.files import write_atomic
 

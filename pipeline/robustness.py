@@ -6,8 +6,9 @@ failure message; applying it to a batch of rows is vectorised, one predict per e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,20 +32,26 @@ class Perturbation:
     judge: Callable[[Any, pd.DataFrame, Callable[[pd.DataFrame], np.ndarray]], Any]
 
 
-def judged_in_one_batch(predict: Callable[[pd.DataFrame], np.ndarray], drawn: list[tuple[Perturbation, Any, pd.DataFrame]]) -> list | None:
+def judged_in_one_batch(
+    predict: Callable[[pd.DataFrame], np.ndarray], drawn: list[tuple[Perturbation, Any, pd.DataFrame]]
+) -> list | None:
     """The finding of every drawn example ((perturbation, spec, rows) each) from one predict of
     all their rows; None when they cannot share a batch (other columns or dtypes) or the
     predict raises."""
     frames = [rows for _, _, rows in drawn]
-    if not frames or any(list(f.columns) != list(frames[0].columns) or not f.dtypes.equals(frames[0].dtypes) for f in frames):
+    if not frames or any(
+        list(f.columns) != list(frames[0].columns) or not f.dtypes.equals(frames[0].dtypes) for f in frames
+    ):
         return None
     try:
         p = np.asarray(predict(pd.concat(frames, ignore_index=True)), float)
     except Exception:
         return None
     ends = np.cumsum([len(f) for f in frames])
-    return [pert.judge(spec, rows, lambda _rows, share=p[end - len(rows):end]: share)
-            for (pert, spec, rows), end in zip(drawn, ends)]
+    return [
+        pert.judge(spec, rows, lambda _rows, share=p[end - len(rows) : end]: share)  # noqa: B008 (bound now)
+        for (pert, spec, rows), end in zip(drawn, ends)
+    ]
 
 
 def worst(found: list[Finding]) -> Finding:
@@ -79,7 +86,9 @@ def explore(holds: Holds, *properties: Callable[[Observe], Callable[[], None]]) 
     return worst(observed)
 
 
-def explore_batched(predict: Callable[[pd.DataFrame], np.ndarray], holds: Holds, *perturbations: Perturbation) -> Finding:
+def explore_batched(
+    predict: Callable[[pd.DataFrame], np.ndarray], holds: Holds, *perturbations: Perturbation
+) -> Finding:
     """Hypothesis draws every example of each perturbation; all of them are predicted in one
     batch and judged. When one fails, or the batch predict raises, they are explored again one
     predict per example (explore), so that hypothesis finds the failure and shrinks it to a
@@ -130,7 +139,7 @@ class RowSample:
 
 
 def _is_text(dtype) -> bool:
-    return dtype == object or isinstance(dtype, pd.StringDtype)
+    return pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype)
 
 
 def _assign(out: pd.DataFrame, col: str, values: np.ndarray) -> None:
@@ -244,7 +253,9 @@ def row_samples(rows: int) -> st.SearchStrategy[RowSample]:
 def subsets(columns: list[str]) -> st.SearchStrategy[tuple[str, ...]]:
     if not columns:
         raise ValueError("subsets: columns must not be empty")
-    return st.lists(st.sampled_from(columns), min_size=1, max_size=len(columns), unique=True).map(lambda c: tuple(sorted(c)))
+    return st.lists(st.sampled_from(columns), min_size=1, max_size=len(columns), unique=True).map(
+        lambda c: tuple(sorted(c))
+    )
 
 
 def mask_specs(columns: list[str], rows: int) -> st.SearchStrategy[MaskSpec]:
@@ -256,7 +267,9 @@ def unseen_specs(columns: list[str], rows: int) -> st.SearchStrategy[UnseenSpec]
 
 
 def shift_specs(feature: str, rows: int, max_step: float) -> st.SearchStrategy[ShiftSpec]:
-    return st.builds(ShiftSpec, sample=row_samples(rows), feature=st.just(feature), step=st.floats(max_step / 10, max_step))
+    return st.builds(
+        ShiftSpec, sample=row_samples(rows), feature=st.just(feature), step=st.floats(max_step / 10, max_step)
+    )
 
 
 WIDER_NUMERIC = ("float64", "Float64")

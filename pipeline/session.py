@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import data as data_mod
 from pipeline import checks, figures, registry, train
+from pipeline import data as data_mod
 from pipeline.config import Settings
 from pipeline.data import FeatureSpec
 from pipeline.robustness import RowSample
@@ -58,8 +58,15 @@ class GateSession:
     from `model_uri` or fitted. `champion`: "self" (the candidate holds the alias), None (no
     model does), or, by default, whatever the registry says holds the champion alias."""
 
-    def __init__(self, settings: Settings, model_uri: str | None = None, eval_data: Path | None = None, *,
-                 model: Any = None, champion: Any = _REGISTRY):
+    def __init__(
+        self,
+        settings: Settings,
+        model_uri: str | None = None,
+        eval_data: Path | None = None,
+        *,
+        model: Any = None,
+        champion: Any = _REGISTRY,
+    ):
         self.settings = settings
         self.model_uri = model_uri
         self.eval_data = Path(eval_data) if eval_data else None
@@ -199,10 +206,14 @@ class GateSession:
         if missing:
             from pipeline.errors import InputError
 
-            raise InputError(f"{self.settings.config_path}: gates.residuals.order_by: column '{missing[0]}' is neither a feature "
-                             "nor one of data.id_columns of the evaluation data")
+            raise InputError(
+                f"{self.settings.config_path}: gates.residuals.order_by: column '{missing[0]}' is neither a feature "
+                "nor one of data.id_columns of the evaluation data"
+            )
         order = checks.in_order(pr.frame, cfg.order_by)
-        return checks.residual_sample(pr.y[order], pr.p[order], cfg.scale, cfg.sample_size, self.settings.seed, cfg.censored)
+        return checks.residual_sample(
+            pr.y[order], pr.p[order], cfg.scale, cfg.sample_size, self.settings.seed, cfg.censored
+        )
 
     @functools.cached_property
     def compared(self) -> tuple[pd.DataFrame, np.ndarray]:

@@ -53,8 +53,12 @@ def generate(folder: Path, name: str) -> tuple[Path, Path, str]:
             raise InputError(f"{p}: already exists; keygen never overwrites a key (choose another --name or folder)")
     folder.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
-    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(private_pem)
@@ -116,7 +120,9 @@ def sign(private_key, digest: str, kind: str = "evidence") -> Signature:
     return Signature(key_id(private_key.public_key()), base64.b64encode(value).decode())
 
 
-def verify(public_keys: dict[str, object], digest: str, signature: Signature | None, kind: str = "evidence") -> str | None:
+def verify(
+    public_keys: dict[str, object], digest: str, signature: Signature | None, kind: str = "evidence"
+) -> str | None:
     """None when `signature` is a valid signature of `digest` (a document of `kind`) by a
     trusted key; else why not, worded to follow "the evidence is" ("the approval is")."""
     from cryptography.exceptions import InvalidSignature

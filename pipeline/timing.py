@@ -17,8 +17,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,9 @@ class Rounds:
     candidate_wait: np.ndarray | None = None  # seconds each call waited for a core (None: not measurable here)
     other_cpu: np.ndarray | None = None
     other_wait: np.ndarray | None = None
-    window: np.ndarray | None = None  # wall seconds of the window the candidate's CPU and wait were read in (None: `candidate`)
+    window: np.ndarray | None = (
+        None  # wall seconds of the window the candidate's CPU and wait were read in (None: `candidate`)
+    )
 
     @property
     def stretch(self) -> float:
@@ -145,8 +148,14 @@ class _Clock:
         return None if any(w is None for w in self.wait) else np.asarray(self.wait, float)
 
 
-def interleaved(call: Callable[..., Any], next_args: Callable[[], tuple], rounds: int, *,
-                other: Callable[..., Any] | None = None, benchmark: Any = None) -> Rounds:
+def interleaved(
+    call: Callable[..., Any],
+    next_args: Callable[[], tuple],
+    rounds: int,
+    *,
+    other: Callable[..., Any] | None = None,
+    benchmark: Any = None,
+) -> Rounds:
     """`rounds` timed calls of `call(*next_args())`, each preceded by one timed reference
     workload, so that both see the same stretch of the machine's load; each call's CPU time
     and its wait for a core are taken too. With `other` (a champion's predict), it answers the
@@ -189,9 +198,17 @@ def interleaved(call: Callable[..., Any], next_args: Callable[[], tuple], rounds
             teardown()
         wall = np.asarray(cand.wall, float)
     arr = lambda xs: np.asarray(xs, float)  # noqa: E731
-    return Rounds(wall, arr(cand.cpu), arr(ref.wall), arr(ref.cpu), arr(oth.wall) if other is not None else None,
-                  cand.waits(), arr(oth.cpu) if other is not None else None, oth.waits() if other is not None else None,
-                  window=arr(cand.wall))
+    return Rounds(
+        wall,
+        arr(cand.cpu),
+        arr(ref.wall),
+        arr(ref.cpu),
+        arr(oth.wall) if other is not None else None,
+        cand.waits(),
+        arr(oth.cpu) if other is not None else None,
+        oth.waits() if other is not None else None,
+        window=arr(cand.wall),
+    )
 
 
 def stretch(wall: np.ndarray, cpu: np.ndarray, q: float = 90) -> float:

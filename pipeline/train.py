@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+
 # The booster's tree class, to rebuild saved trees (the type skops is told to trust anyway).
 from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 from sklearn.linear_model import Ridge
@@ -34,8 +35,12 @@ class RowBlockPipeline(Pipeline):
         n = len(X) if isinstance(X, pd.DataFrame) else 0
         if n <= _PREDICT_BLOCK or params:
             return super().predict(X, **params)
-        return np.concatenate([super(RowBlockPipeline, self).predict(X.iloc[start:start + _PREDICT_BLOCK])
-                               for start in range(0, n, _PREDICT_BLOCK)])
+        return np.concatenate(
+            [
+                super(RowBlockPipeline, self).predict(X.iloc[start : start + _PREDICT_BLOCK])
+                for start in range(0, n, _PREDICT_BLOCK)
+            ]
+        )
 
 
 class CodedHistGradientBoostingRegressor(HistGradientBoostingRegressor):
@@ -70,12 +75,14 @@ class CodedHistGradientBoostingRegressor(HistGradientBoostingRegressor):
             pos = np.searchsorted(known, v)
             found = known[np.minimum(pos, len(known) - 1)] == v  # NaN never equals
             out[:, k] = np.where(found, pos, np.nan)
-        out[:, len(cat_cols):] = X[:, num_cols]
+        out[:, len(cat_cols) :] = X[:, num_cols]
         return out
 
     def _plain_array(self, X) -> bool:
         return (
-            isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype == np.float64
+            isinstance(X, np.ndarray)
+            and X.ndim == 2
+            and X.dtype == np.float64
             and X.shape[1] == getattr(self, "n_features_in_", -1)
             and not hasattr(self, "feature_names_in_")
         )
@@ -122,6 +129,7 @@ def _pack_trees(predictors: list[list[TreePredictor]]) -> dict:
 
 def _unpack_trees(packed: dict) -> list[list[TreePredictor]]:
     """The TreePredictors _pack_trees packed, each with its own contiguous arrays."""
+
     def split(key: str) -> list[np.ndarray]:
         counts = np.asarray(packed[f"{key}_counts"])
         if not len(counts):
@@ -130,7 +138,7 @@ def _unpack_trees(packed: dict) -> list[list[TreePredictor]]:
 
     flat = [TreePredictor(n, b, r) for n, b, r in zip(split("nodes"), split("binned"), split("raw"))]
     n_iter, per_iteration = (int(x) for x in packed["shape"])
-    return [flat[i * per_iteration:(i + 1) * per_iteration] for i in range(n_iter)]
+    return [flat[i * per_iteration : (i + 1) * per_iteration] for i in range(n_iter)]
 
 
 def build(settings: Settings, spec: FeatureSpec) -> Pipeline:
@@ -142,7 +150,9 @@ def build(settings: Settings, spec: FeatureSpec) -> Pipeline:
         named = params["monotonic_cst"]
         unknown = sorted(set(named) - set(spec.numeric))
         if unknown:
-            raise InputError(f"{settings.model_file or settings.config_path}: model.params.monotonic_cst: '{unknown[0]}' is not a numeric feature")
+            raise InputError(
+                f"{settings.model_file or settings.config_path}: model.params.monotonic_cst: '{unknown[0]}' is not a numeric feature"
+            )
         params["monotonic_cst"] = [int(named.get(c, 0)) for c in spec.columns]
     try:
         if m.type == "hist_gradient_boosting":
@@ -156,7 +166,9 @@ def build(settings: Settings, spec: FeatureSpec) -> Pipeline:
             reg = Ridge(random_state=settings.seed, **params)
     except TypeError as e:
         # sklearn: "__init__() got an unexpected keyword argument 'x'"
-        raise InputError(f"{settings.model_file or settings.config_path}: model.params: {str(e).split(') ', 1)[-1]}") from None
+        raise InputError(
+            f"{settings.model_file or settings.config_path}: model.params: {str(e).split(') ', 1)[-1]}"
+        ) from None
     if m.log_target:
         # The log scale is where price errors are roughly symmetric; predictions come back in units.
         reg = TransformedTargetRegressor(regressor=reg, func=np.log, inverse_func=np.exp, check_inverse=False)
@@ -171,5 +183,7 @@ def fit(settings: Settings, spec: FeatureSpec, train: pd.DataFrame) -> Pipeline:
     try:
         model.fit(train[spec.columns], train[settings.data.target])
     except ValueError as e:
-        raise InputError(f"{settings.model_file or settings.config_path}: model.params: {str(e).splitlines()[0]}") from None
+        raise InputError(
+            f"{settings.model_file or settings.config_path}: model.params: {str(e).splitlines()[0]}"
+        ) from None
     return model

@@ -33,10 +33,10 @@ class Wrapper(RegressorMixin, BaseEstimator):
     def __init__(self, estimator=None):
         self.estimator = estimator
 
-    def fit(self, X: pd.DataFrame, y) -> "Wrapper":
+    def fit(self, X: pd.DataFrame, y) -> Wrapper:
         return self.adopt(clone(self.estimator).fit(X, y), X)
 
-    def adopt(self, fitted, X: pd.DataFrame) -> "Wrapper":
+    def adopt(self, fitted, X: pd.DataFrame) -> Wrapper:
         """Take an inner model already fitted on X (what fit would give), saving a refit."""
         self.estimator_ = fitted
         self._learn(X)
@@ -56,7 +56,7 @@ class UnseededFit(Wrapper):
         self.estimator = estimator
         self.jitter = jitter
 
-    def fit(self, X: pd.DataFrame, y) -> "UnseededFit":
+    def fit(self, X: pd.DataFrame, y) -> UnseededFit:
         y = np.asarray(y, dtype=float)
         noisy = y * (1.0 + self.jitter * np.random.standard_normal(len(y)))  # no seed, on purpose
         return self.adopt(clone(self.estimator).fit(X, noisy), X)

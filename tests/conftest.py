@@ -388,7 +388,7 @@ def run_gates_in_process(folder: Path, config: Path, *extra: str, expect_evidenc
 _MODULE_FIXTURE = re.compile(r"@pytest\.fixture\(\s*scope\s*=\s*[\"']module[\"']")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shares_a_module_fixture(path: Path) -> bool:
     try:
         return bool(_MODULE_FIXTURE.search(path.read_text()))

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import registered_versions, run_gates_in_process, signed_project
 
+from conftest import registered_versions, run_gates_in_process, signed_project
 from pipeline import cli, gating, registry, signing
-from pipeline import evidence as evidence_mod
 from pipeline import config as config_mod
+from pipeline import evidence as evidence_mod
 from pipeline.errors import PromotionRefused
 
 NAME = "ames-price"

@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import CHEAP, LIGHT_MODEL, registered_versions, run_cli, run_gates_in_process, write_project
 
-from pipeline import cli
+from conftest import CHEAP, LIGHT_MODEL, registered_versions, run_cli, run_gates_in_process, write_project
+from pipeline import cli, registry
 from pipeline import config as config_mod
-from pipeline import registry
 
 NAME = "ames-price"
 

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from pipeline import config, data
 from conftest import AMES, ROOT, store_state, write_project
+from pipeline import config, data
 
 ROWS = 600  # above the Ames contract's min_rows (500)
 EXTRA = ["Listing_Agent", "Notes", "Row_Number"]

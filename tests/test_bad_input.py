@@ -14,14 +14,15 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from pipeline import cli
 from conftest import AMES, ROOT, deep_merge, store_state, write_project
+from pipeline import cli
 
 ROWS = 600  # above the Ames contract's min_rows (500)
 

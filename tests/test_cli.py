@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import AMES, CHEAP, LIGHT_MODEL, SHARED_MACHINE, deep_merge, run_cli, store_state, write_project
 
+from conftest import AMES, CHEAP, LIGHT_MODEL, SHARED_MACHINE, deep_merge, run_cli, store_state, write_project
 from pipeline import config as config_mod
 from pipeline import data as data_mod
 from pipeline import registry

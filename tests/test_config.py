@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import AMES, write_project
 from pipeline import config
 from pipeline.errors import InputError
-from conftest import AMES, write_project
 
 
 @pytest.fixture(autouse=True)

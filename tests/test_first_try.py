@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import CONFIG, write_project
 from pipeline import config as config_mod
 from pipeline import data as data_mod
 from pipeline import figures
 from pipeline.errors import InputError
-from conftest import CONFIG, write_project
 
 
 def _dataset(frame: pd.DataFrame, target: str, ids: tuple[str, ...] = ()) -> data_mod.Dataset:

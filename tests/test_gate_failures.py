@@ -22,19 +22,19 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import bad_models as bm
 import pytest
 from threadpoolctl import threadpool_limits
 
-import bad_models as bm
 from conftest import CHEAP, NEEDS_CHAMPION, SHARED_MACHINE, GateRun, deep_merge, run_gates_in_process, write_project
-from pipeline import catalogue
+from pipeline import catalogue, figures, registry, train
 from pipeline import config as config_mod
 from pipeline import data as data_mod
-from pipeline import figures, registry, train
 from pipeline.config import fmt_number
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,9 @@ import json
 import warnings
 
 import pytest
-from conftest import CONFIG, ROOT, run_gates_in_process
 from hypothesis import settings as hypothesis_settings
 
+from conftest import CONFIG, ROOT, run_gates_in_process
 from pipeline import catalogue
 
 # Timings differ run to run by nature; serving needs a model server (minimal.py does not start one).

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import CHEAP, LIGHT_MODEL, SHARED_MACHINE, deep_merge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +68,7 @@ def test_runnable_blocks_run_as_written(tmp_path, sequence):
     model_cfg["model"] = deep_merge(model_cfg["model"], LIGHT_MODEL)
     model_path.write_text(yaml.safe_dump(model_cfg, sort_keys=False))
     loose = SHARED_MACHINE["environments"]["staging"]["thresholds"]
-    for name, env in cfg["environments"].items():
+    for env in cfg["environments"].values():
         for key, bound in loose.items():
             if key in env["thresholds"] or "extends" not in env:  # the line where it is written or inherited from
                 env["thresholds"][key] = {**bound, "required": env["thresholds"].get(key, {}).get("required", True)}

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import bad_models as bm
 import pytest
 from threadpoolctl import threadpool_limits
 
-import bad_models as bm
 from conftest import CHEAP, GateRun, deep_merge, run_gates_in_process, write_project
 from pipeline import config as config_mod
 from pipeline import data as data_mod

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import CHEAP, LIGHT_MODEL, deep_merge, write_project
 from pipeline import config as config_mod
 from pipeline import servers
 from pipeline.live.client import http
 from pipeline.live.client import scoring_payload as payload
-from conftest import CHEAP, LIGHT_MODEL, deep_merge, write_project
 
 pytestmark = pytest.mark.slow
 
@@ -687,8 +687,9 @@ os._exit(0)  # no flush, no close: as a SIGKILL leaves it
 @pytest.mark.postgres
 def test_postgresql_log_store_shared_by_two_servers(live_project, tmp_path):
     """Two serving processes' worth of services on one PostgreSQL log: one log, the monitor reads both."""
-    from pipeline.live.monitor import Monitor
     from test_servers import fresh_pg_database
+
+    from pipeline.live.monitor import Monitor
 
     base, frame, features = live_project
     point(base, production="1", challenger="2")

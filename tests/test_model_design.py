@@ -19,9 +19,9 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.preprocessing import OrdinalEncoder
 
+from conftest import write_project
 from pipeline import config, data, train
 from pipeline.features import FrameEncoder
-from conftest import write_project
 
 
 @pytest.fixture(scope="module")

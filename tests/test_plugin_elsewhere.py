@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn.linear_model  # noqa: E402,F401
 import yaml
-
-from pipeline.config import fmt_number as fmt
 
 # pytester restores sys.modules after each in-process run: what the gate runs import is
 # imported here first, so that every run shares one copy of each library's classes.
@@ -29,8 +28,8 @@ import pipeline.gating  # noqa: E402,F401
 import pipeline.report  # noqa: E402,F401
 import pipeline.session  # noqa: E402,F401
 import pipeline.train  # noqa: E402,F401
-import sklearn.linear_model  # noqa: E402,F401
 from pipeline import registry  # noqa: E402,F401
+from pipeline.config import fmt_number as fmt
 
 pipeline.report._plt()
 registry.store.connect  # noqa: B018  (mlflow itself is imported when a run first needs it)
@@ -306,7 +305,7 @@ def test_a_gate_the_environment_does_not_require_is_advisory_it_reports_and_neve
 def test_a_waiver_turns_one_required_failure_into_a_recorded_waiver_until_it_expires(crops):
     import datetime as dt
 
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     failing = {"dev": {"thresholds": thresholds(median_absolute_error={"max": 0.5, "unit": "kg"})}}
     reason = "two plots mislabelled in the survey; relabelled by the next harvest"
     write_config(crops, environments=failing,

@@ -25,8 +25,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import CHEAP, NEEDS_CHAMPION, ROOT, SHARED_MACHINE, GateRun, deep_merge, registered_versions, require_only, run_cli, run_gates_in_process, write_project
 
+from conftest import (
+    CHEAP,
+    NEEDS_CHAMPION,
+    ROOT,
+    SHARED_MACHINE,
+    GateRun,
+    deep_merge,
+    registered_versions,
+    require_only,
+    run_cli,
+    run_gates_in_process,
+    write_project,
+)
 from pipeline import config as config_mod
 from pipeline import evidence as evidence_mod
 from pipeline import gating, registry
@@ -64,7 +76,7 @@ class Store:
     config: Path  # the real required gates
     narrow: Path  # only NARROW required
     versions: dict[str, str] = field(default_factory=dict)
-    started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def settings(self, env: str = "staging", narrow: bool = False):
         return load_settings(self.narrow if narrow else self.config, env)
@@ -157,7 +169,7 @@ def test_promote_moves_the_alias_and_tags_the_version(store, promoted):
     tags = store.tags(v2)
     assert tags["promoted.staging.by"] == "gate-tester"
     at = dt.datetime.fromisoformat(tags["promoted.staging.at"])
-    assert store.started - dt.timedelta(seconds=1) <= at <= dt.datetime.now(dt.timezone.utc)
+    assert store.started - dt.timedelta(seconds=1) <= at <= dt.datetime.now(dt.UTC)
     local = store.evidence_file("second")
     assert tags["promoted.staging.evidence_sha256"] == tags["gates.staging.evidence_sha256"]
     assert tags["promoted.staging.evidence_sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()

@@ -15,9 +15,9 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from conftest import write_project
 from pipeline import config, registry
 from pipeline.registry import VersionInfo
-from conftest import write_project
 
 NAME = "ames-price"
 

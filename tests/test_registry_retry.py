@@ -8,8 +8,8 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
-from pipeline import config, jobs
 from conftest import write_project
+from pipeline import config, jobs
 
 # What a PostgreSQL-backed server answered when two of eight pipelines logged the same data
 # file at once (tests/test_servers.py, eight concurrent pipelines).

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from threadpoolctl import threadpool_limits
 
-from pipeline import config, data
 from conftest import ROOT, run_gates_in_process, store_state
+from pipeline import config, data
 
 TARGET = "energy_kwh"
 NUMERIC = ["floor_area_m2", "outdoor_temp_c", "occupants", "insulation_age_years"]
@@ -222,7 +222,7 @@ def test_trains_and_registers_by_config_alone(energy_project: Path, capsys: pyte
     assert code == 0, err
     assert store_state(folder) == (1, 1)
     assert "registered energy-kwh version 1" in out
-    line = next(l for l in out.splitlines() if l.startswith("eval R2"))
+    line = next(x for x in out.splitlines() if x.startswith("eval R2"))
     r2 = float(line.split()[2])
     mape = float(line.split("MAPE")[1].split()[0])
     # A real signal was learnt: well above a model that learnt nothing.

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import servers
 from conftest import CHEAP, LIGHT_MODEL, ROOT, deep_merge, empty_store, write_project
+from pipeline import servers
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import registered_versions, run_cli, run_gates_in_process, signed_project
 
+from conftest import registered_versions, run_cli, run_gates_in_process, signed_project
 from pipeline import config as config_mod
 from pipeline import evidence as evidence_mod
 from pipeline import gating, registry, signing

@@ -18,7 +18,16 @@ import pytest
 import yaml
 from matplotlib import image as mpimg
 
-from conftest import CHEAP, LIGHT_MODEL, ROOT, deep_merge, registered_versions, require_only, run_gates_in_process, write_project
+from conftest import (
+    CHEAP,
+    LIGHT_MODEL,
+    ROOT,
+    deep_merge,
+    registered_versions,
+    require_only,
+    run_gates_in_process,
+    write_project,
+)
 from pipeline import config as config_mod
 from pipeline import registry, report
 

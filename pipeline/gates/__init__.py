@@ -9,7 +9,8 @@ test (it then records and judges through the `gate` fixture's `holds`).
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 

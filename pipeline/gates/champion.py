@@ -16,9 +16,17 @@ def champion_mae(run: Inputs) -> Finding | NotApplicable:
     if champion is None:
         return NotApplicable(checks.champion_absent(settings.champion_alias, cfg.test).detail)
     pr = s.predictions
-    return checks.champion_mae(pr.y, pr.p, champion.predictions, champion=f"{champion.name} v{champion.version} @{settings.champion_alias}",
-                               resamples=cfg.bootstrap_resamples, confidence=cfg.confidence, seed=settings.seed,
-                               max_rows=cfg.bootstrap_rows, test=cfg.test)
+    return checks.champion_mae(
+        pr.y,
+        pr.p,
+        champion.predictions,
+        champion=f"{champion.name} v{champion.version} @{settings.champion_alias}",
+        resamples=cfg.bootstrap_resamples,
+        confidence=cfg.confidence,
+        seed=settings.seed,
+        max_rows=cfg.bootstrap_rows,
+        test=cfg.test,
+    )
 
 
 __all__ = export(__name__)

@@ -29,16 +29,26 @@ def train_eval_overlap(run: Inputs) -> Finding:
 def feature_drift(run: Inputs) -> Finding:
     """The worst feature's drift between the training and the evaluation rows."""
     s = run.session
-    return checks.feature_drift(s.train_frame, s.eval_frame, list(s.features.numeric), list(s.features.categorical),
-                                run.settings.gates.drift.min_rows)
+    return checks.feature_drift(
+        s.train_frame,
+        s.eval_frame,
+        list(s.features.numeric),
+        list(s.features.categorical),
+        run.settings.gates.drift.min_rows,
+    )
 
 
 @spec("data")
 def target_leak(run: Inputs) -> Finding:
     """The best R2 one feature reaches alone, on the scale the model fits."""
     s = run.session
-    return checks.target_leak(s.train_frame, s.eval_frame, list(s.features.columns), run.settings.data.target,
-                              log=run.settings.model.log_target)
+    return checks.target_leak(
+        s.train_frame,
+        s.eval_frame,
+        list(s.features.columns),
+        run.settings.data.target,
+        log=run.settings.model.log_target,
+    )
 
 
 __all__ = export(__name__)

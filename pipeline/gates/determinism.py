@@ -17,8 +17,14 @@ def refit_identical(run: Inputs) -> Finding:
     training rows are many: determinism does not need the full training set to show."""
     s, settings = run.session, run.settings
     train = s.train_frame
-    return checks.refit_identical(s.model, train[s.features.columns], train[settings.data.target], *s.compared,
-                                  refit_rows=settings.gates.determinism.refit_rows, seed=settings.seed)
+    return checks.refit_identical(
+        s.model,
+        train[s.features.columns],
+        train[settings.data.target],
+        *s.compared,
+        refit_rows=settings.gates.determinism.refit_rows,
+        seed=settings.seed,
+    )
 
 
 @spec("determinism")

@@ -7,7 +7,8 @@ With benchmarking disabled no figure exists, and the gate is reported as skipped
 as passed: a skipped required gate refuses promotion.
 """
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -45,8 +46,13 @@ def _single_row_rounds(run: Inputs, bench: Any, *, fresh: bool) -> timing.Rounds
         # Single rows are served on one thread: starting OpenMP workers costs more than a row's
         # work, and on a busy machine waiting for them dominates the tail.
         with threadpool_limits(limits=1, user_api="openmp"):
-            return timing.interleaved(s.model.predict, rows, cfg.single_row_rounds,
-                                      other=champion.model.predict if champion is not None else None, benchmark=bench)
+            return timing.interleaved(
+                s.model.predict,
+                rows,
+                cfg.single_row_rounds,
+                other=champion.model.predict if champion is not None else None,
+                benchmark=bench,
+            )
 
     return measure() if fresh else s.shared("single_row_rounds", measure)
 
@@ -76,7 +82,9 @@ def batch_throughput(run: Inputs) -> Finding:
 
     def measure(first: bool) -> Finding:
         s.model.predict(batch)  # warm-up, untimed
-        rounds = timing.interleaved(s.model.predict, lambda: (batch,), cfg.batch_rounds, benchmark=run.benchmark if first else None)
+        rounds = timing.interleaved(
+            s.model.predict, lambda: (batch,), cfg.batch_rounds, benchmark=run.benchmark if first else None
+        )
         return checks.batch_throughput(rounds, cfg.batch_rows, confidence=cfg.confidence, seed=settings.seed)
 
     return measured_until_decided(measure, run.threshold, _reruns(run))

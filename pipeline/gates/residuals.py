@@ -38,8 +38,11 @@ def residual_autocorrelation(run: Inputs) -> Finding | NotApplicable:
     settings = run.settings
     cfg = settings.gates.residuals
     if cfg.order_by is None:
-        return NotApplicable("the rows have no declared order (gates.residuals.order_by)", stated=settings.stated(cfg, "order_by"),
-                             how="set gates.residuals.order_by to the columns of their time order, or to null when there is none")
+        return NotApplicable(
+            "the rows have no declared order (gates.residuals.order_by)",
+            stated=settings.stated(cfg, "order_by"),
+            how="set gates.residuals.order_by to the columns of their time order, or to null when there is none",
+        )
     return checks.residual_autocorrelation(run.session.ordered_residuals, order=", ".join(cfg.order_by))
 
 

@@ -29,9 +29,11 @@ def noise_stability(run: Inputs) -> Finding | NotApplicable:
     cfg, pr, features = settings.gates.robustness, s.predictions, s.features
     if not features.numeric:
         data = settings.data
-        return NotApplicable("no numeric feature to add noise to",
-                             stated=settings.stated(data, "numeric_features") and data.numeric_features == [],
-                             how="set data.numeric_features: [] to say the data has none")
+        return NotApplicable(
+            "no numeric feature to add noise to",
+            stated=settings.stated(data, "numeric_features") and data.numeric_features == [],
+            how="set data.numeric_features: [] to say the data has none",
+        )
     # One fixed, seeded sample and every numeric feature at once: the same figure every run.
     numeric = tuple(features.numeric)
     sample = rb.RowSample(settings.seed, cfg.noise_rows)
@@ -40,7 +42,9 @@ def noise_stability(run: Inputs) -> Finding | NotApplicable:
 
     def judged(columns: tuple[str, ...]) -> Finding:
         noise = rb.NoiseSpec(sample, columns, how)
-        return checks.noise_stability(pr.p[at], s.predict(noise.apply(pr.frame.iloc[at], sd)), percentile=cfg.percentile, spec=noise)
+        return checks.noise_stability(
+            pr.p[at], s.predict(noise.apply(pr.frame.iloc[at], sd)), percentile=cfg.percentile, spec=noise
+        )
 
     finding = judged(numeric)
     if run.holds(finding):
@@ -54,10 +58,15 @@ def noise_stability(run: Inputs) -> Finding | NotApplicable:
 def missing_values(run: Inputs) -> Finding:
     """Rows whose prediction is not finite when hypothesis-drawn cells are missing."""
     s = run.session
-    return rb.explore_batched(s.predict, run.holds, rb.Perturbation(
-        rb.mask_specs(s.features.columns, run.settings.gates.robustness.rows_per_example),
-        lambda drawn: drawn.apply(drawn.sample.take(s.eval_frame)),
-        lambda drawn, rows, predict: checks.missing_values(predict, rows, drawn)))
+    return rb.explore_batched(
+        s.predict,
+        run.holds,
+        rb.Perturbation(
+            rb.mask_specs(s.features.columns, run.settings.gates.robustness.rows_per_example),
+            lambda drawn: drawn.apply(drawn.sample.take(s.eval_frame)),
+            lambda drawn, rows, predict: checks.missing_values(predict, rows, drawn),
+        ),
+    )
 
 
 @spec("robustness")
@@ -66,13 +75,20 @@ def unseen_categories(run: Inputs) -> Finding | NotApplicable:
     s, settings = run.session, run.settings
     if not s.features.categorical:
         data = settings.data
-        return NotApplicable("no categorical feature to inject unseen categories into",
-                             stated=settings.stated(data, "categorical_features") and data.categorical_features == [],
-                             how="set data.categorical_features: [] to say the data has none")
-    return rb.explore_batched(s.predict, run.holds, rb.Perturbation(
-        rb.unseen_specs(list(s.features.categorical), settings.gates.robustness.rows_per_example),
-        lambda drawn: drawn.apply(drawn.sample.take(s.eval_frame)),
-        lambda drawn, rows, predict: checks.unseen_categories(predict, rows, drawn)))
+        return NotApplicable(
+            "no categorical feature to inject unseen categories into",
+            stated=settings.stated(data, "categorical_features") and data.categorical_features == [],
+            how="set data.categorical_features: [] to say the data has none",
+        )
+    return rb.explore_batched(
+        s.predict,
+        run.holds,
+        rb.Perturbation(
+            rb.unseen_specs(list(s.features.categorical), settings.gates.robustness.rows_per_example),
+            lambda drawn: drawn.apply(drawn.sample.take(s.eval_frame)),
+            lambda drawn, rows, predict: checks.unseen_categories(predict, rows, drawn),
+        ),
+    )
 
 
 @spec("robustness")
@@ -119,19 +135,26 @@ def directional(run: Inputs) -> Finding | NotApplicable:
     s, settings = run.session, run.settings
     cfg, pr = settings.gates.robustness, s.predictions
     if not cfg.directional:
-        return NotApplicable("no directional expectation configured (gates.robustness.directional)",
-                             stated=settings.stated(cfg, "directional"),
-                             how="list the expectations under gates.robustness.directional, or set it to [] to say there are none")
+        return NotApplicable(
+            "no directional expectation configured (gates.robustness.directional)",
+            stated=settings.stated(cfg, "directional"),
+            how="list the expectations under gates.robustness.directional, or set it to [] to say there are none",
+        )
 
     def expectation(exp: Any) -> rb.Perturbation:
         spread = float(s.spread[exp.feature])
 
         def judge(shift: rb.ShiftSpec, shifted: Any, predict: Any) -> Finding:
             before = pr.p[shift.sample.positions(len(pr.frame))]
-            return checks.directional(before, predict(shifted), direction=exp.direction, feature=exp.feature, spec=shift)
+            return checks.directional(
+                before, predict(shifted), direction=exp.direction, feature=exp.feature, spec=shift
+            )
 
-        return rb.Perturbation(rb.shift_specs(exp.feature, cfg.rows_per_example, exp.step_relative),
-                               lambda shift: shift.apply(shift.sample.take(pr.frame), spread, +1), judge)
+        return rb.Perturbation(
+            rb.shift_specs(exp.feature, cfg.rows_per_example, exp.step_relative),
+            lambda shift: shift.apply(shift.sample.take(pr.frame), spread, +1),
+            judge,
+        )
 
     return rb.explore_batched(s.predict, run.holds, *[expectation(exp) for exp in cfg.directional])
 

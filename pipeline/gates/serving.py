@@ -7,7 +7,8 @@ they are skipped (a skipped required gate refuses promotion, so this never opens
 
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,7 +29,9 @@ def served(gate_plugin: Any, gate_session: Any, pipeline_settings: Any, tmp_path
     if uri is None:  # fitted in this session: serve it from an MLflow model folder
         uri = str(folder / "model")
         registry.save_model(gate_session.model, gate_session.features, folder / "model")
-    server = servers.model_server(uri, folder / "server.log", env={"MLFLOW_TRACKING_URI": pipeline_settings.mlflow.tracking_uri})
+    server = servers.model_server(
+        uri, folder / "server.log", env={"MLFLOW_TRACKING_URI": pipeline_settings.mlflow.tracking_uri}
+    )
     with server.start(timeout=pipeline_settings.gates.serving.start_timeout_s):
         yield server.url + "/invocations"
 
@@ -44,8 +47,11 @@ def serving_matches_in_process(run: Inputs) -> Finding:
     pr, columns = run.session.predictions, run.session.features.columns
     status, body = http(_url(run), scoring_payload(pr.frame[columns]))
     if status != 200:
-        return Finding(float("nan"), "max difference between served and in-process predictions",
-                       f"the model server answered {status} to the evaluation rows: {body[:200]!r}")
+        return Finding(
+            float("nan"),
+            "max difference between served and in-process predictions",
+            f"the model server answered {status} to the evaluation rows: {body[:200]!r}",
+        )
     return checks.serving_matches_in_process(pr.p, np.asarray(json.loads(body)["predictions"], float))
 
 
@@ -64,7 +70,9 @@ def serving_rejects_malformed(run: Inputs) -> Finding:
         "text in a numeric column": (scoring_payload(text_in_numeric), "application/json"),
         "unsupported content type": (b"a,b\n1,2", "text/plain"),
     }
-    return checks.serving_rejects_malformed({name: http(_url(run), body, content_type=ctype)[0] for name, (body, ctype) in cases.items()})
+    return checks.serving_rejects_malformed(
+        {name: http(_url(run), body, content_type=ctype)[0] for name, (body, ctype) in cases.items()}
+    )
 
 
 @spec("serving", needs=("served",))
@@ -73,7 +81,9 @@ def serving_latency(run: Inputs) -> Finding:
     s, settings = run.session, run.settings
     X = s.eval_frame[s.features.columns]
     n = settings.gates.serving.requests
-    bodies = [scoring_payload(X.iloc[[i]]) for i in np.random.default_rng(settings.seed).integers(0, len(X), size=n + 5)]
+    bodies = [
+        scoring_payload(X.iloc[[i]]) for i in np.random.default_rng(settings.seed).integers(0, len(X), size=n + 5)
+    ]
     for body in bodies[:5]:  # warm-up: first requests load lazily
         http(_url(run), body)
     times = []

@@ -9,8 +9,17 @@ from pipeline.checks import Finding
 def slice_error(run: Inputs) -> Finding:
     """The worst slice's error over the whole's (Welch test with Holm's correction)."""
     pr, cfg = run.session.predictions, run.settings.gates.slices
-    return checks.slice_error(pr.frame, pr.y, pr.p, columns=cfg.columns, target=run.settings.data.target,
-                              target_bands=cfg.target_bands, min_rows=cfg.min_rows, metric=cfg.metric, band_by=cfg.band_by)
+    return checks.slice_error(
+        pr.frame,
+        pr.y,
+        pr.p,
+        columns=cfg.columns,
+        target=run.settings.data.target,
+        target_bands=cfg.target_bands,
+        min_rows=cfg.min_rows,
+        metric=cfg.metric,
+        band_by=cfg.band_by,
+    )
 
 
 __all__ = export(__name__)

@@ -45,7 +45,12 @@ def read_feedback(path: Path, key: str, value: str, row: str | None = None) -> l
     frame = data_mod.read_csv(Path(path))
     for flag, column in (("--key", key), ("--value", value), ("--row", row)):
         if column is not None and column not in frame.columns:
-            raise InputError(f"{path}: {flag} column '{column}' not found (columns: {', '.join(map(str, frame.columns[:12]))})")
+            raise InputError(
+                f"{path}: {flag} column '{column}' not found (columns: {', '.join(map(str, frame.columns[:12]))})"
+            )
     keys = frame[key].astype(object).where(frame[key].notna(), None)
     rows = frame[row].tolist() if row else [0] * len(frame)
-    return [{"request_id": None if k is None else str(k), "row": r, "value": v} for k, r, v in zip(keys, rows, frame[value].tolist())]
+    return [
+        {"request_id": None if k is None else str(k), "row": r, "value": v}
+        for k, r, v in zip(keys, rows, frame[value].tolist())
+    ]

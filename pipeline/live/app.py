@@ -41,11 +41,16 @@ def create_app(service: Service, *, manage: bool = True):
 
     @app.exception_handler(Exception)
     async def failed(request, exc):  # the model's or the service's fault, not the caller's: still one line, counted
-        return error(500, f"{request.method} {request.url.path}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+        return error(
+            500, f"{request.method} {request.url.path}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc):
-        return error(422, f"{request.method} {request.url.path}: {exc.errors()[0].get('msg', 'invalid request') if exc.errors() else 'invalid request'}")
+        return error(
+            422,
+            f"{request.method} {request.url.path}: {exc.errors()[0].get('msg', 'invalid request') if exc.errors() else 'invalid request'}",
+        )
 
     @app.get("/ping")
     async def ping() -> PlainTextResponse:
@@ -69,8 +74,13 @@ def create_app(service: Service, *, manage: bool = True):
     async def invocations(request: Request):
         body = await request.body()
         try:
-            doc = await run_in_threadpool(service.answer, body, request.headers.get("content-type", ""),
-                                          request.headers.get("x-request-id"), request.headers.get("x-route-key"))
+            doc = await run_in_threadpool(
+                service.answer,
+                body,
+                request.headers.get("content-type", ""),
+                request.headers.get("x-request-id"),
+                request.headers.get("x-route-key"),
+            )
         except BadRequest as e:
             return error(e.status, str(e), e.arm)
         return JSONResponse(doc, headers={"X-Request-Id": doc["request_id"]})

@@ -7,11 +7,21 @@ import urllib.error
 import urllib.request
 
 
-def http(url: str, body: bytes | None = None, *, content_type: str = "application/json", headers: dict[str, str] | None = None,
-         timeout: float = 30) -> tuple[int, bytes]:
+def http(
+    url: str,
+    body: bytes | None = None,
+    *,
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, bytes]:
     """GET (no body) or POST `url`; (status, body) for any HTTP answer, OSError when none came."""
-    req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET",
-                                 headers={"Content-Type": content_type, **(headers or {})})
+    req = urllib.request.Request(
+        url,
+        data=body,
+        method="POST" if body is not None else "GET",
+        headers={"Content-Type": content_type, **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()

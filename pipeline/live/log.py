@@ -19,9 +19,10 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pipeline.errors import InputError
 
@@ -36,7 +37,7 @@ def default_url(config_dir: Path, log_url: str | None) -> str:
         return f"sqlite:///{(config_dir / 'live' / 'predictions.db').resolve()}"
     prefix = "sqlite:///"
     if log_url.startswith(prefix) and not log_url.startswith(prefix + "/"):
-        return prefix + str((config_dir / log_url[len(prefix):]).resolve())
+        return prefix + str((config_dir / log_url[len(prefix) :]).resolve())
     return log_url
 
 
@@ -50,7 +51,8 @@ def _tables(md):
     from sqlalchemy import Column, Float, Integer, String, Table, Text
 
     predictions = Table(
-        "predictions", md,
+        "predictions",
+        md,
         Column("request_id", String(128), primary_key=True),
         Column("row", Integer, primary_key=True),
         Column("arm", String(32), primary_key=True),  # production | challenger
@@ -64,21 +66,24 @@ def _tables(md):
         Column("features", Text, nullable=False),  # JSON: the monitor's live inputs for drift
     )
     feedback = Table(
-        "feedback", md,
+        "feedback",
+        md,
         Column("request_id", String(128), primary_key=True),
         Column("row", Integer, primary_key=True),
         Column("value", Float, nullable=False),
         Column("at", Float, nullable=False),
     )
     drops = Table(  # rows dropped, counted: one record per drop, keyed so that a replayed spool never counts one twice
-        "drops", md,
+        "drops",
+        md,
         Column("key", String(64), primary_key=True),
         Column("at", Float, nullable=False),
         Column("rows", Integer, nullable=False),
         Column("reason", Text, nullable=False),
     )
     events = Table(  # what the monitor did, and why
-        "events", md,
+        "events",
+        md,
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("at", Float, nullable=False),
         Column("action", String(32), nullable=False),  # stop-routing | rollback | candidate
@@ -99,8 +104,14 @@ class FeedbackResult:
     invalid: list[str]  # 'request id row N: why' for missing or non-numeric values
 
     def as_dict(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "unknown": len(self.unknown),
-                "invalid": len(self.invalid), "unknown_ids": self.unknown[:20], "invalid_rows": self.invalid[:20]}
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "unknown": len(self.unknown),
+            "invalid": len(self.invalid),
+            "unknown_ids": self.unknown[:20],
+            "invalid_rows": self.invalid[:20],
+        }
 
 
 class PredictionLog:
@@ -115,7 +126,9 @@ class PredictionLog:
     (not after a power cut: the file is not fsynced).
     """
 
-    def __init__(self, url: str, *, queue_rows: int = 20_000, connect_timeout_s: float = 5.0, spool_dir: Path | None = None):
+    def __init__(
+        self, url: str, *, queue_rows: int = 20_000, connect_timeout_s: float = 5.0, spool_dir: Path | None = None
+    ):
         from sqlalchemy import MetaData, create_engine
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -130,14 +143,18 @@ class PredictionLog:
         try:
             self.engine = create_engine(url, connect_args=args, pool_pre_ping=True)
         except Exception as e:  # a URL SQLAlchemy cannot even parse, or a driver it lacks
-            raise InputError(f"live.log_url {shown_url(url)}: {type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
+            raise InputError(
+                f"live.log_url {shown_url(url)}: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
+            ) from None
         md = MetaData()
         self.predictions, self.feedback, self.drops, self.events = _tables(md)
         try:
             md.create_all(self.engine)
         except SQLAlchemyError as e:
-            raise InputError(f"live.log_url {shown_url(url)}: the prediction log cannot be reached "
-                             f"({str(e.orig if getattr(e, 'orig', None) else e).splitlines()[0][:160]})") from None
+            raise InputError(
+                f"live.log_url {shown_url(url)}: the prediction log cannot be reached "
+                f"({str(e.orig if getattr(e, 'orig', None) else e).splitlines()[0][:160]})"
+            ) from None
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_rows)
         self._lock = threading.Lock()  # put (spool and queue together) against the spool's emptying
         self.written = 0  # rows this process wrote
@@ -155,7 +172,7 @@ class PredictionLog:
 
     # ------------------------------------------------------------ writing (the answer path)
 
-    def start(self) -> "PredictionLog":
+    def start(self) -> PredictionLog:
         """Write what killed processes left in the spool folder, open this process's spool, start the writer."""
         import fcntl
 
@@ -263,15 +280,24 @@ class PredictionLog:
                         continue
                     (drops if "drop" in doc else rows).append(doc.get("drop", doc))
                 if cut:
-                    drops.append({"key": f"{path.stem}-cut", "at": time.time(), "rows": cut, "reason": f"{path.name}: a line cut by a kill"})
+                    drops.append(
+                        {
+                            "key": f"{path.stem}-cut",
+                            "at": time.time(),
+                            "rows": cut,
+                            "reason": f"{path.name}: a line cut by a kill",
+                        }
+                    )
                 try:
                     with self.engine.begin() as con:
                         for start in range(0, len(rows), BATCH_ROWS):
-                            con.execute(self._insert_ignoring(self.predictions), rows[start:start + BATCH_ROWS])
+                            con.execute(self._insert_ignoring(self.predictions), rows[start : start + BATCH_ROWS])
                         if drops:
                             con.execute(self._insert_ignoring(self.drops), drops)
                 except SQLAlchemyError as e:  # left for the next start
-                    self.last_error = f"{path.name}: not replayed: {str(getattr(e, 'orig', None) or e).splitlines()[0][:160]}"
+                    self.last_error = (
+                        f"{path.name}: not replayed: {str(getattr(e, 'orig', None) or e).splitlines()[0][:160]}"
+                    )
                     continue
                 self.replayed += len(rows)
                 path.unlink()
@@ -354,11 +380,23 @@ class PredictionLog:
         have: set[tuple[str, int]] = set()
         with self.engine.begin() as con:
             for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
+                chunk = keys[start : start + 500]
                 p, f = self.predictions.c, self.feedback.c
-                known |= {(r, n) for r, n in con.execute(select(p.request_id, p.row).where(tuple_(p.request_id, p.row).in_(chunk)).distinct())}
-                have |= {(r, n) for r, n in con.execute(select(f.request_id, f.row).where(tuple_(f.request_id, f.row).in_(chunk)))}
-            new = [{"request_id": r, "row": n, "value": wanted[(r, n)], "at": now} for r, n in keys if (r, n) in known and (r, n) not in have]
+                known |= {
+                    (r, n)
+                    for r, n in con.execute(
+                        select(p.request_id, p.row).where(tuple_(p.request_id, p.row).in_(chunk)).distinct()
+                    )
+                }
+                have |= {
+                    (r, n)
+                    for r, n in con.execute(select(f.request_id, f.row).where(tuple_(f.request_id, f.row).in_(chunk)))
+                }
+            new = [
+                {"request_id": r, "row": n, "value": wanted[(r, n)], "at": now}
+                for r, n in keys
+                if (r, n) in known and (r, n) not in have
+            ]
             if new:
                 con.execute(self._insert_ignoring(self.feedback), new)
         unknown = [f"{r}#{n}" if n else r for r, n in keys if (r, n) not in known]
@@ -372,11 +410,18 @@ class PredictionLog:
         from sqlalchemy import select
 
         p, f = self.predictions.c, self.feedback.c
-        q = (select(p.request_id, p.row, p.answered, p.at, p.prediction, p.features, f.value)
-             .select_from(self.predictions.outerjoin(self.feedback, (f.request_id == p.request_id) & (f.row == p.row)))
-             .where(p.arm == arm, p.version == version).order_by(p.at.desc()).limit(rows))
+        q = (
+            select(p.request_id, p.row, p.answered, p.at, p.prediction, p.features, f.value)
+            .select_from(self.predictions.outerjoin(self.feedback, (f.request_id == p.request_id) & (f.row == p.row)))
+            .where(p.arm == arm, p.version == version)
+            .order_by(p.at.desc())
+            .limit(rows)
+        )
         with self.engine.connect() as con:
-            frame = pd.DataFrame(con.execute(q).fetchall(), columns=["request_id", "row", "answered", "at", "prediction", "features", "truth"])
+            frame = pd.DataFrame(
+                con.execute(q).fetchall(),
+                columns=["request_id", "row", "answered", "at", "prediction", "features", "truth"],
+            )
         return frame.iloc[::-1].reset_index(drop=True)
 
     def predictions_of(self, arm: str, keys: list[tuple[str, int]], version: str) -> dict[tuple[str, int], float]:
@@ -387,8 +432,10 @@ class PredictionLog:
         out: dict[tuple[str, int], float] = {}
         with self.engine.connect() as con:
             for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                q = select(p.request_id, p.row, p.prediction).where(p.arm == arm, p.version == version, tuple_(p.request_id, p.row).in_(chunk))
+                chunk = keys[start : start + 500]
+                q = select(p.request_id, p.row, p.prediction).where(
+                    p.arm == arm, p.version == version, tuple_(p.request_id, p.row).in_(chunk)
+                )
                 out.update({(r, n): v for r, n, v in con.execute(q)})
         return out
 
@@ -397,9 +444,11 @@ class PredictionLog:
         from sqlalchemy import func, select
 
         with self.engine.connect() as con:
-            return {"logged": int(con.execute(select(func.count()).select_from(self.predictions)).scalar() or 0),
-                    "feedback": int(con.execute(select(func.count()).select_from(self.feedback)).scalar() or 0),
-                    "dropped": int(con.execute(select(func.coalesce(func.sum(self.drops.c.rows), 0))).scalar() or 0)}
+            return {
+                "logged": int(con.execute(select(func.count()).select_from(self.predictions)).scalar() or 0),
+                "feedback": int(con.execute(select(func.count()).select_from(self.feedback)).scalar() or 0),
+                "dropped": int(con.execute(select(func.coalesce(func.sum(self.drops.c.rows), 0))).scalar() or 0),
+            }
 
     def logged_ids(self) -> dict[str, int]:
         """request id -> how many answered rows the log holds for it."""
@@ -407,7 +456,12 @@ class PredictionLog:
 
         p = self.predictions.c
         with self.engine.connect() as con:
-            return {r: int(n) for r, n in con.execute(select(p.request_id, func.count()).where(p.answered == 1).group_by(p.request_id))}
+            return {
+                r: int(n)
+                for r, n in con.execute(
+                    select(p.request_id, func.count()).where(p.answered == 1).group_by(p.request_id)
+                )
+            }
 
     def latest_alias(self, arm: str) -> str | None:
         """The alias the arm served in its latest logged row (the challenger's, for the monitor)."""
@@ -420,14 +474,22 @@ class PredictionLog:
 
     def record_event(self, action: str, alias: str, version: str, why: str) -> None:
         with self.engine.begin() as con:
-            con.execute(self.events.insert(), [{"at": time.time(), "action": action, "alias": alias, "version": version, "why": why}])
+            con.execute(
+                self.events.insert(),
+                [{"at": time.time(), "action": action, "alias": alias, "version": version, "why": why}],
+            )
 
     def stopped(self, alias: str, version: str) -> str | None:
         """Why the monitor stopped routing to `version` of `alias`, None while it has not."""
         from sqlalchemy import select
 
         e = self.events.c
-        q = select(e.why).where(e.action == "stop-routing", e.alias == alias, e.version == version).order_by(e.id.desc()).limit(1)
+        q = (
+            select(e.why)
+            .where(e.action == "stop-routing", e.alias == alias, e.version == version)
+            .order_by(e.id.desc())
+            .limit(1)
+        )
         with self.engine.connect() as con:
             row = con.execute(q).first()
         return row[0] if row else None

@@ -56,7 +56,9 @@ def _mean_interval(x: np.ndarray, confidence: float, resamples: int, seed: int) 
     x = np.asarray(x, float)
     shift = max(0.0, -float(x.min()))
     zero = np.zeros_like(x)
-    b = figures.paired_bootstrap_mae(zero, x + shift, zero - 1.0, resamples=resamples, confidence=(1 + confidence) / 2, seed=seed)
+    b = figures.paired_bootstrap_mae(
+        zero, x + shift, zero - 1.0, resamples=resamples, confidence=(1 + confidence) / 2, seed=seed
+    )
     return 1.0 + b.lower - shift, 1.0 + b.upper - shift
 
 
@@ -95,8 +97,17 @@ class Monitor:
             from pipeline import figures
 
             y, p = joined["truth"].to_numpy(float), joined["prediction"].to_numpy(float)
-            rep.figures = {"mae": figures.mae(y, p), "mape": figures.mape(y, p), "bias": float(np.mean(p - y)), "confidence": live.confidence}
-            per_row = {"mae": np.abs(y - p), "mape": 100.0 * np.abs(y - p) / np.abs(y), "bias": p - y}  # each figure is their mean
+            rep.figures = {
+                "mae": figures.mae(y, p),
+                "mape": figures.mape(y, p),
+                "bias": float(np.mean(p - y)),
+                "confidence": live.confidence,
+            }
+            per_row = {
+                "mae": np.abs(y - p),
+                "mape": 100.0 * np.abs(y - p) / np.abs(y),
+                "bias": p - y,
+            }  # each figure is their mean
             for name, x in per_row.items():
                 lo, hi = _mean_interval(x, live.confidence, live.bootstrap_resamples, self.settings.seed)
                 rep.figures.update({f"{name}_lower": lo, f"{name}_upper": hi})
@@ -157,8 +168,12 @@ class Monitor:
         p = joined["prediction"].to_numpy(float)[both]
         q = np.array([theirs[keys[i]] for i in both])
         live = self.settings.live
-        b = figures.paired_bootstrap_mae(y, p, q, resamples=live.bootstrap_resamples, confidence=live.confidence, seed=self.settings.seed)
-        rep.comparison.update({"mae_change": b.delta, "lower": b.lower, "upper": b.upper, "confidence": live.confidence})
+        b = figures.paired_bootstrap_mae(
+            y, p, q, resamples=live.bootstrap_resamples, confidence=live.confidence, seed=self.settings.seed
+        )
+        rep.comparison.update(
+            {"mae_change": b.delta, "lower": b.lower, "upper": b.upper, "confidence": live.confidence}
+        )
         return b
 
     def run(self, act: bool = True) -> list[ArmReport]:
@@ -173,11 +188,17 @@ class Monitor:
         if frame is not None:
             self._figures(prod, frame)
             if prod.feedback_rows < live.min_feedback_rows:
-                prod.decision, prod.why = "wait", f"{prod.feedback_rows} rows with feedback of the {live.min_feedback_rows} needed to act"
+                prod.decision, prod.why = (
+                    "wait",
+                    f"{prod.feedback_rows} rows with feedback of the {live.min_feedback_rows} needed to act",
+                )
             else:
                 breach = self._breach(frame)
                 if breach is None:
-                    prod.decision, prod.why = "keep", f"live figures hold the {self.settings.env} thresholds on {prod.feedback_rows} rows"
+                    prod.decision, prod.why = (
+                        "keep",
+                        f"live figures hold the {self.settings.env} thresholds on {prod.feedback_rows} rows",
+                    )
                 else:
                     prod.decision, prod.why = "rollback", breach
                     if act:
@@ -188,7 +209,9 @@ class Monitor:
                         else:
                             prod.why = f"{breach}; @{alias} moved back from v{demoted} to v{restored}"
                             self.log.record_event("rollback", alias, demoted, prod.why)
-                            registry.record_live_decision(self.settings, self.name, alias, demoted, "rollback", prod.why, WHO, history=False)
+                            registry.record_live_decision(
+                                self.settings, self.name, alias, demoted, "rollback", prod.why, WHO, history=False
+                            )
         chal_alias = self.log.latest_alias(CHALLENGER)
         if chal_alias:
             cv = self._holder(chal_alias)
@@ -211,17 +234,27 @@ class Monitor:
             return
         rows = chal.comparison["rows"]
         if b is None or rows < live.min_feedback_rows:
-            chal.decision, chal.why = "wait", f"{rows} rows with feedback on both arms of the {live.min_feedback_rows} needed to act"
+            chal.decision, chal.why = (
+                "wait",
+                f"{rows} rows with feedback on both arms of the {live.min_feedback_rows} needed to act",
+            )
             return
         interval = f"MAE {b.delta:+.2%} against production v{production_version}, {live.confidence:.0%} bounds [{b.lower:+.2%}, {b.upper:+.2%}] on {rows} rows"
         if b.lower > 0:
-            chal.decision, chal.why = "stop", f"challenger @{chal.alias} v{chal.version} is confidently worse: {interval}"
+            chal.decision, chal.why = (
+                "stop",
+                f"challenger @{chal.alias} v{chal.version} is confidently worse: {interval}",
+            )
             if act:
                 self.log.record_event("stop-routing", chal.alias, chal.version, chal.why)
-                registry.record_live_decision(self.settings, self.name, chal.alias, chal.version, "stop-routing", chal.why, WHO)
+                registry.record_live_decision(
+                    self.settings, self.name, chal.alias, chal.version, "stop-routing", chal.why, WHO
+                )
         elif b.upper < 0:
             chal.decision = "candidate"
-            chal.why = (f"challenger @{chal.alias} v{chal.version} is confidently better: {interval}; a candidate only: "
-                        f"gate it (run-pipeline validate models:/{self.name}/{chal.version} --env {self.settings.env}) to promote it")
+            chal.why = (
+                f"challenger @{chal.alias} v{chal.version} is confidently better: {interval}; a candidate only: "
+                f"gate it (run-pipeline validate models:/{self.name}/{chal.version} --env {self.settings.env}) to promote it"
+            )
         else:
             chal.decision, chal.why = "keep", f"no confident difference: {interval}"

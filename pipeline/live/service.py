@@ -64,8 +64,16 @@ def _one_line(e: BaseException) -> str:
 class Service:
     """The arms, the routing, the prediction log and the poller of one serving process."""
 
-    def __init__(self, settings: Settings, log: PredictionLog, *, challenger: str | None = None, mode: str = "split",
-                 share: float | None = None, poll_s: float | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        log: PredictionLog,
+        *,
+        challenger: str | None = None,
+        mode: str = "split",
+        share: float | None = None,
+        poll_s: float | None = None,
+    ):
         if mode not in MODES:
             raise InputError(f"--mode {mode}: expected one of {', '.join(MODES)}")
         share = settings.live.share if share is None else share
@@ -142,7 +150,7 @@ class Service:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> "Service":
+    def start(self) -> Service:
         self.log.start()
         if self._shadow is not None:  # both arms' versions loaded in the worker before the first answer
             self._shadow.start([a.version for a in self.arms.values()])
@@ -197,8 +205,10 @@ class Service:
         known = set(self.schema.input_names()) | {self.settings.live.key}
         unknown = [str(c) for c in frame.columns if c not in known]
         if unknown:  # MLflow would drop them silently: a caller sending them has the wrong idea of the model
-            raise BadRequest(f"payload: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown[:5])}"
-                             f"{' ...' if len(unknown) > 5 else ''} (the model takes {len(known - {self.settings.live.key})} columns)")
+            raise BadRequest(
+                f"payload: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown[:5])}"
+                f"{' ...' if len(unknown) > 5 else ''} (the model takes {len(known - {self.settings.live.key})} columns)"
+            )
         return frame
 
     def route(self, frame, request_id: str, route_key: str | None, arms: dict[str, Arm]) -> list[str]:
@@ -219,7 +229,12 @@ class Service:
 
         try:
             out = arm.model.predict(rows)
-        except (MlflowException, ValueError, TypeError, KeyError) as e:  # schema enforcement: unknown or missing columns, text in numbers
+        except (
+            MlflowException,
+            ValueError,
+            TypeError,
+            KeyError,
+        ) as e:  # schema enforcement: unknown or missing columns, text in numbers
             raise BadRequest(f"payload: {_one_line(e)}", arm=arm.name) from None
         return np.asarray(out, dtype=float).reshape(-1)
 
@@ -243,17 +258,28 @@ class Service:
         latency_ms = 1000 * (time.perf_counter() - started)
         now = time.time()
         records = _records(frame)
-        self.log.put(_row(request_id, i, arms[a], 1, now, predictions[i], latency_ms, records[i]) for i, a in enumerate(chosen))
+        self.log.put(
+            _row(request_id, i, arms[a], 1, now, predictions[i], latency_ms, records[i]) for i, a in enumerate(chosen)
+        )
         self._queue_shadow(request_id, frame, records, chosen, arms, now)
-        return {"predictions": predictions.tolist(), "arms": chosen, "versions": [arms[a].version for a in chosen], "request_id": request_id}
+        return {
+            "predictions": predictions.tolist(),
+            "arms": chosen,
+            "versions": [arms[a].version for a in chosen],
+            "request_id": request_id,
+        }
 
     def _queue_shadow(self, request_id, frame, records, chosen, arms, now) -> None:
         """Hand the rows to the shadow worker, each to the arm that did not answer it."""
-        if self._shadow is None or CHALLENGER not in arms or arms[CHALLENGER].stopped:  # nothing to compare with any more
+        if (
+            self._shadow is None or CHALLENGER not in arms or arms[CHALLENGER].stopped
+        ):  # nothing to compare with any more
             return
         others = {PRODUCTION: CHALLENGER, CHALLENGER: PRODUCTION}
         wanted = [others[a] for a in chosen]
-        parts = [(name, arms[name].version, [i for i, a in enumerate(wanted) if a == name]) for name in dict.fromkeys(wanted)]
+        parts = [
+            (name, arms[name].version, [i for i, a in enumerate(wanted) if a == name]) for name in dict.fromkeys(wanted)
+        ]
         self._shadow.submit((request_id, records, arms, now), frame, parts)
 
     def _scored(self, context, parts, outcomes) -> None:
@@ -274,21 +300,43 @@ class Service:
     # ------------------------------------------------------------ what is live
 
     def versions(self) -> dict[str, Any]:
-        return {"model": self.name, "mode": self.mode, "share": self.share if CHALLENGER in self.arms else 0.0,
-                "arms": {a.name: {"alias": a.alias, "version": a.version, "stopped": a.stopped} for a in self.arms.values()}}
+        return {
+            "model": self.name,
+            "mode": self.mode,
+            "share": self.share if CHALLENGER in self.arms else 0.0,
+            "arms": {
+                a.name: {"alias": a.alias, "version": a.version, "stopped": a.stopped} for a in self.arms.values()
+            },
+        }
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", **self.versions(),
-                "log": {"url": shown_url(self.log.url), "written": self.log.written, "dropped": self.log.dropped,
-                        "pending": self.log.pending(), "replayed": self.log.replayed, "last_error": self.log.last_error},
-                "shadow": self._shadow_health(), "registry_poll_error": self.poll_error}
+        return {
+            "status": "ok",
+            **self.versions(),
+            "log": {
+                "url": shown_url(self.log.url),
+                "written": self.log.written,
+                "dropped": self.log.dropped,
+                "pending": self.log.pending(),
+                "replayed": self.log.replayed,
+                "last_error": self.log.last_error,
+            },
+            "shadow": self._shadow_health(),
+            "registry_poll_error": self.poll_error,
+        }
 
     def _shadow_health(self) -> dict[str, Any] | None:
         sh = self._shadow
         if sh is None:
             return None
-        return {"worker_pid": sh.pid, "ready": sh.ready.is_set(), "pending": sh.pending(), "skipped": sh.skipped,
-                "restarts": sh.restarts, "last_error": sh.last_error}
+        return {
+            "worker_pid": sh.pid,
+            "ready": sh.ready.is_set(),
+            "pending": sh.pending(),
+            "skipped": sh.skipped,
+            "restarts": sh.restarts,
+            "last_error": sh.last_error,
+        }
 
     def feedback(self, body: bytes) -> dict[str, Any]:
         try:
@@ -313,16 +361,33 @@ def holder(settings: Settings, name: str, alias: str) -> str:
         raise InputError(f"model registry: {name} has no alias @{alias}") from None
 
 
-def _row(request_id: str, i: int, arm: Arm, answered: int, at: float, prediction: float, latency_ms: float,
-         values: dict[str, Any]) -> dict[str, Any]:
+def _row(
+    request_id: str,
+    i: int,
+    arm: Arm,
+    answered: int,
+    at: float,
+    prediction: float,
+    latency_ms: float,
+    values: dict[str, Any],
+) -> dict[str, Any]:
     """One prediction log row."""
     text, digest = features_text(values)
-    return {"request_id": request_id, "row": i, "arm": arm.name, "alias": arm.alias, "version": arm.version, "answered": answered,
-            "at": at, "prediction": float(prediction), "latency_ms": latency_ms, "features_sha256": digest, "features": text}
+    return {
+        "request_id": request_id,
+        "row": i,
+        "arm": arm.name,
+        "alias": arm.alias,
+        "version": arm.version,
+        "answered": answered,
+        "at": at,
+        "prediction": float(prediction),
+        "latency_ms": latency_ms,
+        "features_sha256": digest,
+        "features": text,
+    }
 
 
 def _records(frame) -> list[dict[str, Any]]:
     """Each row's values, JSON-ready (NaN as null): one pass through pandas' JSON writer."""
     return json.loads(frame.to_json(orient="records"))
-
-

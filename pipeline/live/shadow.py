@@ -25,7 +25,8 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pipeline.config import Settings
 
@@ -60,7 +61,7 @@ class ShadowScorer:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self, versions: list[str], ready_timeout: float = 60.0) -> "ShadowScorer":
+    def start(self, versions: list[str], ready_timeout: float = 60.0) -> ShadowScorer:
         """Start the worker with `versions` loaded and wait (up to `ready_timeout`) until it is
         ready, so the first answers are shadow-scored too; past it, serving goes on and the
         rows queue (or are skipped and counted) until the worker catches up."""
@@ -78,8 +79,12 @@ class ShadowScorer:
         self.ready.clear()
         self._jobs = self._ctx.Queue(self._maxsize)
         self._results = self._ctx.Queue()
-        self._process = self._ctx.Process(target=work, args=(self.settings, self._versions, self._jobs, self._results),
-                                          name="shadow-scorer", daemon=True)
+        self._process = self._ctx.Process(
+            target=work,
+            args=(self.settings, self._versions, self._jobs, self._results),
+            name="shadow-scorer",
+            daemon=True,
+        )
         self._process.start()
 
     @property

@@ -55,12 +55,23 @@ def _evidence_is_still(client, name: str, version: str, env: str, digest: str) -
     now = (client.get_model_version(name, version).tags or {}).get(f"gates.{env}.evidence_sha256", "")
     if now == digest:
         return None
-    return (f"{name} version {version}: its {env} evidence changed while the promotion was checking it "
-            f"(sha256 {digest[:12]}, now {now[:12] or 'none'}): the version was gated again meanwhile; promote again")
+    return (
+        f"{name} version {version}: its {env} evidence changed while the promotion was checking it "
+        f"(sha256 {digest[:12]}, now {now[:12] or 'none'}): the version was gated again meanwhile; promote again"
+    )
 
 
-def move_alias(settings: Settings, name: str, alias: str, version: str, *, evidence_sha256: str, who: str, evidence_env: str,
-               approved_by: str | None = None) -> str | None:
+def move_alias(
+    settings: Settings,
+    name: str,
+    alias: str,
+    version: str,
+    *,
+    evidence_sha256: str,
+    who: str,
+    evidence_env: str,
+    approved_by: str | None = None,
+) -> str | None:
     """Point `alias` at `version`; the previous holder keeps `previous-<alias>`. Returns it (None
     when nobody held the alias, or `version` did: promoting the holder again moves no alias,
     and its `replaced` tag keeps naming the version it replaced when it got the alias).
@@ -70,7 +81,7 @@ def move_alias(settings: Settings, name: str, alias: str, version: str, *, evide
     between, the aliases are put back as they were and the move is refused.
     """
     client = store.connect(settings)
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     with store.reachable(settings):
         holder = _holder(client, name, alias)
         previous = None if holder == version else holder  # promoting the holder again replaces nobody
@@ -111,7 +122,7 @@ def move_alias(settings: Settings, name: str, alias: str, version: str, *, evide
 
 
 def _now_us() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 def rollback_alias(settings: Settings, name: str, alias: str, who: str) -> tuple[str, str]:
@@ -124,10 +135,12 @@ def rollback_alias(settings: Settings, name: str, alias: str, who: str) -> tuple
             current = str(client.get_model_version_by_alias(name, alias).version)
             previous = str(client.get_model_version_by_alias(name, f"previous-{alias}").version)
         except MlflowException:
-            raise InputError(f"model registry: {name} has no @{alias} and @previous-{alias} to roll back between") from None
+            raise InputError(
+                f"model registry: {name} has no @{alias} and @previous-{alias} to roll back between"
+            ) from None
         client.set_registered_model_alias(name, alias, previous)
         client.set_registered_model_alias(name, f"previous-{alias}", current)
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         client.set_model_version_tag(name, previous, f"rolled_back.{alias}.at", now)
         client.set_model_version_tag(name, previous, f"rolled_back.{alias}.by", who)
         client.set_model_version_tag(name, previous, "stage", alias)
@@ -166,8 +179,17 @@ def versions(settings: Settings, name: str) -> list[VersionInfo]:
             metrics = dict(client.get_run(mv.run_id).data.metrics)
         except Exception:  # a version without a run, or a run since deleted: no figures
             pass
-        out.append(VersionInfo(name=mv.name, version=str(mv.version), run_id=mv.run_id or None, aliases=aliases,
-                               tags=dict(mv.tags or {}), created=mv.creation_timestamp, metrics=metrics))
+        out.append(
+            VersionInfo(
+                name=mv.name,
+                version=str(mv.version),
+                run_id=mv.run_id or None,
+                aliases=aliases,
+                tags=dict(mv.tags or {}),
+                created=mv.creation_timestamp,
+                metrics=metrics,
+            )
+        )
     return out
 
 
@@ -190,7 +212,7 @@ def archive_old_versions(settings: Settings, name: str) -> list[str]:
     """Tag versions beyond the newest `keep_versions` that hold no alias as archived."""
     client = store.connect(settings)
     archived = []
-    for mv, aliases in _listed(settings, name)[settings.mlflow.keep_versions:]:
+    for mv, aliases in _listed(settings, name)[settings.mlflow.keep_versions :]:
         if aliases or (mv.tags or {}).get("archived") == "true":
             continue
         client.set_model_version_tag(name, mv.version, "archived", "true")
@@ -222,7 +244,9 @@ def record_move(settings: Settings, name: str, move: Move) -> None:
     """Append `move` to the registered model's history (a tag of its own, never overwritten)."""
     client = store.connect(settings)
     with store.reachable(settings):
-        store.retry(client.set_registered_model_tag, name, f"{HISTORY}{move.alias}.{tag_stamp(move.at)}", record_json(move))
+        store.retry(
+            client.set_registered_model_tag, name, f"{HISTORY}{move.alias}.{tag_stamp(move.at)}", record_json(move)
+        )
 
 
 def history(settings: Settings, name: str) -> list[Move]:

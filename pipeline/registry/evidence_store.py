@@ -21,7 +21,9 @@ from pipeline.registry.text import record_json, tag_records, tag_stamp
 EVIDENCE_DIR = "evidence"
 
 
-def store_evidence(settings: Settings, name: str, version: str, run_id: str, doc: dict[str, Any], signature=None) -> str:
+def store_evidence(
+    settings: Settings, name: str, version: str, run_id: str, doc: dict[str, Any], signature=None
+) -> str:
     """Log the evidence as an artifact of the version's run and summarise it in version tags
     (with its signature, a signing.Signature, when the run signed it). Every gate's figure is
     logged as the metric `gate.<id>` on the run and on its logged model (gate_metrics), so
@@ -85,19 +87,25 @@ def load_evidence(settings: Settings, name: str, version: str) -> dict[str, tupl
     for key, path in tags.items():
         if not (key.startswith("gates.") and key.endswith(".evidence")):
             continue
-        env = key[len("gates."):-len(".evidence")]
+        env = key[len("gates.") : -len(".evidence")]
         with store.reachable(settings), tempfile.TemporaryDirectory() as tmp:
             try:
                 local = client.download_artifacts(mv.run_id, path, tmp)
             except Exception as e:  # a missing artifact is a refusal, not a crash
-                raise InputError(f"{name} version {version}: evidence artifact {path} unreadable: {str(e).splitlines()[0][:120]}") from None
+                raise InputError(
+                    f"{name} version {version}: evidence artifact {path} unreadable: {str(e).splitlines()[0][:120]}"
+                ) from None
             try:
                 doc = json.loads(Path(local).read_bytes())
             except ValueError as e:  # truncated, replaced or not text at all
-                raise InputError(f"{name} version {version}: evidence artifact {path} is not a JSON document "
-                                 f"({type(e).__name__} at character {getattr(e, 'pos', '?')}); re-run the gates") from None
+                raise InputError(
+                    f"{name} version {version}: evidence artifact {path} is not a JSON document "
+                    f"({type(e).__name__} at character {getattr(e, 'pos', '?')}); re-run the gates"
+                ) from None
             if not isinstance(doc, dict):
-                raise InputError(f"{name} version {version}: evidence artifact {path} is not an evidence document (a JSON {type(doc).__name__})")
+                raise InputError(
+                    f"{name} version {version}: evidence artifact {path} is not an evidence document (a JSON {type(doc).__name__})"
+                )
         out[env] = (doc, tags.get(f"gates.{env}.evidence_sha256", ""))
     return out
 

@@ -98,7 +98,6 @@ def directory_digest(root: Path) -> str:
 def model_digest(settings: Settings, model_uri: str) -> str:
     """SHA-256 of a model's artifact files as the store holds them now."""
     import mlflow.artifacts
-
     from mlflow.exceptions import MlflowException
 
     store.connect(settings)
@@ -109,8 +108,10 @@ def model_digest(settings: Settings, model_uri: str) -> str:
             # MLflow's message is a header, a "#####" line, then the reason ("No such artifact: ...").
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("#")]
             why = lines[-1] if lines else type(e).__name__
-            raise InputError(f"{model_uri}: model files missing or unreadable in the store ({why[:160]}; "
-                             f"at {_artifact_uri(settings, model_uri)})") from None
+            raise InputError(
+                f"{model_uri}: model files missing or unreadable in the store ({why[:160]}; "
+                f"at {_artifact_uri(settings, model_uri)})"
+            ) from None
         return directory_digest(Path(local))
 
 
@@ -121,8 +122,10 @@ def check_model_files(settings: Settings, mv) -> str:
     digest = model_digest(settings, model_uri)
     logged = (mv.tags or {}).get(TAG_MODEL)
     if logged and logged != digest:
-        raise InputError(f"{model_uri}: model files changed since version {mv.version} was logged "
-                         f"(sha256 now {digest[:12]}, logged {logged[:12]}); gate a freshly logged version")
+        raise InputError(
+            f"{model_uri}: model files changed since version {mv.version} was logged "
+            f"(sha256 now {digest[:12]}, logged {logged[:12]}); gate a freshly logged version"
+        )
     return digest
 
 
@@ -149,7 +152,11 @@ def get_version(settings: Settings, name: str, ref: str):
                 return client.get_model_version_by_alias(name, ref[1:])
             return client.get_model_version(name, ref)
         except MlflowException as e:
-            if "RESOURCE_DOES_NOT_EXIST" in str(e.error_code) or "not found" in str(e).lower() or "INVALID_PARAMETER_VALUE" in str(e.error_code):
+            if (
+                "RESOURCE_DOES_NOT_EXIST" in str(e.error_code)
+                or "not found" in str(e).lower()
+                or "INVALID_PARAMETER_VALUE" in str(e.error_code)
+            ):
                 raise InputError(f"model registry: model '{name}' version '{ref}' not found") from None
             raise
 
@@ -198,10 +205,14 @@ def _load(settings: Settings, uri: str, loader):
         except OSError as e:
             raise InputError(f"--model-uri {uri}: {e}") from None
         except Exception as e:  # a damaged artifact: skops' BadZipFile, a pickle error, ...
-            raise InputError(f"--model-uri {uri}: the model could not be loaded ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from None
+            raise InputError(
+                f"--model-uri {uri}: the model could not be loaded ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})"
+            ) from None
 
 
-def log_candidate(settings: Settings, model: Any, data: Dataset, eval_frame: pd.DataFrame, metrics: dict[str, float]) -> Candidate:
+def log_candidate(
+    settings: Settings, model: Any, data: Dataset, eval_frame: pd.DataFrame, metrics: dict[str, float]
+) -> Candidate:
     """Log a fitted model as a new run and a new version of the registered model."""
     import mlflow
     import mlflow.sklearn
@@ -268,8 +279,11 @@ def save_model(model: Any, features: FeatureSpec, path: Path) -> None:
 
     store.quiet_mlflow()
     mlflow.sklearn.save_model(
-        model, str(path), serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-        skops_trusted_types=trusted_types(model), signature=signature_for(features),
+        model,
+        str(path),
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+        skops_trusted_types=trusted_types(model),
+        signature=signature_for(features),
         pip_requirements=pip_requirements(),
     )
 

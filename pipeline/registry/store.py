@@ -7,8 +7,8 @@ import logging
 import os
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pipeline.config import Settings
 from pipeline.errors import PermissionDenied, PipelineError, RegistryUnavailable
@@ -97,7 +97,9 @@ def _check_sqlite_file(path: Path) -> None:
         with path.open("rb") as f:
             head = f.read(16)
         if head and head != b"SQLite format 3\x00":
-            raise InputError(f"tracking store {path}: not an SQLite database (it starts {head[:8]!r}); restore it from a backup")
+            raise InputError(
+                f"tracking store {path}: not an SQLite database (it starts {head[:8]!r}); restore it from a backup"
+            )
         con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
         try:  # reads the header and the schema page only: cheap enough for every connect()
             con.execute("SELECT count(*) FROM sqlite_master").fetchall()
@@ -124,9 +126,14 @@ def store_exists(settings: Settings) -> bool:
 
 
 # What a server's 403 means, by the REST endpoint refused: the permission the call needs.
-_NEEDS = (("/registered-models/", "registered model", "EDIT"), ("/model-versions/", "registered model", "EDIT"),
-          ("/runs/", "experiment", "EDIT"), ("/experiments/", "experiment", "EDIT"),
-          ("/logged-models", "experiment", "EDIT"), ("mlflow-artifacts", "experiment", "EDIT"))
+_NEEDS = (
+    ("/registered-models/", "registered model", "EDIT"),
+    ("/model-versions/", "registered model", "EDIT"),
+    ("/runs/", "experiment", "EDIT"),
+    ("/experiments/", "experiment", "EDIT"),
+    ("/logged-models", "experiment", "EDIT"),
+    ("mlflow-artifacts", "experiment", "EDIT"),
+)
 
 
 def access_error(settings: Settings, e: BaseException) -> PipelineError | None:
@@ -140,13 +147,17 @@ def access_error(settings: Settings, e: BaseException) -> PipelineError | None:
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
     endpoint = (re.search(r"endpoint (\S+)", text) or [None, "?"])[1]
     if "UNAUTHENTICATED" in code or "error code 401" in text:
-        return PermissionDenied(f"tracking server {uri}: {'user ' + repr(user) if user else 'no user'} not authenticated "
-                                f"(401 on {endpoint}); set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+        return PermissionDenied(
+            f"tracking server {uri}: {'user ' + repr(user) if user else 'no user'} not authenticated "
+            f"(401 on {endpoint}); set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
     if "PERMISSION_DENIED" in code or "error code 403" in text:
         kind, perm = next(((k, p) for part, k, p in _NEEDS if part in endpoint), ("resource", "EDIT"))
         name = settings.mlflow.registered_model if kind == "registered model" else settings.mlflow.experiment
-        return PermissionDenied(f"tracking server {uri}: permission denied to user {user!r} for {endpoint}, which needs "
-                                f"{perm} permission on {kind} '{name}'; nothing was changed by this call")
+        return PermissionDenied(
+            f"tracking server {uri}: permission denied to user {user!r} for {endpoint}, which needs "
+            f"{perm} permission on {kind} '{name}'; nothing was changed by this call"
+        )
     return None
 
 
@@ -162,15 +173,25 @@ def reachable(settings: Settings) -> Iterator[None]:
         refused = access_error(settings, e)
         if refused is not None:
             raise refused from None
-        if any(k in text for k in ("Connection refused", "Max retries", "ConnectionError", "timed out", "API request to")):
+        if any(
+            k in text for k in ("Connection refused", "Max retries", "ConnectionError", "timed out", "API request to")
+        ):
             raise RegistryUnavailable(
                 f"tracking server {settings.mlflow.tracking_uri} unreachable: {text.splitlines()[0][:200]}"
             ) from None
         raise
 
 
-_TRANSIENT = ("IntegrityError", "database is locked", "Giving up after", "deadlock detected",
-              "could not serialize", "UniqueViolation", "sqlalche.me/e/21/gkpj", "sqlalche.me/e/21/e3q8")
+_TRANSIENT = (
+    "IntegrityError",
+    "database is locked",
+    "Giving up after",
+    "deadlock detected",
+    "could not serialize",
+    "UniqueViolation",
+    "sqlalche.me/e/21/gkpj",
+    "sqlalche.me/e/21/e3q8",
+)
 
 
 def retry(fn, *args, attempts: int = 6, **kwargs):

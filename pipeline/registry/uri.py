@@ -65,6 +65,8 @@ def _check_run(settings: Settings, uri: str) -> None:
     try:
         listed = {Path(f.path).name for f in client.list_artifacts(run_id, parent or None)}
     except (MlflowException, OSError) as e:
-        raise InputError(f"--model-uri {uri}: the artifacts of run {run_id} cannot be listed ({str(e).splitlines()[0][:120]})") from None
+        raise InputError(
+            f"--model-uri {uri}: the artifacts of run {run_id} cannot be listed ({str(e).splitlines()[0][:120]})"
+        ) from None
     if name not in listed:
         raise InputError(f"--model-uri {uri}: run {run_id} has no artifact '{path}'")
