@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 # plugin's modules again (hypothesis alone: 0.8 s of a 2 s collection).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test test-harness gates bench bench-compare perf perf-verdicts perf-scale corpus check docker-build clean
+.PHONY: install run test lint test-harness gates bench bench-compare perf perf-verdicts perf-scale corpus check docker-build clean
 
 # One install step for everything; constraints.txt pins every package (and keys CI's cache).
 $(STAMP): pyproject.toml constraints.txt
@@ -41,10 +41,16 @@ define pytest_step
 	if [ $$rc -eq 5 ]; then echo "error: a pytest step collected no test" >&2; exit 1; fi; exit $$rc
 endef
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(call pytest_step,model_tests)
 	$(call pytest_step,tests -n 2 --dist loadscope -m "not solo")
 	$(call pytest_step,tests -m solo)
+
+## lint: ruff (lint: pipeline, bench, tests; format: pipeline, bench) and mypy (pipeline), as configured in pyproject.toml
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline bench tests
+	$(BIN)/ruff format --check pipeline bench
+	$(BIN)/mypy pipeline
 
 ## test-harness: only the harness's own tests (tests/)
 test-harness: $(STAMP)

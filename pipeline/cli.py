@@ -551,7 +551,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--config", help="pipeline config (default: $PIPELINE_CONFIG, then configs/pipeline_config.yaml)"
     )

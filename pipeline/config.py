@@ -27,7 +27,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
-def fmt_number(x: float) -> str:
+def fmt_number(x: float | None) -> str:
     """Render a figure for people: thousands separators for big numbers, 4 significant digits else."""
     if x is None:
         return "none"

@@ -13,6 +13,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -312,7 +313,7 @@ def release_memory() -> None:
         _malloc_trim(0)
 
 
-_malloc_trim = None
+_malloc_trim: Any = None  # libc's malloc_trim, False where there is none, None until looked up
 
 
 def _is_numeric(s: pd.Series) -> bool:

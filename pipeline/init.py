@@ -541,9 +541,9 @@ def write(data_path: Path, target: str, out: Path, force: bool = False) -> tuple
     if not data_path.is_file():
         raise InputError(f"--data {data_path}: no such file")
     out = Path(out)
-    files = {
-        out / "pipeline_config.yaml": None,
-        out / "model_config.yaml": None,
+    files: dict[Path, str] = {  # the two configs are rendered below, once the data is read
+        out / "pipeline_config.yaml": "",
+        out / "model_config.yaml": "",
         out / "gates" / "test_gates.py": GATE_FILE,
     }
     existing = [p for p in files if p.exists()]

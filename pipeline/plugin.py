@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,6 +23,9 @@ from pipeline.errors import InputError, PipelineError
 from pipeline.evidence import FAMILIES, GateReport, figure_dict
 from pipeline.judge import judge
 from pipeline.report import figure_text
+
+if TYPE_CHECKING:
+    from pipeline.session import GateSession
 
 PLUGIN = pytest.StashKey["GatePlugin"]()
 RECORDED = pytest.StashKey[dict]()  # what a gate recorded, on its item
@@ -214,7 +217,7 @@ class GatePlugin:
         self.report = GateReport()
         self.result = request.result if request is not None else GateRunResult()
         self._settings: Settings | None = request.settings if request is not None else None
-        self._session = None
+        self._session: GateSession | None = None
         self.signing_key = None  # the Ed25519 key that signs this run's evidence, read at collection
 
     # ------------------------------------------------------------ settings and session
@@ -235,7 +238,7 @@ class GatePlugin:
         return bool(self.items)
 
     @property
-    def gate_session(self):
+    def gate_session(self) -> GateSession:
         from pipeline.session import GateSession
 
         if self._session is None:
@@ -351,7 +354,7 @@ class GatePlugin:
         report: pytest.TestReport = yield
         ident = self.items.get(item.nodeid)
         if ident is not None:
-            report.model_gate = {"gate": ident[0], "family": ident[1], "recorded": item.stash.get(RECORDED, None)}
+            report.model_gate = {"gate": ident[0], "family": ident[1], "recorded": item.stash.get(RECORDED, None)}  # type: ignore[attr-defined]
             if report.when == "call":
                 self._verdict(item, report, ident[0])
         return report

@@ -48,10 +48,11 @@ def judged_in_one_batch(
     except Exception:
         return None
     ends = np.cumsum([len(f) for f in frames])
-    return [
-        pert.judge(spec, rows, lambda _rows, share=p[end - len(rows) : end]: share)  # noqa: B008 (bound now)
-        for (pert, spec, rows), end in zip(drawn, ends)
-    ]
+
+    def answered(share: np.ndarray) -> Callable[[pd.DataFrame], np.ndarray]:
+        return lambda _rows: share  # this example's rows' share of the one predict
+
+    return [pert.judge(spec, rows, answered(p[end - len(rows) : end])) for (pert, spec, rows), end in zip(drawn, ends)]
 
 
 def worst(found: list[Finding]) -> Finding:

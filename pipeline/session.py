@@ -62,7 +62,7 @@ class GateSession:
         self,
         settings: Settings,
         model_uri: str | None = None,
-        eval_data: Path | None = None,
+        eval_data: str | Path | None = None,
         *,
         model: Any = None,
         champion: Any = _REGISTRY,

@@ -18,6 +18,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import InputError
 
@@ -94,12 +95,12 @@ def load_private(path: Path | None):
     return _private_from(pem, str(path))
 
 
-def load_public_keys(paths: list[Path]) -> dict[str, object]:
+def load_public_keys(paths: list[Path]) -> dict[str, Any]:
     """The trusted public keys, by key id."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for path in paths:
         path = Path(path)
         try:
@@ -120,9 +121,7 @@ def sign(private_key, digest: str, kind: str = "evidence") -> Signature:
     return Signature(key_id(private_key.public_key()), base64.b64encode(value).decode())
 
 
-def verify(
-    public_keys: dict[str, object], digest: str, signature: Signature | None, kind: str = "evidence"
-) -> str | None:
+def verify(public_keys: dict[str, Any], digest: str, signature: Signature | None, kind: str = "evidence") -> str | None:
     """None when `signature` is a valid signature of `digest` (a document of `kind`) by a
     trusted key; else why not, worded to follow "the evidence is" ("the approval is")."""
     from cryptography.exceptions import InvalidSignature

@@ -134,6 +134,7 @@ class _Clock:
         w1 = runqueue_wait()
         c1 = time.process_time()
         t1 = time.perf_counter()
+        assert self._at is not None, "stop() without start()"
         t0, c0, w0 = self._at
         self.wall.append(t1 - t0)
         self.cpu.append(c1 - c0)

@@ -119,7 +119,9 @@ def _pack_trees(predictors: list[list[TreePredictor]]) -> dict:
     """The booster's trees (one TreePredictor per iteration and output) as concatenated arrays."""
     flat = [t for per_iteration in predictors for t in per_iteration]
     parts = {"nodes": "nodes", "binned": "binned_left_cat_bitsets", "raw": "raw_left_cat_bitsets"}
-    packed = {"shape": np.array([len(predictors), len(predictors[0]) if predictors else 0], dtype=np.int64)}
+    packed: dict[str, np.ndarray] = {
+        "shape": np.array([len(predictors), len(predictors[0]) if predictors else 0], dtype=np.int64)
+    }
     for key, attr in parts.items():
         arrays = [getattr(t, attr) for t in flat]
         packed[key] = np.concatenate(arrays) if arrays else np.empty(0)

@@ -153,7 +153,7 @@ class PredictionLog:
         except SQLAlchemyError as e:
             raise InputError(
                 f"live.log_url {shown_url(url)}: the prediction log cannot be reached "
-                f"({str(e.orig if getattr(e, 'orig', None) else e).splitlines()[0][:160]})"
+                f"({str(getattr(e, 'orig', None) or e).splitlines()[0][:160]})"
             ) from None
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_rows)
         self._lock = threading.Lock()  # put (spool and queue together) against the spool's emptying
@@ -165,7 +165,7 @@ class PredictionLog:
         self._inflight = 0  # rows the writer has taken and not yet written
         self._token, self._seq = uuid.uuid4().hex[:12], 0
         self.spool_dir = Path(spool_dir) if spool_dir is not None else None
-        self._spool = None
+        self._spool: Any = None  # the spool file (binary, unbuffered), locked for this process's life
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self.last_error: str | None = None
@@ -261,6 +261,7 @@ class PredictionLog:
 
         from sqlalchemy.exc import SQLAlchemyError
 
+        assert self.spool_dir is not None
         for path in sorted(self.spool_dir.glob("*.jsonl")):
             try:
                 f = open(path, "rb")
@@ -271,7 +272,9 @@ class PredictionLog:
                     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:  # its process is alive
                     continue
-                rows, drops, cut = [], [], 0
+                rows: list[dict[str, Any]] = []
+                drops: list[dict[str, Any]] = []
+                cut = 0
                 for line in f.read().splitlines():
                     try:
                         doc = json.loads(line)
@@ -304,10 +307,12 @@ class PredictionLog:
 
     def _insert_ignoring(self, table):
         """INSERT that leaves a row already there (same primary key) as it is."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
         if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            insert: Any = postgresql.insert
         elif self.engine.dialect.name == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
+            insert = sqlite.insert
         else:
             raise InputError(f"live.log_url {shown_url(self.url)}: only SQLite and PostgreSQL logs are supported")
         return insert(table).on_conflict_do_nothing()

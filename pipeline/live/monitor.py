@@ -68,7 +68,7 @@ class Monitor:
     def __init__(self, settings: Settings, log: PredictionLog):
         self.settings, self.log = settings, log
         self.name = settings.mlflow.registered_model
-        self._train = None
+        self._train: tuple[Any, Any] | None = None  # the training rows and their FeatureSpec, read once
 
     def _training(self):
         if self._train is None:
@@ -228,6 +228,7 @@ class Monitor:
 
         live = self.settings.live
         b = self._compare(chal, frame, production_version)
+        assert chal.version is not None, "a challenger arm is judged only where a version holds its alias"
         stopped = self.log.stopped(chal.alias, chal.version)
         if stopped:
             chal.decision, chal.why = "stopped", stopped

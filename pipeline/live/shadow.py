@@ -57,7 +57,10 @@ class ShadowScorer:
         self.last_error: str | None = None
         self.ready = threading.Event()  # the worker has loaded the versions it was started with
         self._versions: list[str] = []
-        self._process = self._jobs = self._results = self._reader = None
+        self._process: Any = None  # the worker (a forkserver Process)
+        self._jobs: Any = None  # its job and result queues (multiprocessing queues)
+        self._results: Any = None
+        self._reader: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import InputError, PromotionRefused
@@ -156,7 +157,7 @@ def _held(registered_model) -> dict[str, tuple[str, ...]]:
     return {v: tuple(sorted(a)) for v, a in held.items()}
 
 
-def _listed(settings: Settings, name: str) -> list[tuple[object, tuple[str, ...]]]:
+def _listed(settings: Settings, name: str) -> list[tuple[Any, tuple[str, ...]]]:
     """(MLflow version, its aliases) for every version, newest first."""
     client = store.connect(settings)
     with store.reachable(settings):

@@ -71,9 +71,9 @@ def signature_for(features: FeatureSpec):
     typed double and the served model then fails on it.
     """
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
-    inputs = [ColSpec("double", c, required=True) for c in features.numeric]
+    inputs: list[ColSpec | TensorSpec] = [ColSpec("double", c, required=True) for c in features.numeric]
     inputs += [ColSpec("string", c, required=True) for c in features.categorical]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double")]))
 
@@ -216,6 +216,7 @@ def log_candidate(
     """Log a fitted model as a new run and a new version of the registered model."""
     import mlflow
     import mlflow.sklearn
+    from mlflow.data.pandas_dataset import from_pandas
 
     features: FeatureSpec = data.features
     ml = settings.mlflow
@@ -247,7 +248,7 @@ def log_candidate(
             mlflow.log_params(params)
             mlflow.log_metrics({f"eval_{k}": float(v) for k, v in metrics.items()})
             mlflow.log_dict(settings.resolved(), "config/resolved_config.json")
-            dataset = mlflow.data.from_pandas(
+            dataset = from_pandas(
                 data.frame, source=str(data.path), targets=data.target, name=data.path.name, digest=data.digest[:36]
             )
             # Concurrent runs logging the same data file race on its dataset row (unique per

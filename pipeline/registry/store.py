@@ -145,7 +145,8 @@ def access_error(settings: Settings, e: BaseException) -> PipelineError | None:
     code = str(getattr(e, "error_code", ""))
     uri = settings.mlflow.tracking_uri
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
-    endpoint = (re.search(r"endpoint (\S+)", text) or [None, "?"])[1]
+    found = re.search(r"endpoint (\S+)", text)
+    endpoint = found[1] if found else "?"
     if "UNAUTHENTICATED" in code or "error code 401" in text:
         return PermissionDenied(
             f"tracking server {uri}: {'user ' + repr(user) if user else 'no user'} not authenticated "
@@ -279,11 +280,8 @@ def ping(settings: Settings) -> None:
 def store_error_line(e: BaseException) -> str | None:
     """One line for an MLflow error nobody foresaw (the CLI prints it, exit 2); None for any other error."""
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError  # MLflow depends on it
 
-    try:
-        from sqlalchemy.exc import SQLAlchemyError
-    except ImportError:  # pragma: no cover - MLflow depends on it
-        SQLAlchemyError = ()  # noqa: N806
     if isinstance(e, SQLAlchemyError):  # the database behind the store: its first line, not the SQL
         return f"database error: {str(getattr(e, 'orig', None) or e).splitlines()[0][:200]}"
     if not isinstance(e, MlflowException):

@@ -40,7 +40,15 @@ def tag_records(tags: dict[str, str], prefix: str, cls: type, owner: str, what: 
             continue
         try:
             raw = json.loads(value)
-            out.append(cls(**{k: (None if raw.get(k) is None else str(raw[k])) for k in cls.__slots__ if k in raw}))
+            out.append(
+                cls(
+                    **{
+                        k: (None if raw.get(k) is None else str(raw[k]))
+                        for k in getattr(cls, "__slots__", ())
+                        if k in raw
+                    }
+                )
+            )
         except (ValueError, TypeError) as e:
             raise InputError(f"model registry: {owner} tag {key}: not {what} ({type(e).__name__})") from None
     return sorted(out, key=lambda r: r.at)
