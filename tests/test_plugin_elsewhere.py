@@ -485,3 +485,55 @@ def test_a_timing_gate_of_its_own_is_judged_on_intervals_rerun_when_inconclusive
     write_config(crops, environments={"dev": {"thresholds": thresholds(mae={"max": 15, "unit": "kg", "max_ratio_to_reference": 3}, **lines)}})
     assert usage_line(run(crops, "-m", "gates")) == (f"{crops.path / 'crops.yaml'}: environments.dev.thresholds.mae.max_ratio_to_reference: "
                                                     "only a timing gate is timed against the reference workload (single_row_latency)")
+
+
+FAMILY_MODULE = '''
+"""This project's own gate family: fairness across zones, as specs (no edit to the package)."""
+
+import numpy as np
+
+from pipeline import checks
+from pipeline.catalogue import export, register_family, spec
+
+register_family("fairness", "errors even across the zones the orchard serves")
+
+
+@checks.check(1)
+def zone_error_gap(run):
+    """The worst zone's MAE over the best zone's."""
+    pr = run.session.predictions
+    zones = pr.frame["zone"].to_numpy()
+    mae = {z: float(np.mean(np.abs(pr.y[zones == z] - pr.p[zones == z]))) for z in np.unique(zones)}
+    worst, best = max(mae, key=mae.get), min(mae, key=mae.get)
+    return checks.Finding(mae[worst] / mae[best], "zone MAE gap", f"{worst} {mae[worst]:.1f} kg vs {best} {mae[best]:.1f} kg")
+
+
+zone_error_gap = spec("fairness")(zone_error_gap)
+__all__ = export(__name__)
+'''
+
+
+def test_a_family_of_its_own_is_one_module_of_specs_and_one_threshold_line(crops):
+    """A repository adds a family (its marker, its gates) with one module and one threshold line."""
+    crops.makepyfile(test_fairness=FAMILY_MODULE)
+    write_config(crops, environments={"dev": {"thresholds": thresholds(zone_error_gap={"max": 3})}})
+    r = run(crops, "-m", "fairness", "--strict-markers", "--evidence-dir", "reports", "--junitxml", "gates.xml")
+    r.assert_outcomes(passed=1, deselected=3)
+    assert re.search(r"zone_error_gap\s+\S+\s+<= 3\s+passed", r.stdout.str()), r.stdout.str()
+    doc, gates = evidence_gates(crops.path)
+    g = gates["zone_error_gap"]
+    assert g["family"] == "fairness" and g["nodeids"] == ["test_fairness.py::test_zone_error_gap"]
+    assert 1 <= g["figure"]["value"] <= 3 and " kg vs " in g["figure"]["detail"]
+    assert "zone_error_gap.figure" in {p.get("name") for p in junit_property_elements(crops.path / "gates.xml")}
+    # Its bound is judged by the one judge, as a standard gate's: past it, the run fails naming it.
+    write_config(crops, environments={"dev": {"thresholds": thresholds(zone_error_gap={"max": 1.0})}})
+    r = run(crops, "-m", "fairness", "--evidence-dir", "reports")
+    r.assert_outcomes(failed=1, deselected=3)
+    _, gates = evidence_gates(crops.path)
+    assert re.fullmatch(r"zone MAE gap [\d.]+ > 1; \w+ [\d.]+ kg vs \w+ [\d.]+ kg \(dev\)", gates["zone_error_gap"]["message"])
+
+
+def junit_property_elements(path: Path) -> list:
+    import xml.etree.ElementTree as ET
+
+    return list(ET.parse(path).getroot().iter("property"))
