@@ -23,7 +23,7 @@ import pytest
 
 from pipeline.checks import Finding
 from pipeline.config import Settings, Threshold
-from pipeline.evidence import FAMILIES
+from pipeline.evidence import FAMILIES, STANDARD_FAMILIES
 from pipeline.judge import judge
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 # The standard families ship as pipeline.gates.<family>, one per entry of evidence.FAMILIES
 # (family -> what its gates judge; a pytest marker each); register_family adds one from elsewhere.
-STANDARD_FAMILIES = tuple(FAMILIES)
 
 # Fixtures a gate may need beyond the session (pytest's or a family's own), by name.
 NEEDS = ("benchmark", "served", "tmp_path")

@@ -27,6 +27,7 @@ FAMILIES: dict[str, str] = {
     "latency": "prediction latency and throughput (pytest-benchmark)",
     "serving": "the model served over HTTP answers as it does in process",
 }
+STANDARD_FAMILIES = tuple(FAMILIES)  # shipped as pipeline.gates.<family>; a repository may register more
 
 OUTCOMES = (
     "passed",

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import InputError
+from pipeline.evidence import STANDARD_FAMILIES
 
 # Names that say a column identifies a row rather than describes it.
 _ID_NAME = re.compile(r"(^|[_\W])(id|pid|uuid|key|index)$", re.IGNORECASE)
@@ -520,19 +521,14 @@ model:
     return pipeline_text, model_text
 
 
-GATE_FILE = '''"""This project's quality gates: the standard suite, imported (upgrades come with the package).
-Add a gate of your own here: a test function marked @family(...) and one threshold line."""
+GATE_FILE = (
+    '''"""This project's quality gates: the standard suite, imported (upgrades come with the package).
+Add a gate of your own here: a wire registered with pipeline.catalogue.spec (or a test marked
+@family(...)) and one threshold line."""
 
-from pipeline.gates.champion import *  # noqa: F401,F403
-from pipeline.gates.data import *  # noqa: F401,F403
-from pipeline.gates.determinism import *  # noqa: F401,F403
-from pipeline.gates.latency import *  # noqa: F401,F403
-from pipeline.gates.metrics import *  # noqa: F401,F403
-from pipeline.gates.residuals import *  # noqa: F401,F403
-from pipeline.gates.robustness import *  # noqa: F401,F403
-from pipeline.gates.serving import *  # noqa: F401,F403
-from pipeline.gates.slices import *  # noqa: F401,F403
 '''
+    + "".join(f"from pipeline.gates.{family} import *  # noqa: F401,F403\n" for family in sorted(STANDARD_FAMILIES))
+)
 
 
 def write(data_path: Path, target: str, out: Path, force: bool = False) -> tuple[Inferred, list[Path]]:

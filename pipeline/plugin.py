@@ -439,7 +439,8 @@ class GatePlugin:
         self.result.exit_code = int(session.exitstatus)
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-        if self.worker or not self.report or config.option.collectonly:
+        # Run by the CLI (a GateRunRequest): it prints the one gate table and the verdict itself.
+        if self.worker or not self.report or config.option.collectonly or self.request is not None:
             return
         tr = terminalreporter
         r = self.result
