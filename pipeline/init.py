@@ -521,14 +521,11 @@ model:
     return pipeline_text, model_text
 
 
-GATE_FILE = (
-    '''"""This project's quality gates: the standard suite, imported (upgrades come with the package).
+GATE_FILE = '''"""This project's quality gates: the standard suite, imported (upgrades come with the package).
 Add a gate of your own here: a wire registered with pipeline.catalogue.spec (or a test marked
 @family(...)) and one threshold line."""
 
-'''
-    + "".join(f"from pipeline.gates.{family} import *  # noqa: F401,F403\n" for family in sorted(STANDARD_FAMILIES))
-)
+''' + "".join(f"from pipeline.gates.{family} import *  # noqa: F401,F403\n" for family in sorted(STANDARD_FAMILIES))
 
 
 def write(data_path: Path, target: str, out: Path, force: bool = False) -> tuple[Inferred, list[Path]]:
