@@ -45,14 +45,6 @@ class Dataset:
     features: FeatureSpec
     digest: str
 
-    @property
-    def X(self) -> pd.DataFrame:
-        return self.frame[self.features.columns]
-
-    @property
-    def y(self) -> pd.Series:
-        return self.frame[self.target]
-
 
 @dataclass(frozen=True)
 class Split:

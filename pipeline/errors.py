@@ -44,9 +44,3 @@ class PromotionRefused(PipelineError):
     """Promotion was asked for and refused; the reason names what was missing or wrong."""
 
     exit_code = EXIT_GATES_FAILED
-
-
-class GatesFailed(PipelineError):
-    """At least one gate failed."""
-
-    exit_code = EXIT_GATES_FAILED

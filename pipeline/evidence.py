@@ -29,19 +29,6 @@ FAMILIES: dict[str, str] = {
 }
 STANDARD_FAMILIES = tuple(FAMILIES)  # shipped as pipeline.gates.<family>; a repository may register more
 
-OUTCOMES = (
-    "passed",
-    "not_applicable",
-    "waived",
-    "advisory",
-    "inconclusive",
-    "failed",
-    "error",
-    "skipped",
-    "xfailed",
-    "xpassed",
-    "deselected",
-)
 # What a required gate may end in and still allow promotion: it passed; its precondition is
 # absent and the config says so; or it failed under a waiver, recorded beside it.
 # ("advisory": a gate the environment does not require failed; it is reported, never judged.)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import checks, figures, registry, train
+from pipeline import checks, registry, train
 from pipeline import data as data_mod
 from pipeline.config import Settings
 from pipeline.data import FeatureSpec
@@ -228,7 +228,3 @@ class GateSession:
     def spread(self) -> pd.Series:
         """Each numeric feature's training standard deviation: the unit of noise."""
         return self.train_frame[list(self.features.numeric)].std().fillna(0.0)
-
-    def metrics(self) -> dict[str, float]:
-        pr = self.predictions
-        return figures.regression_metrics(pr.y, pr.p)
