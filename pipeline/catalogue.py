@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +79,10 @@ class GateSpec:
     # loaded is the gate's error (in setup), not its failure; the data contract gate, which
     # judges the data itself, sets up nothing.
     setup: tuple[str, ...] = ("eval_predictions",)
+    # The threshold `run-pipeline init` writes for it, by environment: YAML flow text with an
+    # optional comment, e.g. {"staging": "{max: 0, unit: rows}"} (init may override a line
+    # with one it infers from the data). A new standard gate brings its line here.
+    defaults: Mapping[str, str] = field(default_factory=dict, compare=False)
     marks: tuple[Any, ...] = field(default=(), compare=False)  # further pytest marks on its test
 
     def run(self, inputs: Inputs) -> Finding | NotApplicable:
@@ -105,7 +109,12 @@ def register_family(name: str, text: str) -> None:
 
 
 def spec(
-    family: str, *, needs: Iterable[str] = (), marks: Iterable[Any] = (), setup: Iterable[str] = ("eval_predictions",)
+    family: str,
+    *,
+    needs: Iterable[str] = (),
+    marks: Iterable[Any] = (),
+    setup: Iterable[str] = ("eval_predictions",),
+    defaults: Mapping[str, str] | None = None,
 ) -> Callable[[Wire], GateSpec]:
     """Register the decorated wire as the standard gate named by the function (`r2`, `mae`)."""
     if family not in FAMILIES:
@@ -121,7 +130,14 @@ def spec(
         if found is not None and found.wire.__module__ != wire.__module__:
             raise ValueError(f"gate '{gate_id}' is already a gate of {found.wire.__module__}")
         made = GateSpec(
-            gate_id, family, wire, doc=inspect.getdoc(wire) or "", needs=needs, setup=tuple(setup), marks=tuple(marks)
+            gate_id,
+            family,
+            wire,
+            doc=inspect.getdoc(wire) or "",
+            needs=needs,
+            setup=tuple(setup),
+            marks=tuple(marks),
+            defaults=dict(defaults or {}),
         )
         SPECS[gate_id] = made
         return made

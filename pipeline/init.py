@@ -329,6 +329,19 @@ def _num(x: float) -> str:
     return repr(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
 
 
+def _threshold_lines(env: str, inferred: dict[tuple[str, str], str]) -> str:
+    """The threshold lines of `env`: every standard gate's default there (catalogue), or what
+    init inferred for it from the data, in the catalogue's order."""
+    from pipeline import catalogue
+
+    lines = []
+    for gate in catalogue.standard():
+        text = inferred.get((env, gate.id), gate.defaults.get(env))
+        if text:
+            lines.append(f"      {gate.id}: {text}")
+    return "\n".join(lines)
+
+
 def render(inf: Inferred, data_path: Path, out: Path) -> tuple[str, str]:
     """(pipeline_config.yaml, model_config.yaml) as text, commented."""
     import os
@@ -359,19 +372,19 @@ def render(inf: Inferred, data_path: Path, out: Path) -> tuple[str, str]:
     )
     cats = _yaml_list(inf.categorical) if inf.categorical else "[]   # none: the unseen-category gate is not applicable"
     why = "\n".join(f"#   - {w}" for w in inf.why)
-    metric_lines = [
-        "      r2: {min: 0.25}                               # explains at least a quarter of the variance",
-        "      mae: {max_ratio_to_baseline: 0.8}             # at most 80 % of the error of predicting the training median",
-        "      rmse: {max_ratio_to_baseline: 0.85}",
-    ]
-    if mape:
-        metric_lines.append('      mape: {max_ratio_to_baseline: 0.8, unit: "%"}')
-    else:  # percentage errors mean nothing for a target that crosses zero: reported, never judged
-        metric_lines.append(
-            '      mape: {max_ratio_to_baseline: 0.8, unit: "%", required: false}   # the target is not always positive'
+    # The thresholds: each standard gate's own default (its spec), where the data says otherwise.
+    inferred = {
+        ("staging", "feature_drift"): f"{{max: {_num(drift)}}}   # {DRIFT_FACTOR:g}x the worst a random split "
+        f"of this file shows ({inf.drift_floor:.3f})"
+    }
+    if not mape:  # percentage errors mean nothing for a target that crosses zero: reported, never judged
+        inferred[("dev", "mape")] = '{max_ratio_to_baseline: 0.95, unit: "%", required: false}'
+        inferred[("staging", "mape")] = (
+            '{max_ratio_to_baseline: 0.8, unit: "%", required: false}   # the target is not always positive'
         )
-    metrics = "\n".join(metric_lines)
-    noise_required = "" if inf.positive else ", required: false"  # a relative change means little near zero
+    if not inf.positive:  # a relative change means little near zero
+        inferred[("staging", "noise_stability")] = "{max: 0.05, required: false}   # the target is not always positive"
+    thresholds = {env: _threshold_lines(env, inferred) for env in ("dev", "staging", "production")}
     pipeline_text = f"""# Pipeline config written by `run-pipeline init` from {data_path.name} ({inf.rows} rows).
 # Every inference below says why; edit freely. Relative paths resolve against this folder.
 # What init inferred:
@@ -444,62 +457,19 @@ environments:
     extends: staging
     strictness: 0
     thresholds:
-      r2: {{min: 0}}
-      mae: {{max_ratio_to_baseline: 0.95}}          # learnt anything at all
-      rmse: {{max_ratio_to_baseline: 0.95}}
-      mape: {{max_ratio_to_baseline: 0.95, unit: "%"{"" if mape else ", required: false"}}}
-      champion_mae: {{max: 0.10, required: false}}
-      slice_error: {{max: 3.0, required: false}}
-      residual_skew: {{max: 2.0, required: false}}
-      residual_kurtosis: {{max: 10, required: false}}
-      residual_spread: {{max: 3.0, required: false}}
-      residual_autocorrelation: {{min: 1.5, max: 2.5, required: false}}
-      noise_stability: {{max: 0.1, required: false}}
-      directional: {{max: 0.02, required: false}}
-      single_row_latency: {{max: 250, unit: ms, required: false}}
-      batch_throughput: {{min: 1000, unit: rows/s, required: false}}
-      latency_vs_champion: {{max: 2.0, required: false}}
+{thresholds["dev"]}
   staging:
     strictness: 1
+    # Timing gates judge intervals, with a reference workload (~2 ms on an idle core) timed
+    # between their rounds: on a busy machine they are inconclusive (refusing), never passed.
     thresholds:
-      data_contract: {{max: 0, unit: violations}}
-      train_eval_overlap: {{max: 0, unit: rows}}
-      target_leak: {{max: 0.95}}                     # no feature alone explains 95 % of the target: it would be the target in disguise
-      feature_drift: {{max: {_num(drift)}}}   # {DRIFT_FACTOR:g}x the worst a random split of this file shows ({inf.drift_floor:.3f})
-{metrics}
-      champion_mae: {{max: 0.05}}                    # shown to be at most 5 % worse than the alias holder
-      slice_error: {{max: 2.0}}                      # no slice twice as wrong as the whole
-      residual_skew: {{max: 1.0}}
-      residual_kurtosis: {{max: 7}}
-      residual_spread: {{max: 2.0}}
-      residual_autocorrelation: {{min: 1.7, max: 2.3}}
-      noise_stability: {{max: 0.05{noise_required}}}   # 95 % of rows move < 5 % under measurement noise; tighten once the model is known
-      missing_values: {{max: 0, unit: rows}}
-      unseen_categories: {{max: 0, unit: rows}}
-      directional: {{max: 0.01}}
-      column_order: {{max: 0}}
-      wider_dtypes: {{max: 0}}
-      refit_identical: {{max: 0}}
-      predict_twice_identical: {{max: 0}}
-      mlflow_roundtrip_identical: {{max: 0}}
-      batch_independent: {{max: 0}}
-      # Timing gates judge intervals, with a reference workload (~2 ms on an idle core) timed
-      # between their rounds: on a busy machine they are inconclusive (refusing), never passed.
-      single_row_latency: {{max: 100, unit: ms, max_ratio_to_reference: 50}}
-      batch_throughput: {{min: 5000, unit: rows/s}}
-      latency_vs_champion: {{max: 1.2}}              # at most 20 % slower than the alias holder (median per-round ratio)
-      serving_matches_in_process: {{max: 0, required: false}}
-      serving_rejects_malformed: {{max: 0, unit: requests, required: false}}
-      serving_latency: {{max: 200, unit: ms, required: false}}
+{thresholds["staging"]}
   production:
     extends: staging
     strictness: 2
     approval: required         # a person approves the evidence: run-pipeline approve VERSION --env production
     thresholds:
-      champion_mae: {{max: 0.02}}
-      serving_matches_in_process: {{max: 0}}
-      serving_rejects_malformed: {{max: 0, unit: requests}}
-      serving_latency: {{max: 200, unit: ms}}
+{thresholds["production"]}
 """
     if inf.rows < 2000:  # a small data set: fewer, larger leaves overfit less
         params = (

@@ -48,6 +48,7 @@ def test_every_standard_gate_is_a_spec_with_a_check_a_domain_and_a_generated_tes
         test = getattr(module, f"test_{s.id}")
         assert f"test_{s.id}" in module.__all__ and test.gate_spec is s and s.doc
         assert {m.name for m in test.pytestmark} >= {"gates", s.family}
+        assert "staging" in s.defaults, f"{s.id}: init writes every standard gate's staging line from its spec"
     # A gate's test is at most three statements: the wiring lives in its spec, once.
     for path in Path(catalogue.__file__).parent.joinpath("gates").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -5,7 +5,14 @@ from pipeline.catalogue import Inputs, NotApplicable, export, spec
 from pipeline.checks import Finding
 
 
-@spec("champion")
+@spec(
+    "champion",
+    defaults={
+        "dev": "{max: 0.10, required: false}",
+        "staging": "{max: 0.05}  # shown to be at most 5 % worse than the alias holder",
+        "production": "{max: 0.02}",
+    },
+)
 def champion_mae(run: Inputs) -> Finding | NotApplicable:
     """The paired bootstrap of the relative MAE change, candidate vs champion, on the same rows.
 

@@ -7,7 +7,13 @@ from pipeline.data import record_columns
 from pipeline.errors import InputError
 
 
-@spec("data", setup=())
+@spec(
+    "data",
+    setup=(),
+    defaults={
+        "staging": "{max: 0, unit: violations}",
+    },
+)
 def data_contract(run: Inputs) -> Finding:
     """The evaluation file meets the data contract (parsed and checked once per session)."""
     s = run.session
@@ -17,7 +23,12 @@ def data_contract(run: Inputs) -> Finding:
         return checks.data_contract(str(e), 0, s.eval_source.name)
 
 
-@spec("data")
+@spec(
+    "data",
+    defaults={
+        "staging": "{max: 0, unit: rows}",
+    },
+)
 def train_eval_overlap(run: Inputs) -> Finding:
     """Evaluation rows that are training rows too, compared on whole records (the target with them)."""
     s, data = run.session, run.settings.data
@@ -25,7 +36,12 @@ def train_eval_overlap(run: Inputs) -> Finding:
     return checks.train_eval_overlap(s.train_frame, s.eval_frame, columns, what=what, grouped=s.split.grouped)
 
 
-@spec("data")
+@spec(
+    "data",
+    defaults={
+        "staging": "{max: 0.2}",
+    },
+)
 def feature_drift(run: Inputs) -> Finding:
     """The worst feature's drift between the training and the evaluation rows."""
     s = run.session
@@ -38,7 +54,12 @@ def feature_drift(run: Inputs) -> Finding:
     )
 
 
-@spec("data")
+@spec(
+    "data",
+    defaults={
+        "staging": "{max: 0.95}  # no feature alone explains 95 % of the target: it would be the target in disguise",
+    },
+)
 def target_leak(run: Inputs) -> Finding:
     """The best R2 one feature reaches alone, on the scale the model fits."""
     s = run.session

@@ -9,7 +9,12 @@ from pipeline.catalogue import Inputs, export, spec
 from pipeline.checks import Finding
 
 
-@spec("determinism")
+@spec(
+    "determinism",
+    defaults={
+        "staging": "{max: 0}",
+    },
+)
 def refit_identical(run: Inputs) -> Finding:
     """A refit on the same rows and seed predicts the same.
 
@@ -27,13 +32,24 @@ def refit_identical(run: Inputs) -> Finding:
     )
 
 
-@spec("determinism")
+@spec(
+    "determinism",
+    defaults={
+        "staging": "{max: 0}",
+    },
+)
 def predict_twice_identical(run: Inputs) -> Finding:
     """The same rows predicted twice give the same numbers."""
     return checks.predict_twice_identical(run.session.model, *run.session.compared)
 
 
-@spec("determinism", needs=("tmp_path",))
+@spec(
+    "determinism",
+    needs=("tmp_path",),
+    defaults={
+        "staging": "{max: 0}",
+    },
+)
 def mlflow_roundtrip_identical(run: Inputs) -> Finding:
     """The model as MLflow's pyfunc flavour loads it predicts the same.
 
@@ -51,7 +67,12 @@ def mlflow_roundtrip_identical(run: Inputs) -> Finding:
     return checks.mlflow_roundtrip_identical(loaded, *s.compared, how)
 
 
-@spec("determinism")
+@spec(
+    "determinism",
+    defaults={
+        "staging": "{max: 0}",
+    },
+)
 def batch_independent(run: Inputs) -> Finding:
     """A row's prediction does not depend on the batch it arrives in (shuffled, chunked)."""
     return checks.batch_independent(run.session.model, *run.session.compared, run.settings.seed)

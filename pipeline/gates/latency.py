@@ -61,7 +61,15 @@ def _reruns(run: Inputs) -> int:
     return run.settings.environment.inconclusive_reruns
 
 
-@spec("latency", needs=("benchmark",), marks=(UNUSED_BENCHMARK,))
+@spec(
+    "latency",
+    needs=("benchmark",),
+    marks=(UNUSED_BENCHMARK,),
+    defaults={
+        "dev": "{max: 250, unit: ms, required: false}",
+        "staging": "{max: 100, unit: ms, max_ratio_to_reference: 50}",
+    },
+)
 def single_row_latency(run: Inputs) -> Finding:
     """Single-row p99 (ms), and in reference units, each on its interval."""
     cfg, seed = run.settings.gates.latency, run.settings.seed
@@ -73,7 +81,14 @@ def single_row_latency(run: Inputs) -> Finding:
     return measured_until_decided(measure, run.threshold, _reruns(run))
 
 
-@spec("latency", needs=("benchmark",))
+@spec(
+    "latency",
+    needs=("benchmark",),
+    defaults={
+        "dev": "{min: 1000, unit: rows/s, required: false}",
+        "staging": "{min: 5000, unit: rows/s}",
+    },
+)
 def batch_throughput(run: Inputs) -> Finding:
     """Rows per second of the median batch predict, on its interval."""
     s, settings = run.session, run.settings
@@ -90,7 +105,15 @@ def batch_throughput(run: Inputs) -> Finding:
     return measured_until_decided(measure, run.threshold, _reruns(run))
 
 
-@spec("latency", needs=("benchmark",), marks=(UNUSED_BENCHMARK,))
+@spec(
+    "latency",
+    needs=("benchmark",),
+    marks=(UNUSED_BENCHMARK,),
+    defaults={
+        "dev": "{max: 2.0, required: false}",
+        "staging": "{max: 1.2}  # at most 20 % slower than the alias holder (median per-round ratio)",
+    },
+)
 def latency_vs_champion(run: Inputs) -> Finding | NotApplicable:
     """The candidate's single-row time over the champion's, timed in the same rounds on the same rows."""
     s, settings = run.session, run.settings

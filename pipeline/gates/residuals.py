@@ -11,25 +11,49 @@ from pipeline.catalogue import Inputs, NotApplicable, export, spec
 from pipeline.checks import Finding
 
 
-@spec("residuals")
+@spec(
+    "residuals",
+    defaults={
+        "dev": "{max: 2.0, required: false}",
+        "staging": "{max: 1.0}",
+    },
+)
 def residual_skew(run: Inputs) -> Finding:
     """|skew| of the residual sample."""
     return checks.residual_skew(run.session.residuals)
 
 
-@spec("residuals")
+@spec(
+    "residuals",
+    defaults={
+        "dev": "{max: 10, required: false}",
+        "staging": "{max: 7}",
+    },
+)
 def residual_kurtosis(run: Inputs) -> Finding:
     """Kurtosis of the residual sample."""
     return checks.residual_kurtosis(run.session.residuals)
 
 
-@spec("residuals")
+@spec(
+    "residuals",
+    defaults={
+        "dev": "{max: 3.0, required: false}",
+        "staging": "{max: 2.0}",
+    },
+)
 def residual_spread(run: Inputs) -> Finding:
     """The residuals' spread in the widest band of predictions over the narrowest's."""
     return checks.residual_spread(run.session.residuals)
 
 
-@spec("residuals")
+@spec(
+    "residuals",
+    defaults={
+        "dev": "{min: 1.5, max: 2.5, required: false}",
+        "staging": "{min: 1.7, max: 2.3}",
+    },
+)
 def residual_autocorrelation(run: Inputs) -> Finding | NotApplicable:
     """Durbin-Watson of the residuals along the rows' declared order.
 

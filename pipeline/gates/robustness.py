@@ -22,7 +22,13 @@ from pipeline.catalogue import Inputs, NotApplicable, export, spec
 from pipeline.checks import Finding
 
 
-@spec("robustness")
+@spec(
+    "robustness",
+    defaults={
+        "dev": "{max: 0.1, required: false}",
+        "staging": "{max: 0.05}  # 95 % of rows move < 5 % under measurement noise; tighten once the model is known",
+    },
+)
 def noise_stability(run: Inputs) -> Finding | NotApplicable:
     """How far resolution-scaled noise on every numeric feature at once moves the predictions."""
     s, settings = run.session, run.settings
@@ -54,7 +60,12 @@ def noise_stability(run: Inputs) -> Finding | NotApplicable:
     return replace(finding, detail=f"{finding.detail}; noise on {alone[0]} alone: p{cfg.percentile:g} {alone[1]:.3g}")
 
 
-@spec("robustness")
+@spec(
+    "robustness",
+    defaults={
+        "staging": "{max: 0, unit: rows}",
+    },
+)
 def missing_values(run: Inputs) -> Finding:
     """Rows whose prediction is not finite when hypothesis-drawn cells are missing."""
     s = run.session
@@ -69,7 +80,12 @@ def missing_values(run: Inputs) -> Finding:
     )
 
 
-@spec("robustness")
+@spec(
+    "robustness",
+    defaults={
+        "staging": "{max: 0, unit: rows}",
+    },
+)
 def unseen_categories(run: Inputs) -> Finding | NotApplicable:
     """Rows whose prediction is not finite when categorical columns hold values never seen in training."""
     s, settings = run.session, run.settings
@@ -91,7 +107,12 @@ def unseen_categories(run: Inputs) -> Finding | NotApplicable:
     )
 
 
-@spec("robustness")
+@spec(
+    "robustness",
+    defaults={
+        "staging": "{max: 0}",
+    },
+)
 def column_order(run: Inputs) -> Finding:
     """The largest prediction change when the columns arrive in another order.
 
@@ -111,7 +132,12 @@ def column_order(run: Inputs) -> Finding:
     return rb.explore(run.holds, make)
 
 
-@spec("robustness")
+@spec(
+    "robustness",
+    defaults={
+        "staging": "{max: 0}",
+    },
+)
 def wider_dtypes(run: Inputs) -> Finding:
     """The largest prediction change when columns arrive in wider dtypes (hypothesis tries the six)."""
     s, pr = run.session, run.session.predictions
@@ -129,7 +155,13 @@ def wider_dtypes(run: Inputs) -> Finding:
     return rb.explore(run.holds, make)
 
 
-@spec("robustness")
+@spec(
+    "robustness",
+    defaults={
+        "dev": "{max: 0.02, required: false}",
+        "staging": "{max: 0.01}",
+    },
+)
 def directional(run: Inputs) -> Finding | NotApplicable:
     """The share of rows whose prediction moves against a configured direction when its feature moves."""
     s, settings = run.session, run.settings

@@ -41,7 +41,14 @@ def _url(run: Inputs) -> str:
     return run.served
 
 
-@spec("serving", needs=("served",))
+@spec(
+    "serving",
+    needs=("served",),
+    defaults={
+        "staging": "{max: 0, required: false}",
+        "production": "{max: 0}",
+    },
+)
 def serving_matches_in_process(run: Inputs) -> Finding:
     """The largest difference between the served and the in-process predictions of the evaluation rows."""
     pr, columns = run.session.predictions, run.session.features.columns
@@ -55,7 +62,14 @@ def serving_matches_in_process(run: Inputs) -> Finding:
     return checks.serving_matches_in_process(pr.p, np.asarray(json.loads(body)["predictions"], float))
 
 
-@spec("serving", needs=("served",))
+@spec(
+    "serving",
+    needs=("served",),
+    defaults={
+        "staging": "{max: 0, unit: requests, required: false}",
+        "production": "{max: 0, unit: requests}",
+    },
+)
 def serving_rejects_malformed(run: Inputs) -> Finding:
     """Malformed requests are refused with a client error, never answered."""
     s = run.session
@@ -75,7 +89,14 @@ def serving_rejects_malformed(run: Inputs) -> Finding:
     )
 
 
-@spec("serving", needs=("served",))
+@spec(
+    "serving",
+    needs=("served",),
+    defaults={
+        "staging": "{max: 200, unit: ms, required: false}",
+        "production": "{max: 200, unit: ms}",
+    },
+)
 def serving_latency(run: Inputs) -> Finding:
     """Single-row request p99 over HTTP (ms)."""
     s, settings = run.session, run.settings
