@@ -173,17 +173,17 @@ def run_gates(
 
 
 def _gate_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    from pipeline.report import figure_text
+    from pipeline.evidence import gate_results
 
     return [
         {
-            "gate": g["gate"],
-            "family": g["family"],
-            "figure": figure_text(g.get("figure")),
-            "threshold": ((g.get("figure") or {}).get("threshold") or {}).get("text", "-"),
-            "status": g["outcome"],
+            "gate": g.gate,
+            "family": g.family,
+            "figure": g.figure_text,
+            "threshold": g.threshold_text,
+            "status": g.outcome,
         }
-        for g in doc.get("gates", [])
+        for g in gate_results(doc)
     ]
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from pipeline.config import Settings, Threshold
+from pipeline.config import Settings, Threshold, fmt_number
 
 SCHEMA = "pipeline.evidence/1"
 # Gate families, in the order reports show them.
@@ -51,6 +51,23 @@ class GateResult:
     duration_s: float = 0.0
     waiver: dict[str, str] | None = None  # the waiver that turned a failure into "waived": reason, expires
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GateResult:
+        """One entry of an evidence document's `gates`, typed (keys it does not know are left out)."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+    @property
+    def value(self) -> float | None:
+        return (self.figure or {}).get("value")
+
+    @property
+    def figure_text(self) -> str:
+        return figure_text(self.figure)
+
+    @property
+    def threshold_text(self) -> str:
+        return ((self.figure or {}).get("threshold") or {}).get("text", "-")
+
     def merge_outcome(self, outcome: str) -> None:
         # A gate with several cases is as good as its worst case.
         rank = {
@@ -69,6 +86,24 @@ class GateResult:
         }
         if self.outcome == "not run" or rank.get(outcome, 7) > rank.get(self.outcome, 0):
             self.outcome = outcome
+
+
+def gate_results(doc: dict[str, Any]) -> list[GateResult]:
+    """An evidence document's gates, typed, in its order."""
+    return [GateResult.from_dict(g) for g in doc.get("gates", [])]
+
+
+def figure_text(figure: dict[str, Any] | None) -> str:
+    """A recorded figure with its unit, '-' when there is none."""
+    if not figure or figure.get("value") is None:
+        return "-"
+    unit = (figure.get("threshold") or {}).get("unit", "")
+    text = f"{fmt_number(figure['value'])}{' ' + unit if unit and unit != '%' else unit}"
+    if figure.get("ratio_to_baseline") is not None:
+        text += f" ({fmt_number(figure['ratio_to_baseline'])}x baseline)"
+    if figure.get("ratio_to_reference") is not None:
+        text += f" ({fmt_number(figure['ratio_to_reference'])}x reference)"
+    return text
 
 
 def threshold_dict(threshold: Threshold) -> dict[str, Any]:

@@ -154,7 +154,7 @@ def check_evidence(settings: Settings, name: str, version: str, env: str) -> tup
         raise PromotionRefused(
             f"{name} version {version}: {ev_env} gates did not pass: {'; '.join(doc.get('reasons', [])) or 'status ' + str(doc.get('status'))}"
         )
-    outcomes = {g["gate"]: g["outcome"] for g in doc.get("gates", [])}
+    outcomes = {g.gate: g.outcome for g in evidence.gate_results(doc)}
     required = settings.environments[env].required_gates
     missing = [g for g in required if g not in outcomes]
     if missing:

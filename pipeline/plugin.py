@@ -22,7 +22,6 @@ from pipeline.config import Settings, Threshold
 from pipeline.errors import InputError, PipelineError
 from pipeline.evidence import FAMILIES, GateReport, figure_dict
 from pipeline.judge import judge
-from pipeline.report import figure_text
 
 if TYPE_CHECKING:
     from pipeline.session import GateSession
@@ -463,9 +462,7 @@ def gate_table(report: GateReport) -> list[str]:
     rows = [("gate", "figure", "threshold", "status")]
     order = list(FAMILIES)
     for g in sorted(report.gates.values(), key=lambda g: (order.index(g.family), g.gate)):
-        rows.append(
-            (g.gate, figure_text(g.figure), ((g.figure or {}).get("threshold") or {}).get("text", "-"), g.outcome)
-        )
+        rows.append((g.gate, g.figure_text, g.threshold_text, g.outcome))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import fmt_number
+from pipeline.evidence import gate_results
 
 PLOTS = {
     "predicted_vs_actual": "Predicted vs actual",
@@ -52,7 +53,7 @@ class _Doc:
 
     def __init__(self, doc: dict[str, Any]):
         self.env = doc.get("environment", "")
-        self.figures = {g["gate"]: g.get("figure") or {} for g in doc.get("gates", [])}
+        self.figures = {g.gate: g.figure or {} for g in gate_results(doc)}
 
     def value(self, gate: str) -> float | None:
         return self.figures.get(gate, {}).get("value")
@@ -228,23 +229,6 @@ def render(
     return written
 
 
-def figure_text(figure: dict[str, Any] | None) -> str:
-    """A recorded figure with its unit, '-' when there is none."""
-    if not figure or figure.get("value") is None:
-        return "-"
-    unit = (figure.get("threshold") or {}).get("unit", "")
-    text = f"{fmt_number(figure['value'])}{' ' + unit if unit and unit != '%' else unit}"
-    if figure.get("ratio_to_baseline") is not None:
-        text += f" ({fmt_number(figure['ratio_to_baseline'])}x baseline)"
-    if figure.get("ratio_to_reference") is not None:
-        text += f" ({fmt_number(figure['ratio_to_reference'])}x reference)"
-    return text
-
-
-def _figure_text(g: dict[str, Any]) -> tuple[str, str]:
-    return figure_text(g.get("figure")), ((g.get("figure") or {}).get("threshold") or {}).get("text", "-")
-
-
 STATUS_MARK = {
     "passed": "✅ passed",
     "failed": "❌ failed",
@@ -267,15 +251,17 @@ def markdown(doc: dict[str, Any], plots: dict[str, Path], link_base: Path) -> st
     if doc.get("reasons"):
         lines.append("")
     lines += ["| gate | family | figure | threshold | status |", "| --- | --- | --- | --- | --- |"]
-    for g in doc.get("gates", []):
-        fig, th = _figure_text(g)
-        lines.append(f"| {g['gate']} | {g['family']} | {fig} | {th} | {STATUS_MARK.get(g['outcome'], g['outcome'])} |")
+    gates = gate_results(doc)
+    for g in gates:
+        lines.append(
+            f"| {g.gate} | {g.family} | {g.figure_text} | {g.threshold_text} | {STATUS_MARK.get(g.outcome, g.outcome)} |"
+        )
     lines.append("")
-    failing = [g for g in doc.get("gates", []) if g["outcome"] not in ("passed",) and g.get("message")]
+    failing = [g for g in gates if g.outcome not in ("passed",) and g.message]
     if failing:
         lines.append("### Why")
         for g in failing:
-            lines.append(f"- `{g['gate']}`: {g['message']}")
+            lines.append(f"- `{g.gate}`: {g.message}")
         lines.append("")
     if plots:
         lines.append("### Plots")
@@ -294,13 +280,10 @@ def html_report(doc: dict[str, Any], plots: dict[str, Path]) -> str:
     model = doc.get("model") or {}
     who = f"{model.get('name')} version {model.get('version')}" if model.get("version") else "model fitted in session"
     rows = []
-    for g in doc.get("gates", []):
-        fig, th = _figure_text(g)
-        cls = "ok" if g["outcome"] == "passed" else "bad"
-        rows.append(
-            f"<tr class='{cls}'><td>{html.escape(g['gate'])}</td><td>{html.escape(g['family'])}</td><td>{html.escape(fig)}</td>"
-            f"<td>{html.escape(th)}</td><td>{html.escape(g['outcome'])}</td><td>{html.escape(g.get('message') or '')}</td></tr>"
-        )
+    for g in gate_results(doc):
+        cls = "ok" if g.outcome == "passed" else "bad"
+        cells = (g.gate, g.family, g.figure_text, g.threshold_text, g.outcome, g.message or "")
+        rows.append(f"<tr class='{cls}'>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     imgs = []
     for name, path in plots.items():
         data = base64.b64encode(path.read_bytes()).decode()

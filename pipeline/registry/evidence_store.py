@@ -69,12 +69,13 @@ def gate_metrics(doc: dict[str, Any], model_id: str | None) -> list:
     MLflow metric is a number: a gate without a figure, not applicable or skipped, has none)."""
     from mlflow.entities import Metric
 
+    from pipeline.evidence import gate_results
+
     now = int(time.time() * 1000)
     out = []
-    for g in doc.get("gates", []):
-        value = (g.get("figure") or {}).get("value")
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            out.append(Metric(f"gate.{g['gate']}", float(value), now, 0, model_id=model_id))
+    for g in gate_results(doc):
+        if isinstance(g.value, (int, float)) and math.isfinite(g.value):
+            out.append(Metric(f"gate.{g.gate}", float(g.value), now, 0, model_id=model_id))
     return out
 
 
