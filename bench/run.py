@@ -6,7 +6,7 @@
 
 (a) the whole gate run: `pytest model_tests -m gates --model-uri models:/NAME/VERSION --env staging
     --promote`, every family, evidence and promotion on an embedded store in a temp folder;
-(b) bench/minimal.py: the same figures by hand, no pytest, no plugin, no MLflow;
+(b) bench/minimal.py: the same figures from the gates' own specs, no pytest session, no plugin, no registry;
 (c) bench/mlflow_eval.py: mlflow.models.evaluate(model_type="regressor") + validate_evaluation_results.
 
 Each is a fresh subprocess timed wall-clock (interpreter start and imports included), run in
