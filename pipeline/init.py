@@ -329,14 +329,20 @@ def _num(x: float) -> str:
     return repr(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
 
 
-def _threshold_lines(env: str, inferred: dict[tuple[str, str], str]) -> str:
+def _threshold_lines(env: str, inferred: dict[tuple[str, str], str], advisory: dict[str, str]) -> str:
     """The threshold lines of `env`: every standard gate's default there (catalogue), or what
-    init inferred for it from the data, in the catalogue's order."""
+    init inferred for it from the data, in the catalogue's order; a gate of `advisory` (gate id:
+    why) keeps its default bound with `required: false`."""
     from pipeline import catalogue
 
     lines = []
     for gate in catalogue.standard():
         text = inferred.get((env, gate.id), gate.defaults.get(env))
+        if text and gate.id in advisory:
+            bound = text.split("#")[0].rstrip()
+            if "required:" not in bound:
+                bound = bound[:-1] + ", required: false}"
+            text = f"{bound}   # {advisory[gate.id]}"
         if text:
             lines.append(f"      {gate.id}: {text}")
     return "\n".join(lines)
@@ -353,7 +359,6 @@ def render(inf: Inferred, data_path: Path, out: Path) -> tuple[str, str]:
         f"      {_q(c)}: {_num(_round(min(1.0, s * 1.5 + 0.02)))}   # {s:.1%} in this file"
         for c, s in inf.missing.items()
     )
-    mape = inf.positive
     drift = _round(min(1.0, max(0.05, DRIFT_FACTOR * inf.drift_floor)))
     scale = "log" if inf.log_target else "raw"
     eval_rows = round(0.2 * inf.rows)
@@ -377,14 +382,10 @@ def render(inf: Inferred, data_path: Path, out: Path) -> tuple[str, str]:
         ("staging", "feature_drift"): f"{{max: {_num(drift)}}}   # {DRIFT_FACTOR:g}x the worst a random split "
         f"of this file shows ({inf.drift_floor:.3f})"
     }
-    if not mape:  # percentage errors mean nothing for a target that crosses zero: reported, never judged
-        inferred[("dev", "mape")] = '{max_ratio_to_baseline: 0.95, unit: "%", required: false}'
-        inferred[("staging", "mape")] = (
-            '{max_ratio_to_baseline: 0.8, unit: "%", required: false}   # the target is not always positive'
-        )
-    if not inf.positive:  # a relative change means little near zero
-        inferred[("staging", "noise_stability")] = "{max: 0.05, required: false}   # the target is not always positive"
-    thresholds = {env: _threshold_lines(env, inferred) for env in ("dev", "staging", "production")}
+    # Where the target is not always positive, a percentage error (MAPE) and a relative change
+    # (noise) mean little: their gates are reported, never judged.
+    advisory = {} if inf.positive else {g: "the target is not always positive" for g in ("mape", "noise_stability")}
+    thresholds = {env: _threshold_lines(env, inferred, advisory) for env in ("dev", "staging", "production")}
     pipeline_text = f"""# Pipeline config written by `run-pipeline init` from {data_path.name} ({inf.rows} rows).
 # Every inference below says why; edit freely. Relative paths resolve against this folder.
 # What init inferred:

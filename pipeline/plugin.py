@@ -536,8 +536,6 @@ class Gate:
         """Run this standard gate's spec on the session, record its finding and judge it: passes,
         fails with one line, or fails marked inconclusive (a timing its rounds could not decide;
         never a pass). With benchmarking disabled a timing gate has no figure: skipped."""
-        from pipeline.catalogue import Inputs, NotApplicable
-
         spec = getattr(self.item, "function", None)
         spec = getattr(spec, "gate_spec", None)
         if spec is None:
@@ -548,8 +546,8 @@ class Gate:
         if bench is not None and bench.disabled:
             pytest.skip("benchmarking disabled: latency not measured, gate not passed")
         plugin = self.item.config.stash[PLUGIN]
-        found = spec.run(Inputs(plugin.gate_session, self.threshold, **fixtures))
-        if isinstance(found, NotApplicable):
+        found = spec.run(catalogue.Inputs(plugin.gate_session, self.threshold, **fixtures))
+        if isinstance(found, catalogue.NotApplicable):
             return self.not_applicable(found.reason, stated=found.stated, how=found.how)
         self.record(found)
         verdict = judge(self.threshold, found)

@@ -38,6 +38,11 @@ class Champion:
     predictions: np.ndarray
     model: Any = None  # the loaded champion (the candidate itself when it holds the alias)
 
+    @property
+    def who(self) -> str:
+        """How messages name it: 'NAME vVERSION', or the name alone where there is no version."""
+        return f"{self.name} v{self.version}" if self.version else self.name
+
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -175,7 +180,7 @@ class GateSession:
         if self._champion is None:
             return None
         if self._champion == "self":
-            return Champion("the candidate", "itself", self.predictions.p, self.model)
+            return Champion("the candidate itself", "", self.predictions.p, self.model)
         found = registry.champion_version(self.settings, self.settings.champion_alias)
         if found is None:
             return None

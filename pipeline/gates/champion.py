@@ -27,7 +27,7 @@ def champion_mae(run: Inputs) -> Finding | NotApplicable:
         pr.y,
         pr.p,
         champion.predictions,
-        champion=f"{champion.name} v{champion.version} @{settings.champion_alias}",
+        champion=f"{champion.who} @{settings.champion_alias}",
         resamples=cfg.bootstrap_resamples,
         confidence=cfg.confidence,
         seed=settings.seed,

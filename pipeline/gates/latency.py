@@ -120,7 +120,7 @@ def latency_vs_champion(run: Inputs) -> Finding | NotApplicable:
     champion, cfg = s.champion, settings.gates.latency
     if champion is None:
         return NotApplicable(f"no model holds @{settings.champion_alias}: no latency to compare with")
-    who = f"{champion.name} v{champion.version} @{settings.champion_alias}"
+    who = f"{champion.who} @{settings.champion_alias}"
 
     def measure(first: bool) -> Finding:
         # The champion answers the same row in the same round, before the candidate in even
