@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pipeline.checks import Finding
-from pipeline.config import Settings, Threshold
+from pipeline.config import TASKS, Settings, Threshold
 from pipeline.evidence import FAMILIES, STANDARD_FAMILIES
 from pipeline.judge import judge
 
@@ -84,6 +84,8 @@ class GateSpec:
     # with one it infers from the data). A new standard gate brings its line here.
     defaults: Mapping[str, str] = field(default_factory=dict, compare=False)
     marks: tuple[Any, ...] = field(default=(), compare=False)  # further pytest marks on its test
+    # The tasks (data.task) whose models it judges; under another, the gate is not collected.
+    tasks: tuple[str, ...] = TASKS
 
     def run(self, inputs: Inputs) -> Finding | NotApplicable:
         return self.wire(inputs)
@@ -115,11 +117,14 @@ def spec(
     marks: Iterable[Any] = (),
     setup: Iterable[str] = ("eval_predictions",),
     defaults: Mapping[str, str] | None = None,
+    tasks: Iterable[str] = TASKS,
 ) -> Callable[[Wire], GateSpec]:
     """Register the decorated wire as the standard gate named by the function (`r2`, `mae`)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown gate family '{family}' (known: {', '.join(FAMILIES)}; register_family adds one)")
-    needs = tuple(needs)
+    needs, tasks = tuple(needs), tuple(tasks)
+    if not tasks or any(t not in TASKS for t in tasks):
+        raise ValueError(f"gate family '{family}': tasks {tasks!r}: each one of {', '.join(TASKS)}")
     unknown = [n for n in needs if n not in NEEDS]
     if unknown:
         raise ValueError(f"gate family '{family}': unknown need {unknown[0]!r} (known: {', '.join(NEEDS)})")
@@ -138,6 +143,7 @@ def spec(
             setup=tuple(setup),
             marks=tuple(marks),
             defaults=dict(defaults or {}),
+            tasks=tasks,
         )
         SPECS[gate_id] = made
         return made
@@ -179,12 +185,17 @@ def export(module: str, *also: str) -> list[str]:
     return [*names, *also]
 
 
-def standard() -> list[GateSpec]:
-    """Every standard gate's spec, family by family (importing each family's module)."""
+def standard(task: str | None = None) -> list[GateSpec]:
+    """Every standard gate's spec, family by family (importing each family's module); with
+    `task`, those that judge its models."""
     for family in STANDARD_FAMILIES:
         importlib.import_module(f"pipeline.gates.{family}")
     order = list(FAMILIES)
     return sorted(
-        (s for s in SPECS.values() if s.wire.__module__.startswith("pipeline.gates.")),
+        (
+            s
+            for s in SPECS.values()
+            if s.wire.__module__.startswith("pipeline.gates.") and (task is None or task in s.tasks)
+        ),
         key=lambda s: order.index(s.family),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -102,7 +102,13 @@ def train_eval_overlap(
 
 @check(-INF, 1)
 def target_leak(
-    train: pd.DataFrame, evaluation: pd.DataFrame, columns: list[str], target: str, *, log: bool = False
+    train: pd.DataFrame,
+    evaluation: pd.DataFrame,
+    columns: list[str],
+    target: str,
+    *,
+    log: bool = False,
+    classes: int = 0,
 ) -> Finding:
     """The best R2 any one feature reaches alone (figures.one_feature_fits) on the scale the
     model fits (`log`: log(target)). Near 1, that column is the target in another form (a
@@ -112,6 +118,8 @@ def target_leak(
     y_train, y_eval = train[target].to_numpy(float), evaluation[target].to_numpy(float)
     if log:
         y_train, y_eval = np.log(y_train), np.log(y_eval)
+    if classes > 2:  # a multiclass target: one 0/1 column per class (R2 over them: the Brier skill)
+        y_train, y_eval = np.eye(classes)[y_train.astype(int)], np.eye(classes)[y_eval.astype(int)]
     fits = figures.one_feature_fits(train, evaluation, columns, y_train, y_eval)
     if not fits or not math.isfinite(fits[0].r2):
         return Finding(
@@ -155,8 +163,10 @@ def r2(y: np.ndarray, p: np.ndarray) -> Finding:
 
 # Error figures a threshold may bound relative to a baseline's (max_ratio_to_baseline): each
 # check takes the baseline's predictions of the same rows and reports its figure and the ratio.
-BASELINE_GATES = ("mae", "rmse", "mape")
+# The error figures a max_ratio_to_baseline bound may judge: over the baseline's figure.
+BASELINE_GATES = ("mae", "rmse", "mape", "log_loss", "brier")
 BASELINE = "the training target's median"
+PRIOR = "the training rows' class shares"  # a classifier's baseline
 
 
 def _against_baseline(
@@ -166,19 +176,35 @@ def _against_baseline(
     y: np.ndarray,
     p: np.ndarray,
     baseline: np.ndarray | None,
+    *,
+    what: str = BASELINE,
+    ratio: bool = True,
 ) -> Finding:
-    value = float(metric(y, p))
+    """The metric on the evaluation rows, with the baseline's (`what`) beside it and, for an
+    error figure (`ratio`), the figure over the baseline's."""
+    try:
+        value = float(metric(y, p))
+    except ValueError as e:  # scikit-learn: e.g. only one class among the evaluation rows
+        return Finding(float("nan"), label, f"{len(y)} evaluation rows: {str(e).splitlines()[0][:160]}")
     if baseline is None:
         return Finding(value, label, f"{len(y)} evaluation rows")
     base = float(metric(y, baseline))
-    ratio = value / base if base > 0 else float("nan")
+    if not ratio:
+        return Finding(
+            value,
+            label,
+            f"{len(y)} evaluation rows; baseline ({what}) {label} {fmt_number(base)}",
+            reported={f"{name}_baseline": base},
+            baseline=base,
+        )
+    over = value / base if base > 0 else float("nan")
     return Finding(
         value,
         label,
-        f"{len(y)} evaluation rows; baseline ({BASELINE}) {label} {fmt_number(base)}, ratio {fmt_number(ratio)}",
-        reported={f"{name}_baseline": base, f"{name}_ratio_to_baseline": ratio},
+        f"{len(y)} evaluation rows; baseline ({what}) {label} {fmt_number(base)}, ratio {fmt_number(over)}",
+        reported={f"{name}_baseline": base, f"{name}_ratio_to_baseline": over},
         baseline=base,
-        baseline_ratio=ratio,
+        baseline_ratio=over,
     )
 
 
@@ -195,6 +221,107 @@ def rmse(y: np.ndarray, p: np.ndarray, baseline: np.ndarray | None = None) -> Fi
 @check(0)
 def mape(y: np.ndarray, p: np.ndarray, baseline: np.ndarray | None = None) -> Finding:
     return _against_baseline("mape", "MAPE", figures.mape, y, p, baseline)
+
+
+# ---------------------------------------------------------------- classifier metrics
+#
+# `y`: class codes; `p`: scores (checks.scores); `baseline`: the class prior's scores on the
+# same rows (a model that learnt nothing); `threshold`: model.decision_threshold.
+
+
+@check(0, 1)
+def roc_auc(y: np.ndarray, p: np.ndarray) -> Finding:
+    label = "ROC AUC (macro one-vs-rest)" if np.asarray(p).ndim == 2 else "ROC AUC"
+    found = _against_baseline("roc_auc", label, figures.roc_auc, y, p, None)
+    return replace(found, detail=found.detail + "; chance 0.5") if math.isfinite(found.value) else found
+
+
+@check(0, 1)
+def pr_auc(y: np.ndarray, p: np.ndarray) -> Finding:
+    """Average precision; a constant score's is the positive share (multiclass: 1 / classes)."""
+    found = _against_baseline("pr_auc", "average precision", figures.pr_auc, y, p, None)
+    if not math.isfinite(found.value):
+        return found
+    y = np.asarray(y, int)
+    chance = float(np.mean(y == 1)) if np.asarray(p).ndim == 1 else 1.0 / np.asarray(p).shape[1]
+    return replace(
+        found,
+        detail=f"{found.detail}; chance (a constant score) {fmt_number(chance)}",
+        reported={"pr_auc_chance": chance},
+        baseline=chance,
+    )
+
+
+@check(0)
+def log_loss(y: np.ndarray, p: np.ndarray, baseline: np.ndarray | None = None) -> Finding:
+    return _against_baseline("log_loss", "log loss", figures.log_loss, y, p, baseline, what=PRIOR)
+
+
+@check(0, 2)
+def brier(y: np.ndarray, p: np.ndarray, baseline: np.ndarray | None = None) -> Finding:
+    return _against_baseline("brier", "Brier score", figures.brier, y, p, baseline, what=PRIOR)
+
+
+def _decided(name: str, label: str, metric: Callable[..., float], y, p, baseline, threshold: float) -> Finding:
+    found = _against_baseline(
+        name, label, lambda a, b: metric(a, b, threshold), y, p, baseline, what=PRIOR, ratio=False
+    )
+    at = f"decided at probability {fmt_number(threshold)}" if np.asarray(p).ndim == 1 else "the likeliest class"
+    return replace(found, detail=f"{found.detail}; {at}")
+
+
+@check(0, 1)
+def accuracy(y: np.ndarray, p: np.ndarray, baseline: np.ndarray | None = None, threshold: float = 0.5) -> Finding:
+    return _decided("accuracy", "accuracy", figures.accuracy, y, p, baseline, threshold)
+
+
+@check(0, 1)
+def balanced_accuracy(
+    y: np.ndarray, p: np.ndarray, baseline: np.ndarray | None = None, threshold: float = 0.5
+) -> Finding:
+    return _decided("balanced_accuracy", "balanced accuracy", figures.balanced_accuracy, y, p, baseline, threshold)
+
+
+@check(0, 1)
+def f1(y: np.ndarray, p: np.ndarray, baseline: np.ndarray | None = None, threshold: float = 0.5) -> Finding:
+    label = "F1 of the positive class" if np.asarray(p).ndim == 1 else "F1 (macro)"
+    return _decided("f1", label, figures.f1, y, p, baseline, threshold)
+
+
+# ---------------------------------------------------------------- calibration
+
+
+@check(-1, 1)
+def calibration_error(y: np.ndarray, p: np.ndarray, *, seed: int) -> Finding:
+    c = figures.calibration(y, p, seed=seed)
+    what = "positive probability" if np.asarray(p).ndim == 1 else "top-label confidence"
+    return Finding(
+        c.excess,
+        "calibration error beyond chance",
+        f"expected calibration error {c.ece:.4f} of the {what} in {c.bins} bins of ~{c.rows // c.bins} rows; "
+        f"a calibrated model shows {c.chance:.4f} on as many rows by chance ({c.draws} simulations)",
+        reported={"expected_calibration_error": c.ece, "chance_calibration_error": c.chance},
+        plot={"reliability": [list(point) for point in c.curve]},
+    )
+
+
+@check(-INF, INF)
+def calibration_slope(y: np.ndarray, p: np.ndarray, confidence: float = 0.95) -> Finding:
+    try:
+        line = figures.calibration_line(y, p, confidence)
+    except Exception as e:  # statsmodels: a perfect separation, a single class
+        return Finding(float("nan"), "calibration slope", f"the recalibration fit failed: {type(e).__name__}: {e}")
+    return Finding(
+        line.slope,
+        "calibration slope",
+        f"{confidence:.0%} interval [{line.slope_lower:.3f}, {line.slope_upper:.3f}]; calibration in the large "
+        f"(intercept at slope 1) {line.in_the_large:+.3f} on {len(y)} rows",
+        reported={
+            "slope_lower": line.slope_lower,
+            "slope_upper": line.slope_upper,
+            "calibration_in_the_large": line.in_the_large,
+        },
+    )
 
 
 # ---------------------------------------------------------------- champion
@@ -409,8 +536,16 @@ def residual_autocorrelation(sample: ResidualSample, order: str = "the data's or
 
 
 @check(0)
-def noise_stability(before: np.ndarray, after: np.ndarray, *, percentile: float, spec: Any) -> Finding:
-    change = figures.relative_change(before, after)
+def noise_stability(
+    before: np.ndarray, after: np.ndarray, *, percentile: float, spec: Any, absolute: bool = False
+) -> Finding:
+    """How far the noise moved each row's answer: relative to it, or (`absolute`: a classifier's
+    probabilities) in probability, the class that moved most."""
+    change = (
+        np.abs(np.asarray(after, float) - np.asarray(before, float)).reshape(len(before), -1).max(axis=1)
+        if absolute
+        else figures.relative_change(before, after)
+    )
     cols = getattr(spec, "columns", None)
     what = (
         (
@@ -422,7 +557,7 @@ def noise_stability(before: np.ndarray, after: np.ndarray, *, percentile: float,
     )
     return Finding(
         float(np.percentile(change, percentile)),
-        f"p{percentile:g} relative prediction change",
+        f"p{percentile:g} {'probability' if absolute else 'relative prediction'} change",
         f"max {change.max():.3g}; {what}",
         reported={"max_single_row_change": float(change.max())},
     )
@@ -450,6 +585,22 @@ def unseen_categories(predict: Callable[[pd.DataFrame], np.ndarray], rows: pd.Da
     return _nonfinite(predict, rows, spec)
 
 
+def scores(model: Any, X: pd.DataFrame) -> np.ndarray:
+    """What the gates judge of a model's answer for the rows X: a regressor's predictions; a
+    classifier's probabilities, of the positive class (code 1) for a binary one, one column
+    per class (codes 0, 1, ...) for a multiclass one."""
+    if getattr(model, "classes_", None) is None:  # sklearn's classifiers (and their pipelines) have classes_
+        return np.asarray(model.predict(X), dtype=float)
+    return as_scores(model.predict_proba(X))
+
+
+def as_scores(answer: Any) -> np.ndarray:
+    """A classifier's probabilities as `scores` gives them (the in-process model's, a pyfunc's
+    or a served one's: one column per class): a binary one's positive column alone."""
+    p = np.asarray(answer, dtype=float)
+    return p[:, 1] if p.ndim == 2 and p.shape[1] == 2 else p
+
+
 def _difference(label: str, reference: np.ndarray, again: Callable[[], np.ndarray], detail: str) -> Finding:
     try:
         diff = figures.answer_difference(reference, np.asarray(again(), float))
@@ -464,7 +615,7 @@ def column_order(model: Any, rows: pd.DataFrame, reference: np.ndarray, seed: in
     return _difference(
         "max prediction difference after reordering columns",
         reference,
-        lambda: model.predict(rows[order]),
+        lambda: scores(model, rows[order]),
         f"permutation seed {seed}; {len(rows)} rows",
     )
 
@@ -474,17 +625,23 @@ def wider_dtypes(model: Any, wider: pd.DataFrame, reference: np.ndarray, spec: A
     return _difference(
         "max prediction difference with wider dtypes",
         reference,
-        lambda: model.predict(wider),
+        lambda: scores(model, wider),
         f"{spec}; {len(wider)} rows",
     )
 
 
 @check(0)
-def directional(before: np.ndarray, after: np.ndarray, *, direction: str, feature: str, spec: Any) -> Finding:
-    """How far predictions moved against the expected direction, relative to themselves (worst row)."""
+def directional(
+    before: np.ndarray, after: np.ndarray, *, direction: str, feature: str, spec: Any, absolute: bool = False
+) -> Finding:
+    """How far predictions moved against the expected direction (worst row): relative to
+    themselves, or (`absolute`: a binary classifier's positive probability) in probability."""
     sign = 1 if direction == "increasing" else -1
-    against = np.maximum(0.0, -sign * (np.asarray(after, float) - np.asarray(before, float))) / np.abs(before)
-    return Finding(float(against.max()), f"prediction drop against {direction} {feature}", f"{spec}")
+    against = np.maximum(0.0, -sign * (np.asarray(after, float) - np.asarray(before, float)))
+    if not absolute:
+        against = against / np.abs(before)
+    what = "probability drop" if absolute else "prediction drop"
+    return Finding(float(against.max()), f"{what} against {direction} {feature}", f"{spec}")
 
 
 # ---------------------------------------------------------------- determinism
@@ -506,7 +663,7 @@ def refit_identical(
     from sklearn.base import clone
 
     def fitted_predict(Xf: pd.DataFrame, yf: pd.Series) -> np.ndarray:
-        return np.asarray(clone(model).fit(Xf, yf).predict(rows), float)
+        return scores(clone(model).fit(Xf, yf), rows)
 
     label, note = "max prediction difference between two refits", ""
     if len(X) <= 2 * refit_rows:
@@ -548,7 +705,7 @@ def predict_twice_identical(model: Any, rows: pd.DataFrame, reference: np.ndarra
     return _difference(
         "max prediction difference between two predicts",
         reference,
-        lambda: model.predict(rows),
+        lambda: scores(model, rows),
         f"{len(rows)} rows predicted again",
     )
 
@@ -558,7 +715,7 @@ def mlflow_roundtrip_identical(reloaded: Any, rows: pd.DataFrame, reference: np.
     return _difference(
         "max prediction difference after an MLflow save and load",
         reference,
-        lambda: reloaded.predict(rows),
+        lambda: as_scores(reloaded.predict(rows)),
         f"{how}; {len(rows)} rows",
     )
 
@@ -571,15 +728,15 @@ def batch_independent(model: Any, rows: pd.DataFrame, reference: np.ndarray, see
     order = rng.permutation(n)
 
     def shuffled() -> np.ndarray:
-        out = np.empty(n)
-        out[order] = model.predict(rows.iloc[order])
+        out = np.empty(reference.shape)
+        out[order] = scores(model, rows.iloc[order])
         return out
 
     cuts = np.sort(rng.choice(np.arange(1, n), size=min(7, n - 1), replace=False)) if n > 1 else np.array([], int)
     bounds = [0, *cuts.tolist(), n]
 
     def chunked() -> np.ndarray:
-        return np.concatenate([model.predict(rows.iloc[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
+        return np.concatenate([scores(model, rows.iloc[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
 
     label, detail = (
         "max prediction difference across batch compositions and row order",

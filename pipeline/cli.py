@@ -198,7 +198,7 @@ def _alias_state(settings) -> dict[str, str]:
 
 def cmd_run(args, settings, out: Out) -> int:
     from pipeline import data as data_mod
-    from pipeline import jobs
+    from pipeline import figures, jobs
 
     # A column the config names that the data lacks stops the run here, before any training.
     header = data_mod.readable_header(settings)  # None: the data's own error comes from loading it
@@ -212,9 +212,7 @@ def cmd_run(args, settings, out: Out) -> int:
     with contextlib.redirect_stdout(sys.stderr if out.as_json else sys.stdout):
         trained = jobs.train_and_log(settings, progress=out.progress)
     c, m = trained.candidate, trained.metrics
-    out.progress(
-        f"registered {c.name} version {c.version}: R2 {m['r2']:.4f}, MAE {m['mae']:,.0f}, RMSE {m['rmse']:,.0f}, MAPE {m['mape']:.2f} %"
-    )
+    out.progress(f"registered {c.name} version {c.version}: {figures.metrics_line(m)}")
     out.progress(f"gates: {settings.env} thresholds on {c.uri}")
     result = run_gates(settings, out, c.uri, promote=not args.no_promote)
     code, doc = (
@@ -233,9 +231,7 @@ def cmd_run(args, settings, out: Out) -> int:
     elif doc and doc.get("status") != "passed":
         out.line(f"not promoted: {'; '.join(doc.get('reasons', []))}")
     out.line("aliases: " + (", ".join(f"@{a} -> v{v}" for a, v in sorted(aliases.items())) or "none"))
-    out.line(
-        f"model {c.name} version {c.version}; eval R2 {m['r2']:.4f}  MAE {m['mae']:,.0f}  RMSE {m['rmse']:,.0f}  MAPE {m['mape']:.2f} %"
-    )
+    out.line(f"model {c.name} version {c.version}; eval {figures.metrics_line(m)}")
     out.emit(
         {
             "model": {"name": c.name, "version": c.version, "run_id": c.run_id, "sha256": c.model_sha256},
@@ -642,6 +638,12 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--data", required=True, help="the CSV file")
     s.add_argument("--target", required=True, help="the column to predict")
+    s.add_argument(
+        "--task",
+        choices=("regression", "binary", "multiclass"),
+        help="what the target is (default: inferred: text, true/false or two values are a classifier's labels)",
+    )
+    s.add_argument("--positive-class", help="the label a binary model scores (default: inferred, and said why)")
     s.add_argument("--out", default="configs", help="folder for the config files (default: configs)")
     s.add_argument("--force", action="store_true", help="replace config files that are there already")
     s.add_argument("--json", action="store_true", help="print one JSON document")
@@ -658,7 +660,14 @@ def cmd_init(args, settings, out: Out) -> int:
     from pipeline import init
 
     out.progress(f"reading {args.data}")
-    inferred, files = init.write(Path(args.data), args.target, Path(args.out), force=args.force)
+    inferred, files = init.write(
+        Path(args.data),
+        args.target,
+        Path(args.out),
+        force=args.force,
+        task=args.task,
+        positive_class=args.positive_class,
+    )
     out.line(
         f"{inferred.rows} rows; target {inferred.target}; {len(inferred.numeric)} numeric and "
         f"{len(inferred.categorical)} categorical features; id columns: {', '.join(inferred.ids) or 'none'}"

@@ -191,9 +191,27 @@ class Contract(_Strict):
     target_positive: bool = True
 
 
+TASKS = ("regression", "binary", "multiclass")
+REGRESSION = ("regression",)
+CLASSIFIERS = ("binary", "multiclass")
+Task = Literal["regression", "binary", "multiclass"]
+# The model types of each task (model.type): the same names where sklearn has both kinds.
+MODEL_TYPES: dict[str, tuple[str, ...]] = {
+    "regression": ("hist_gradient_boosting", "ridge", "random_forest"),
+    "binary": ("hist_gradient_boosting", "logistic_regression", "random_forest"),
+    "multiclass": ("hist_gradient_boosting", "logistic_regression", "random_forest"),
+}
+
+
 class DataSettings(_Strict):
     path: Path
     target: str
+    # What the target is: a number (regression), one of two labels (binary) or of several
+    # (multiclass). A classifier's labels are `classes`, as text (a number label as written:
+    # 1, not 1.0); a binary task names the label it scores, `positive_class`.
+    task: Task = "regression"
+    classes: list[str] = []
+    positive_class: str | None = None
     id_columns: list[str] = []
     drop_columns: list[str] = []
     numeric_features: list[str] | None = None
@@ -203,6 +221,44 @@ class DataSettings(_Strict):
     rows_without_target: Literal["refuse", "drop"] = "refuse"
     contract: Contract = Contract()
 
+    @model_validator(mode="after")
+    def _labels(self) -> DataSettings:
+        if self.task == "regression":
+            for key, given in (("classes", self.classes), ("positive_class", self.positive_class is not None)):
+                if given:
+                    raise ValueError(f"data.{key}: given, but data.task is regression (a classifier's labels)")
+            return self
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("data.classes: a label is listed twice")
+        want = "exactly 2" if self.task == "binary" else "at least 3"
+        if (len(self.classes) != 2) if self.task == "binary" else (len(self.classes) < 3):
+            raise ValueError(
+                f"data.classes: {len(self.classes)} labels; data.task {self.task} needs {want} (the target's labels)"
+            )
+        if self.task == "binary":
+            if self.positive_class is None:
+                raise ValueError("data.positive_class: missing: data.task binary scores one of data.classes")
+            if self.positive_class not in self.classes:
+                raise ValueError(
+                    f"data.positive_class: '{self.positive_class}' is not one of data.classes "
+                    f"({', '.join(self.classes)})"
+                )
+        elif self.positive_class is not None:
+            raise ValueError("data.positive_class: only for data.task binary (multiclass scores every class)")
+        return self
+
+    @property
+    def classifier(self) -> bool:
+        return self.task != "regression"
+
+    @property
+    def labels(self) -> list[str]:
+        """The labels in the order of the model's classes (codes 0, 1, ...): binary, the other
+        class first and the positive one (code 1) second; multiclass, as data.classes lists them."""
+        if self.task == "binary":
+            return [c for c in self.classes if c != self.positive_class] + [str(self.positive_class)]
+        return list(self.classes)
+
 
 class SplitSettings(_Strict):
     test_size: float = Field(gt=0, lt=1)
@@ -210,8 +266,11 @@ class SplitSettings(_Strict):
 
 
 class ModelSettings(_Strict):
-    type: Literal["hist_gradient_boosting", "ridge", "random_forest"]
+    type: Literal["hist_gradient_boosting", "ridge", "random_forest", "logistic_regression"]
     log_target: bool = False
+    # A binary classifier's decision: positive where its probability is at least this
+    # (the gates that judge decisions, accuracy and F1, read it; probabilities are scored).
+    decision_threshold: float = Field(default=0.5, gt=0, lt=1, allow_inf_nan=False)
     params: dict[str, Any] = {}
 
 
@@ -398,6 +457,21 @@ class Settings(_Strict):
     environments: dict[str, Environment]
 
     @model_validator(mode="after")
+    def _model_fits_task(self) -> Settings:
+        task, m = self.data.task, self.model
+        if m.type not in MODEL_TYPES[task]:
+            raise ValueError(
+                f"model.type: {m.type} is not a model for data.task {task} (one of: {', '.join(MODEL_TYPES[task])})"
+            )
+        if task != "regression" and m.log_target:
+            raise ValueError(f"model.log_target: a {task} classifier has no target scale to log")
+        if task == "multiclass" and "decision_threshold" in m.model_fields_set:
+            raise ValueError(
+                "model.decision_threshold: only for data.task binary (multiclass takes the likeliest class)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _env_known(self) -> Settings:
         if self.env not in self.environments:
             raise ValueError(f"environments: unknown environment '{self.env}' (known: {', '.join(self.environments)})")
@@ -579,8 +653,9 @@ def _build(config_path: Path, raw: dict[str, Any], model_path: Path | None = Non
             msg = "missing key"
         # model.* keys live in the model config file when the pipeline config names one.
         model_path = model_path or (Path(raw["model_file"]) if isinstance(raw.get("model_file"), str) else None)
-        where = model_path if model_path is not None and err["loc"][:1] == ("model",) else config_path
-        if not err["loc"]:  # a whole-config check names its own key (waivers.0.gate, environments...)
+        in_model = err["loc"][:1] == ("model",) or (not err["loc"] and msg.startswith("model."))
+        where = model_path if model_path is not None and in_model else config_path
+        if not err["loc"] or msg.startswith(f"{key}."):  # a check that names its own key (waivers.0.gate, data.classes)
             raise InputError(f"{where}: {msg}{more}") from None
         raise InputError(f"{where}: {key}: {msg}{more}") from None
 

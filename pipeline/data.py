@@ -345,7 +345,9 @@ def _schema(cfg: DataSettings, features: FeatureSpec) -> pa.DataFrameSchema:
     def finite(s: pd.Series) -> pd.Series:
         return ~np.isinf(s)
 
-    for name in [cfg.target, *features.numeric]:
+    if cfg.classifier:  # labels: checked against data.classes when they are coded (label_codes)
+        columns[cfg.target] = pa.Column(nullable=False)
+    for name in [*([] if cfg.classifier else [cfg.target]), *features.numeric]:
         checks = [pa.Check(finite, element_wise=False, error="infinite value")]
         rng = c.ranges.get(name)
         if rng is not None and rng.min is not None:
@@ -377,7 +379,7 @@ def check_contract(frame: pd.DataFrame, cfg: DataSettings, path: Path) -> tuple[
         raise InputError(f"{path}: {what} '{missing[0]}' is missing{more}")
     if not features.columns:
         raise InputError(f"{path}: no feature columns besides the target '{cfg.target}'")
-    for col in [cfg.target, *features.numeric]:
+    for col in [*([] if cfg.classifier else [cfg.target]), *features.numeric]:
         if not _is_numeric(frame[col]):
             bad = _first_bad_numeric(frame[col])
             if bad:
@@ -427,12 +429,40 @@ def check_contract(frame: pd.DataFrame, cfg: DataSettings, path: Path) -> tuple[
     typed = typed[[*needed, *ids]].copy(deep=False)  # columns are replaced below, never written into
     for col in features.numeric:
         typed[col] = typed[col].astype("float64")
-    typed[cfg.target] = typed[cfg.target].astype("float64")
+    if cfg.classifier:
+        typed[cfg.target] = label_codes(typed[cfg.target], cfg, path)
+    else:
+        typed[cfg.target] = typed[cfg.target].astype("float64")
     for col in features.categorical:
         # Categories are text: numbers used as codes become strings, missing stays missing.
         typed[col] = _as_text(typed[col])
     release_memory()
     return typed, features
+
+
+def label_text(s: pd.Series) -> pd.Series:
+    """A target column's labels as text, numbers as written: 1 (not 1.0), 0.5, True."""
+    if _is_numeric(s):
+        v = s.astype("float64")
+        if bool((np.isfinite(v) & (v == np.round(v))).all()):
+            return v.astype("int64").astype(str)
+    return s.astype(str)
+
+
+def label_codes(s: pd.Series, cfg: DataSettings, path: Path) -> pd.Series:
+    """A classifier's target as the model's class codes (float): binary, 1 for
+    data.positive_class and 0 for the other label; multiclass, the label's place in
+    data.classes. A label data.classes does not list is refused, naming its row."""
+    text = label_text(s)
+    codes = text.map({label: float(i) for i, label in enumerate(cfg.labels)})
+    unknown = codes.isna()
+    if unknown.any():
+        i = unknown.idxmax()
+        raise InputError(
+            f"{path}: column '{cfg.target}' row {_row(i)}: label '{text.loc[i]}' is not one of data.classes "
+            f"({', '.join(cfg.classes)})"
+        )
+    return codes.astype("float64")
 
 
 def _as_text(s: pd.Series) -> pd.Series:
@@ -477,8 +507,10 @@ def split(settings: Settings, data: Dataset) -> Split:
     frame = data.frame
     columns, _ = record_columns(frame, list(data.features.columns), data.target, settings.data.id_columns)
     codes, uniques = pd.factorize(pd.util.hash_pandas_object(frame[columns], index=False), sort=False)
+    # A classifier's split keeps each label's share on both sides (stratified by record).
+    strata = _record_labels(settings, data, codes) if settings.data.classifier else None
     train_rec, eval_rec = train_test_split(
-        np.arange(len(uniques)), test_size=settings.split.test_size, random_state=settings.split.seed
+        np.arange(len(uniques)), test_size=settings.split.test_size, random_state=settings.split.seed, stratify=strata
     )
     in_eval = np.zeros(len(uniques), dtype=bool)
     in_eval[eval_rec] = True
@@ -490,3 +522,19 @@ def split(settings: Settings, data: Dataset) -> Split:
             f"of {len(frame)}; the gates need at least {MIN_EVAL_ROWS}"
         )
     return Split(train=frame.loc[~rows], eval=frame.loc[rows], grouped=len(frame) - len(uniques))
+
+
+def _record_labels(settings: Settings, data: Dataset, codes: np.ndarray) -> np.ndarray:
+    """Each record's label code (records numbered as `codes` numbers them); every label of
+    data.classes must have two records at least, one for each side of the split."""
+    first = pd.Series(codes).drop_duplicates().index.to_numpy()  # a record's first row, in code order
+    labels = data.frame[data.target].to_numpy()[first]
+    counts = np.bincount(labels.astype(int), minlength=len(settings.data.labels))
+    for code, n in enumerate(counts):
+        if n < 2:
+            label = settings.data.labels[code]
+            raise InputError(
+                f"{data.path}: column '{data.target}': label '{label}' of data.classes is in {n} record"
+                f"{'' if n == 1 else 's'}; a split needs at least 2 of each label"
+            )
+    return labels

@@ -18,10 +18,11 @@ SCHEMA = "pipeline.evidence/1"
 # Gate families, in the order reports show them.
 FAMILIES: dict[str, str] = {
     "data": "the evaluation data meets the contract and has not drifted",
-    "metrics": "R2, MAE, RMSE, MAPE against thresholds",
+    "metrics": "R2, MAE, RMSE, MAPE; a classifier's ROC AUC, PR AUC, log loss, Brier, accuracy, F1",
     "champion": "not worse than the model holding the champion alias",
     "slices": "no slice of the data much worse than the whole",
     "residuals": "residual diagnostics: normality, spread, autocorrelation",
+    "calibration": "a classifier's probabilities are as frequent as they say",
     "robustness": "noise, missing values, unseen categories, directional expectations",
     "determinism": "same inputs and seed give the same predictions",
     "latency": "prediction latency and throughput (pytest-benchmark)",

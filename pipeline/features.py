@@ -188,7 +188,7 @@ def preprocessor(spec: FeatureSpec, model_type: str):
             ("num", SimpleImputer(strategy="median"), num),
             ("cat", _ordinal(-1), cat),
         ]
-    elif model_type == "ridge":
+    elif model_type in ("ridge", "logistic_regression"):  # linear: scaled, imputed, one-hot
         parts = [
             ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), num),
             (

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sklearn import metrics as skm  # 0.1 s beside scipy, which this module loads anyway
 
 
 def r2(y: np.ndarray, p: np.ndarray) -> float:
@@ -36,6 +37,171 @@ def mape(y: np.ndarray, p: np.ndarray) -> float:
 
 def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {"r2": r2(y, p), "mae": mae(y, p), "rmse": rmse(y, p), "mape": mape(y, p)}
+
+
+def eval_metrics(y: np.ndarray, p: np.ndarray, classifier: bool, threshold: float = 0.5) -> dict[str, float]:
+    """The figures logged with a candidate (eval_<name> in MLflow): a regressor's or a classifier's."""
+    return classifier_metrics(y, p, threshold) if classifier else regression_metrics(y, p)
+
+
+def metrics_line(m: dict[str, float]) -> str:
+    """The candidate's headline figures on one line."""
+    if "r2" in m:
+        return f"R2 {m['r2']:.4f}  MAE {m['mae']:,.0f}  RMSE {m['rmse']:,.0f}  MAPE {m['mape']:.2f} %"
+    return f"ROC AUC {m['roc_auc']:.4f}  log loss {m['log_loss']:.4f}  accuracy {m['accuracy']:.4f}  F1 {m['f1']:.4f}"
+
+
+# ---------------------------------------------------------------- classifiers
+#
+# A classifier's evaluation rows: `y` the class codes (0, 1, ...); `p` its scores as
+# checks.scores gives them (binary: the positive class's probability; multiclass: one column
+# per class). Every figure is scikit-learn's own function on them.
+
+
+def class_probabilities(p: np.ndarray) -> np.ndarray:
+    """One column per class: a binary model's positive-class scores with their complement."""
+    p = np.asarray(p, float)
+    return np.column_stack([1.0 - p, p]) if p.ndim == 1 else p
+
+
+def decisions(p: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """The class each row is decided as: binary, positive at `threshold` or above; multiclass,
+    the likeliest class."""
+    p = np.asarray(p, float)
+    return (p >= threshold).astype(int) if p.ndim == 1 else p.argmax(axis=1)
+
+
+def _classes(p: np.ndarray) -> list[int]:
+    return list(range(class_probabilities(p[:1]).shape[1]))
+
+
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC; multiclass, the macro mean of one-vs-rest AUCs."""
+    if np.asarray(p).ndim == 1:
+        return float(skm.roc_auc_score(y, p))
+    return float(skm.roc_auc_score(y, p, multi_class="ovr", average="macro", labels=_classes(p)))
+
+
+def pr_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """Average precision (the PR curve's area as MLflow reports it); multiclass, the macro mean
+    of one-vs-rest."""
+    if np.asarray(p).ndim == 1:
+        return float(skm.average_precision_score(y, p))
+    onehot = np.eye(len(_classes(p)))[np.asarray(y, int)]
+    return float(skm.average_precision_score(onehot, p, average="macro"))
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    return float(skm.log_loss(y, class_probabilities(p), labels=_classes(p)))
+
+
+def brier(y: np.ndarray, p: np.ndarray) -> float:
+    """Brier score: binary, the mean squared error of the positive probability (0 to 1);
+    multiclass, the mean over rows of the squared distance to the one-hot truth (0 to 2)."""
+    if np.asarray(p).ndim == 1:
+        return float(skm.brier_score_loss(y, p))
+    return float(skm.brier_score_loss(y, p, labels=_classes(p)))
+
+
+def accuracy(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
+    return float(skm.accuracy_score(y, decisions(p, threshold)))
+
+
+def balanced_accuracy(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
+    return float(skm.balanced_accuracy_score(y, decisions(p, threshold)))
+
+
+def f1(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
+    """F1 of the positive class at `threshold`; multiclass, the macro mean over classes."""
+    if np.asarray(p).ndim == 1:
+        return float(skm.f1_score(y, decisions(p, threshold), zero_division=0.0))
+    return float(skm.f1_score(y, decisions(p), average="macro", labels=_classes(p), zero_division=0.0))
+
+
+def classifier_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    return {
+        "roc_auc": roc_auc(y, p),
+        "pr_auc": pr_auc(y, p),
+        "log_loss": log_loss(y, p),
+        "brier": brier(y, p),
+        "accuracy": accuracy(y, p, threshold),
+        "balanced_accuracy": balanced_accuracy(y, p, threshold),
+        "f1": f1(y, p, threshold),
+    }
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Expected calibration error of `rows` rows in `bins` bins of equal size, and what a
+    perfectly calibrated model with the same probabilities shows by chance on as many rows
+    (`chance`: the mean over `draws` seeded simulations of its outcomes); `excess` = ece - chance.
+    `curve`: per bin, the mean probability, the observed frequency and the rows."""
+
+    ece: float
+    chance: float
+    excess: float
+    rows: int
+    bins: int
+    draws: int
+    curve: list[tuple[float, float, int]]
+
+
+ROWS_PER_CALIBRATION_BIN = 20  # fewer bins on few rows: a bin's frequency needs rows to mean anything
+
+
+def calibration(y: np.ndarray, p: np.ndarray, *, bins: int = 10, draws: int = 200, seed: int = 0) -> Calibration:
+    """Binary: the positive probability against the positive frequency; multiclass, the
+    top-label confidence against the share of rows whose likeliest class is right. Bins of equal
+    row counts (sorted by probability), at most one per ROWS_PER_CALIBRATION_BIN rows."""
+    y, p = np.asarray(y), np.asarray(p, float)
+    if p.ndim == 1:
+        conf, hit = p, (y == 1).astype(float)
+    else:
+        conf, hit = p.max(axis=1), (p.argmax(axis=1) == y).astype(float)
+    n = len(conf)
+    order = np.argsort(conf, kind="stable")
+    k = max(1, min(bins, n // ROWS_PER_CALIBRATION_BIN))
+    groups = np.array_split(order, k)
+    which = np.empty(n, dtype=int)
+    for b, g in enumerate(groups):
+        which[g] = b
+    counts = np.bincount(which, minlength=k)
+    mean_conf = np.bincount(which, weights=conf, minlength=k) / counts
+
+    def ece(outcome: np.ndarray) -> np.ndarray:  # outcome: (n,) or (draws, n)
+        freq = np.apply_along_axis(lambda o: np.bincount(which, weights=o, minlength=k), -1, outcome) / counts
+        return np.sum(counts * np.abs(freq - mean_conf), axis=-1) / n
+
+    observed = float(ece(hit))
+    simulated = (np.random.default_rng(seed).random((draws, n)) < conf).astype(float)
+    chance = float(np.mean(ece(simulated)))
+    freq = np.bincount(which, weights=hit, minlength=k) / counts
+    curve = [(float(c), float(f), int(m)) for c, f, m in zip(mean_conf, freq, counts)]
+    return Calibration(observed, chance, observed - chance, n, k, draws, curve)
+
+
+@dataclass(frozen=True)
+class CalibrationLine:
+    """Logistic recalibration of a binary model: logit P(y) = intercept + slope * logit(p).
+    1 and 0 when calibrated; a slope below 1, probabilities too extreme (over-confident).
+    `in_the_large`: the intercept with the slope held at 1 (mean probability vs frequency)."""
+
+    slope: float
+    slope_lower: float
+    slope_upper: float
+    in_the_large: float
+
+
+def calibration_line(y: np.ndarray, p: np.ndarray, confidence: float = 0.95) -> CalibrationLine:
+    import statsmodels.api as sm  # 0.5 s: only where a binary model's calibration is judged
+
+    y = np.asarray(y, float)
+    eps = 1e-12
+    logit = np.log(np.clip(p, eps, 1 - eps) / np.clip(1 - np.asarray(p, float), eps, 1 - eps))
+    fitted = sm.GLM(y, sm.add_constant(logit, has_constant="add"), family=sm.families.Binomial()).fit()
+    lower, upper = fitted.conf_int(alpha=1 - confidence)[1]
+    offset = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=logit).fit()
+    return CalibrationLine(float(fitted.params[1]), float(lower), float(upper), float(offset.params[0]))
 
 
 @dataclass(frozen=True)
@@ -405,11 +571,14 @@ def one_feature_fits(
     """How well each column alone predicts the target, best first: the training rows' mean
     target per bin of the column (up to `bins` quantile bins of a numeric column, each
     category of a text one, missing values a bin of their own), scored on the evaluation rows
-    by R2 (a bin or category unseen in training predicts the training mean). A binned mean
+    by R2 (a bin or category unseen in training predicts the training mean; a 0/1 target's R2
+    is the Brier skill score). A binned mean
     fits any shape, monotone or not, in a few milliseconds a column."""
-    y_train, y_eval = np.asarray(y_train, float), np.asarray(y_eval, float)
-    ss = float(np.sum((y_eval - y_eval.mean()) ** 2))
-    fallback = float(y_train.mean())
+    # A 2-D target (a multiclass one as one column per class) is scored over all its cells.
+    y_train = np.asarray(y_train, float).reshape(len(y_train), -1)
+    y_eval = np.asarray(y_eval, float).reshape(len(y_eval), -1)
+    ss = float(np.sum((y_eval - y_eval.mean(axis=0)) ** 2))
+    fallback = y_train.mean(axis=0)
     out = []
     for col in columns:
         tx, ex = train[col], evaluation[col]
@@ -426,8 +595,10 @@ def one_feature_fits(
         else:
             tk = tx.astype(object).where(tx.notna(), "\x00missing").astype(str).to_numpy()
             ek = ex.astype(object).where(ex.notna(), "\x00missing").astype(str).to_numpy()
-        means = pd.Series(y_train).groupby(tk).mean()
-        p = pd.Series(ek).map(means).fillna(fallback).to_numpy(float)
+        means = pd.DataFrame(y_train).groupby(tk).mean()
+        p = np.array(means.reindex(ek).to_numpy(float))  # a copy: reindex may hand back a read-only view
+        unseen = np.isnan(p).any(axis=1)
+        p[unseen] = fallback
         r2 = 1.0 - float(np.sum((y_eval - p) ** 2)) / ss if ss > 0 else float("nan")
         out.append(OneFeatureFit(col, r2))
     return sorted(out, key=lambda f: -f.r2 if np.isfinite(f.r2) else np.inf)

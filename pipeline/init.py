@@ -59,7 +59,15 @@ class Inferred:
     capped: str = ""  # how the target is capped, when it is
     censored: dict[str, float] = field(default_factory=dict)  # its caps: {"max": 50}
     drift_floor: float = 0.0
+    task: str = "regression"
+    classes: list[str] = field(default_factory=list)  # a classifier's labels (data.classes)
+    positive_class: str | None = None
+    shares: dict[str, float] = field(default_factory=dict)  # each label's share of the rows
     why: list[str] = field(default_factory=list)
+
+    @property
+    def classifier(self) -> bool:
+        return self.task != "regression"
 
 
 def _slug(text: str) -> str:
@@ -73,7 +81,7 @@ def _round(x: float) -> float:
     return float(f"{x:.3g}")
 
 
-def infer(path: Path, target: str) -> Inferred:
+def infer(path: Path, target: str, task: str | None = None, positive_class: str | None = None) -> Inferred:
     from pipeline import data as data_mod
 
     frame = data_mod.read_csv(path)
@@ -85,21 +93,28 @@ def infer(path: Path, target: str) -> Inferred:
             else f" (columns: {', '.join(list(frame.columns)[:8])}{', ...' if len(frame.columns) > 8 else ''})"
         )
         raise InputError(f"--target {target}: no such column in {path}{hint}")
-    y = pd.to_numeric(frame[target], errors="coerce")
-    if y.isna().all():
-        raise InputError(f"--target {target}: column of {path} is not numeric (a regression target is a number)")
-    text = y.isna() & frame[target].notna()
-    if text.any():
-        row = int(text.to_numpy().argmax()) + 1
-        raise InputError(
-            f"{path}: column '{target}' row {row}: target is not a number ('{frame[target][text].iloc[0]}')"
-        )
+    labels = _task(frame[target], target, path, task, positive_class)
+    if labels is None:
+        y = pd.to_numeric(frame[target], errors="coerce")
+        text = y.isna() & frame[target].notna()
+        if text.any():
+            row = int(text.to_numpy().argmax()) + 1
+            raise InputError(
+                f"{path}: column '{target}' row {row}: target is not a number ('{frame[target][text].iloc[0]}'; "
+                "--task binary or multiclass for labels)"
+            )
+    else:
+        y = labels.codes
     without = int(y.isna().sum())
     whole = frame  # row numbers count the file's rows, dropped ones too
     if without:  # rows that can be neither trained on nor judged: dropped, and said so
         frame, y = frame.loc[y.notna()], y.dropna()
     n = len(frame)
     inf = Inferred(rows=n, target=target, without_target=without)
+    if labels is not None:
+        inf.task, inf.classes, inf.positive_class = labels.task, labels.classes, labels.positive
+        inf.shares = {c: float((y == i).mean()) for i, c in enumerate(labels.order)}
+        inf.why.append(labels.why)
     if without:
         inf.why.append(
             f"{target}: missing in {without} rows ({without / (n + without):.1%}): they can be neither trained on nor "
@@ -157,7 +172,7 @@ def infer(path: Path, target: str) -> Inferred:
                 "no date or year column: the rows have no time order (gates.residuals.order_by: null, the autocorrelation gate is not applicable)"
             )
     # Contract ranges: the target and every numeric feature, widened; never below 0 for a column that never is.
-    for col in [target, *inf.numeric]:
+    for col in [*([] if inf.classifier else [target]), *inf.numeric]:
         v = pd.to_numeric(frame[col], errors="coerce").dropna()
         lo, hi = float(v.min()), float(v.max())
         span = (hi - lo) or abs(hi) or 1.0
@@ -168,33 +183,34 @@ def infer(path: Path, target: str) -> Inferred:
     inf.why.append(
         f"contract ranges: each numeric column's observed range widened by {RANGE_MARGIN:.0%} of its span on each side"
     )
-    inf.positive = bool((y > 0).all())
-    skew = float(y.skew())
-    lo, hi = (float(q) for q in np.quantile(y, [0.01, 0.99]))
-    facts = [f"skew {skew:.2f}"] + (
-        [f"its 1st-99th percentiles {hi / lo:.0f}x apart"] if inf.positive and lo > 0 else []
-    )
-    if inf.positive:
-        spreads = _scale_spreads(frame, inf, y)
-        inf.log_target = spreads["log"] < spreads["raw"]
-        facts.append(
-            f"a quick 4-fold fit's residual spread (top over bottom prediction decile) {spreads['raw']:.2f} as it is, "
-            f"{spreads['log']:.2f} on the log scale"
+    if not inf.classifier:  # a number's scale, skew and cap
+        inf.positive = bool((y > 0).all())
+        skew = float(y.skew())
+        lo, hi = (float(q) for q in np.quantile(y, [0.01, 0.99]))
+        facts = [f"skew {skew:.2f}"] + (
+            [f"its 1st-99th percentiles {hi / lo:.0f}x apart"] if inf.positive and lo > 0 else []
         )
-    inf.why.append(
-        f"{target}: {'always positive' if inf.positive else 'not always positive'}, {', '.join(facts)}: "
-        + (
-            "the model fits log(target) and residuals are judged on that scale, where errors are the more even"
-            if inf.log_target
-            else "fitted as it is" + (", where errors are the more even" if inf.positive else "")
-        )
-    )
-    inf.capped, inf.censored = _capped(y)
-    if inf.capped:
+        if inf.positive:
+            spreads = _scale_spreads(frame, inf, y)
+            inf.log_target = spreads["log"] < spreads["raw"]
+            facts.append(
+                f"a quick 4-fold fit's residual spread (top over bottom prediction decile) {spreads['raw']:.2f} as it is, "
+                f"{spreads['log']:.2f} on the log scale"
+            )
         inf.why.append(
-            f"{target}: {inf.capped}: a censored target (the true value is that or beyond): rows at the cap "
-            "are left out of the residual gates, their error unknown (gates.residuals.censored)"
+            f"{target}: {'always positive' if inf.positive else 'not always positive'}, {', '.join(facts)}: "
+            + (
+                "the model fits log(target) and residuals are judged on that scale, where errors are the more even"
+                if inf.log_target
+                else "fitted as it is" + (", where errors are the more even" if inf.positive else "")
+            )
         )
+        inf.capped, inf.censored = _capped(y)
+        if inf.capped:
+            inf.why.append(
+                f"{target}: {inf.capped}: a censored target (the true value is that or beyond): rows at the cap "
+                "are left out of the residual gates, their error unknown (gates.residuals.censored)"
+            )
     checked = [target, *inf.numeric, *inf.categorical]
     inf.duplicates = int(frame[checked].duplicated().sum())
     inf.why.append(
@@ -213,13 +229,102 @@ def infer(path: Path, target: str) -> Inferred:
     inf.why.append(
         f"slices: {', '.join(inf.slices) or 'no categorical column of 2-20 levels'}; target bands at its quartiles"
     )
-    inf.bands = [_round(float(q)) for q in np.quantile(y, [0.25, 0.5, 0.75])]
+    inf.bands = [] if inf.classifier else [_round(float(q)) for q in np.quantile(y, [0.25, 0.5, 0.75])]
     inf.drift_floor = _drift_noise(frame, inf)
     inf.why.append(
         f"feature drift: a random 20 % split of this file shows up to {inf.drift_floor:.3f} by chance; "
         f"the bound is {DRIFT_FACTOR:g}x that"
     )
     return inf
+
+
+MAX_CLASSES = 20  # a text target with more distinct values is not taken for a classifier's labels
+# Labels that name the event a binary model scores (its positive class), as written in files.
+_POSITIVE_NAMES = {"1", "true", "yes", "y", "t", "positive", "pos"}
+
+
+@dataclass
+class _Labels:
+    """A classifier's target as init reads it."""
+
+    task: str
+    classes: list[str]  # data.classes
+    positive: str | None  # data.positive_class
+    order: list[str]  # the labels in the order of their codes (DataSettings.labels)
+    codes: pd.Series  # each row's code, NaN where the target is missing
+    why: str
+
+
+def _task(s: pd.Series, target: str, path: Path, task: str | None, positive: str | None) -> _Labels | None:
+    """The target's labels when it is a classifier's (None: a regression target). Inferred
+    without --task: text or true/false, or a number of two values; a number of more values
+    stays a number (counts and ratings are, mostly): --task multiclass says otherwise."""
+    from pipeline import data as data_mod
+
+    present = s.dropna()
+    numeric = pd.api.types.is_numeric_dtype(present) and not pd.api.types.is_bool_dtype(present)
+    text = data_mod.label_text(present)
+    levels = sorted(set(text), key=(lambda v: float(v)) if numeric else str)
+    if task == "regression" or (task is None and numeric and len(levels) > 2):
+        if positive is not None:
+            raise InputError("--positive-class: only for a binary target (--task binary)")
+        return None
+    if task is None:
+        if len(levels) > MAX_CLASSES:
+            raise InputError(
+                f"--target {target}: text of {len(levels)} distinct values in {path}: too many for a classifier's "
+                f"labels (at most {MAX_CLASSES}), and a regression target is a number"
+            )
+        task = "binary" if len(levels) == 2 else "multiclass"
+        because = "text labels" if not numeric else "a number of two values"
+        if pd.api.types.is_bool_dtype(present):
+            because = "true or false"
+    else:
+        because = f"--task {task}"
+    if len(levels) < 2:
+        raise InputError(f"--target {target}: one label only ('{levels[0] if levels else ''}') in {path}")
+    if task == "binary" and len(levels) != 2:
+        raise InputError(f"--task binary: --target {target} holds {len(levels)} labels in {path} (multiclass?)")
+    if task == "multiclass" and len(levels) < 3:
+        raise InputError(f"--task multiclass: --target {target} holds 2 labels in {path} (binary)")
+    counts = text.value_counts()
+    rare = [c for c in levels if counts[c] < 2]
+    if rare:
+        raise InputError(
+            f"{path}: column '{target}': label '{rare[0]}' in {counts[rare[0]]} row: a split needs 2 of each label "
+            "at least (merge or drop its rows)"
+        )
+    why_positive = ""
+    if task == "binary":
+        if positive is not None:
+            if positive not in levels:
+                raise InputError(f"--positive-class {positive}: not a label of '{target}' ({', '.join(levels)})")
+            why_positive = "--positive-class"
+        else:
+            named = [c for c in levels if c.lower() in _POSITIVE_NAMES]
+            if len(named) == 1:
+                positive, why_positive = named[0], "its name says it is the event"
+            else:
+                positive = min(reversed(levels), key=lambda c: counts[c])
+                why_positive = "the rarer label, the event a model is asked to find"
+        order = [c for c in levels if c != positive] + [positive]
+    elif positive is not None:
+        raise InputError("--positive-class: only for a binary target")
+    else:
+        order = levels
+    full = pd.Series(np.nan, index=s.index)
+    full.loc[present.index] = text.map({c: float(i) for i, c in enumerate(order)})
+    shares = ", ".join(f"'{c}' {counts[c] / len(text):.1%}" for c in levels)
+    return _Labels(
+        task,
+        levels,
+        positive,
+        order,
+        full,
+        f"{target}: {because}, {len(levels)} labels ({shares}): a {task} classifier (data.task)"
+        + (f"; it scores '{positive}' ({why_positive}; data.positive_class)" if task == "binary" else "")
+        + "; the split keeps each label's share on both sides",
+    )
 
 
 SCALE_ROWS = 20_000  # rows of the quick fits that choose the target's scale (a seeded sample of larger files)
@@ -321,22 +426,29 @@ def _yaml_list(items: list[str]) -> str:
     return "[" + ", ".join(_q(i) for i in items) + "]"
 
 
+# Plain words that YAML 1.1 (PyYAML's) reads as a boolean or null, not as text.
+_YAML_WORDS = {"y", "yes", "n", "no", "true", "false", "on", "off", "null"}
+
+
 def _q(text: str) -> str:
-    return text if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", text) else '"' + text.replace('"', '\\"') + '"'
+    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", text) and text.lower() not in _YAML_WORDS
+    return text if plain else '"' + text.replace('"', '\\"') + '"'
 
 
 def _num(x: float) -> str:
     return repr(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
 
 
-def _threshold_lines(env: str, inferred: dict[tuple[str, str], str], advisory: dict[str, str]) -> str:
-    """The threshold lines of `env`: every standard gate's default there (catalogue), or what
-    init inferred for it from the data, in the catalogue's order; a gate of `advisory` (gate id:
-    why) keeps its default bound with `required: false`."""
+def _threshold_lines(
+    env: str, inferred: dict[tuple[str, str], str], advisory: dict[str, str], task: str = "regression"
+) -> str:
+    """The threshold lines of `env`: every standard gate of `task`'s default there (catalogue),
+    or what init inferred for it from the data, in the catalogue's order; a gate of `advisory`
+    (gate id: why) keeps its default bound with `required: false`."""
     from pipeline import catalogue
 
     lines = []
-    for gate in catalogue.standard():
+    for gate in catalogue.standard(task):
         text = inferred.get((env, gate.id), gate.defaults.get(env))
         if text and gate.id in advisory:
             bound = text.split("#")[0].rstrip()
@@ -346,6 +458,40 @@ def _threshold_lines(env: str, inferred: dict[tuple[str, str], str], advisory: d
         if text:
             lines.append(f"      {gate.id}: {text}")
     return "\n".join(lines)
+
+
+CHANCE_MARGIN = 0.1  # a classifier's bounds over chance: a tenth of the way from chance to perfect
+
+
+def _classifier_thresholds(inf: Inferred) -> dict[tuple[str, str], str]:
+    """The staging bounds of a classifier's figures whose chance level depends on the classes:
+    average precision and balanced accuracy a margin above chance; accuracy and F1 (advisory:
+    they mislead where a class is rare) above what a constant decision scores."""
+    shares = [inf.shares[c] for c in inf.shares]
+    k = len(shares)
+    if inf.task == "binary":
+        prevalence = inf.shares[str(inf.positive_class)]
+        ap_chance, f1_trivial = prevalence, 2 * prevalence / (1 + prevalence)
+        f1_how = f"deciding every row '{inf.positive_class}'"
+    else:
+        ap_chance = 1 / k
+        top = max(shares)
+        f1_trivial, f1_how = 2 * top / (1 + top) / k, "deciding every row the commonest label (macro)"
+    majority = max(shares)
+
+    def above(chance: float) -> float:
+        return _round(chance + CHANCE_MARGIN * (1 - chance))
+
+    return {
+        ("staging", "pr_auc"): f"{{min: {_num(above(ap_chance))}}}   # chance (a constant score) {ap_chance:.3f} "
+        f"+ {CHANCE_MARGIN:.0%} of the way to 1",
+        ("staging", "balanced_accuracy"): f"{{min: {_num(above(1 / k))}}}   # chance {1 / k:.3f} + "
+        f"{CHANCE_MARGIN:.0%} of the way to 1",
+        ("staging", "accuracy"): f"{{min: {_num(_round(majority))}, required: false}}   # always guessing the "
+        f"commonest label scores {majority:.3f}; advisory: it misleads where a label is rare",
+        ("staging", "f1"): f"{{min: {_num(_round(f1_trivial))}, required: false}}   # {f1_how} scores "
+        f"{f1_trivial:.3f}; advisory",
+    }
 
 
 def render(inf: Inferred, data_path: Path, out: Path) -> tuple[str, str]:
@@ -377,6 +523,13 @@ def render(inf: Inferred, data_path: Path, out: Path) -> tuple[str, str]:
     )
     cats = _yaml_list(inf.categorical) if inf.categorical else "[]   # none: the unseen-category gate is not applicable"
     why = "\n".join(f"#   - {w}" for w in inf.why)
+    labels = (
+        f"\n  task: {inf.task}\n  classes: {_yaml_list(inf.classes)}"
+        + (f"\n  positive_class: {_q(str(inf.positive_class))}" if inf.task == "binary" else "")
+        if inf.classifier
+        else ""
+    )
+    target_sign = "" if inf.classifier else f"\n    target_positive: {'true' if inf.positive else 'false'}"
     # The thresholds: each standard gate's own default (its spec), where the data says otherwise.
     inferred = {
         ("staging", "feature_drift"): f"{{max: {_num(drift)}}}   # {DRIFT_FACTOR:g}x the worst a random split "
@@ -384,8 +537,14 @@ def render(inf: Inferred, data_path: Path, out: Path) -> tuple[str, str]:
     }
     # Where the target is not always positive, a percentage error (MAPE) and a relative change
     # (noise) mean little: their gates are reported, never judged.
-    advisory = {} if inf.positive else {g: "the target is not always positive" for g in ("mape", "noise_stability")}
-    thresholds = {env: _threshold_lines(env, inferred, advisory) for env in ("dev", "staging", "production")}
+    advisory = (
+        {}
+        if inf.positive or inf.classifier
+        else {g: "the target is not always positive" for g in ("mape", "noise_stability")}
+    )
+    if inf.classifier:
+        inferred.update(_classifier_thresholds(inf))
+    thresholds = {env: _threshold_lines(env, inferred, advisory, inf.task) for env in ("dev", "staging", "production")}
     pipeline_text = f"""# Pipeline config written by `run-pipeline init` from {data_path.name} ({inf.rows} rows).
 # Every inference below says why; edit freely. Relative paths resolve against this folder.
 # What init inferred:
@@ -397,7 +556,7 @@ gate_tests: gates   # gates/test_gates.py: the standard suite, imported from the
 
 data:
   path: {_q(rel.as_posix())}
-  target: {_q(inf.target)}
+  target: {_q(inf.target)}{labels}
   id_columns: {_yaml_list(inf.ids)}   # kept beside the features, never among them
   rows_without_target: {"drop   # " + str(inf.without_target) + " rows of the file have no target" if inf.without_target else "refuse"}
   drop_columns: {_yaml_list(inf.dropped)}{"   # row numbers: never a feature" if inf.dropped else ""}
@@ -410,8 +569,7 @@ data:
 {missing}
     ranges:
 {ranges}
-    allow_duplicate_rows: {"true" if inf.duplicates else "false"}
-    target_positive: {"true" if inf.positive else "false"}
+    allow_duplicate_rows: {"true" if inf.duplicates else "false"}{target_sign}
 
 split:
   test_size: 0.2
@@ -480,12 +638,18 @@ environments:
         )
     else:
         params = "    max_iter: 300\n    min_samples_leaf: 20"
+    if inf.task == "binary":
+        target_line = "  decision_threshold: 0.5   # positive where its probability is at least this\n"
+    elif inf.classifier:
+        target_line = ""
+    else:
+        how = "positive, right-skewed target" if inf.log_target else "the target as it is"
+        target_line = f"  log_target: {'true' if inf.log_target else 'false'}   # {how}\n"
     model_text = f"""# Model config written by `run-pipeline init`: a gradient-boosted tree ensemble, which
 # needs no scaling and handles missing values and categories as they come.
 model:
   type: hist_gradient_boosting
-  log_target: {"true" if inf.log_target else "false"}   # {"positive, right-skewed target" if inf.log_target else "the target as it is"}
-  params:
+{target_line}  params:
     learning_rate: 0.05
 {params}
 """
@@ -499,7 +663,14 @@ Add a gate of your own here: a wire registered with pipeline.catalogue.spec (or 
 ''' + "".join(f"from pipeline.gates.{family} import *  # noqa: F401,F403\n" for family in sorted(STANDARD_FAMILIES))
 
 
-def write(data_path: Path, target: str, out: Path, force: bool = False) -> tuple[Inferred, list[Path]]:
+def write(
+    data_path: Path,
+    target: str,
+    out: Path,
+    force: bool = False,
+    task: str | None = None,
+    positive_class: str | None = None,
+) -> tuple[Inferred, list[Path]]:
     """Infer, render and write the starter project into `out`; nothing is written on bad input."""
     data_path = Path(data_path)
     if not data_path.is_file():
@@ -515,7 +686,7 @@ def write(data_path: Path, target: str, out: Path, force: bool = False) -> tuple
         raise InputError(
             f"{existing[0]}: already exists; init never overwrites a config (use --force, or another --out)"
         )
-    inf = infer(data_path, target)
+    inf = infer(data_path, target, task, positive_class)
     import shutil
     import tempfile
 

@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pipeline import checks, figures, registry, train
 from pipeline import data as data_mod
-from pipeline import figures, registry, train
 from pipeline.config import Settings
 
 
@@ -34,8 +34,11 @@ def train_and_log(settings: Settings, progress: Callable[[str], None] = print_pr
     parts = data_mod.split(settings, dataset)
     progress(f"fitting {settings.model.type} on {len(parts.train)} rows, evaluating on {len(parts.eval)}")
     model = train.fit(settings, dataset.features, parts.train)
-    metrics = figures.regression_metrics(
-        parts.eval[settings.data.target].to_numpy(), model.predict(parts.eval[dataset.features.columns])
+    metrics = figures.eval_metrics(
+        parts.eval[settings.data.target].to_numpy(),
+        checks.scores(model, parts.eval[dataset.features.columns]),
+        settings.data.classifier,
+        settings.model.decision_threshold,
     )
     progress(f"logging run and model version to {settings.mlflow.tracking_uri}")
     candidate = registry.log_candidate(settings, model, dataset, parts.eval, metrics)

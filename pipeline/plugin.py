@@ -166,6 +166,11 @@ def gate_identity(item: pytest.Item) -> tuple[str, str] | None:
     return name.removeprefix("test_"), families[0]
 
 
+def _spec_of(item: pytest.Item) -> Any:
+    """The catalogue spec a standard gate's test was generated from (None for other tests)."""
+    return getattr(getattr(item, "function", None), "gate_spec", None)
+
+
 def _message(report: pytest.TestReport) -> str:
     lr = report.longrepr
     if lr is None:
@@ -259,6 +264,11 @@ class GatePlugin:
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
         """Know every gate, then check what the suite needs before any gate runs."""
+        if any(_spec_of(it) for it in [*items, *self.deselected]):
+            # A standard gate judges the models of its tasks (data.task); the others are not this run's.
+            task = self.settings.data.task
+            items[:] = [it for it in items if task in getattr(_spec_of(it), "tasks", (task,))]
+            self.deselected = [it for it in self.deselected if task in getattr(_spec_of(it), "tasks", (task,))]
         deselected = {it.nodeid for it in self.deselected}
         for item in [*items, *self.deselected]:
             ident = gate_identity(item)

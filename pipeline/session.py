@@ -165,7 +165,8 @@ class GateSession:
         )
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.model.predict(frame[self.features.columns]), dtype=float)
+        """The candidate's scores of the rows (checks.scores: a classifier's probabilities)."""
+        return checks.scores(self.model, frame[self.features.columns])
 
     @functools.cached_property
     def predictions(self) -> Predictions:
@@ -188,7 +189,7 @@ class GateSession:
         if self.source.version == version and self.source.name == name:
             return Champion(name, version, self.predictions.p, self.model)
         model = registry.load_model(self.settings, f"models:/{name}/{version}")
-        p = np.asarray(model.predict(self.eval_frame[self.features.columns]), dtype=float)
+        p = checks.scores(model, self.eval_frame[self.features.columns])
         return Champion(name, version, p, model)
 
     @functools.cached_property
@@ -199,9 +200,14 @@ class GateSession:
 
     @functools.cached_property
     def baseline_predictions(self) -> np.ndarray:
-        """A model that learnt nothing, on the evaluation rows: the training target's median."""
-        median = float(np.median(self.train_frame[self.settings.data.target].to_numpy(float)))
-        return np.full(len(self.predictions.y), median)
+        """A model that learnt nothing, on the evaluation rows: the training target's median; a
+        classifier's, the training rows' share of each class (scored as checks.scores scores)."""
+        y_train = self.train_frame[self.settings.data.target].to_numpy(float)
+        n = len(self.predictions.y)
+        if self.settings.data.classifier:
+            prior = np.bincount(y_train.astype(int), minlength=len(self.settings.data.labels)) / len(y_train)
+            return np.full(n, prior[1]) if len(prior) == 2 else np.tile(prior, (n, 1))
+        return np.full(n, float(np.median(y_train)))
 
     @functools.cached_property
     def ordered_residuals(self) -> checks.ResidualSample:

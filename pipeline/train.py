@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from sklearn.compose import TransformedTargetRegressor
-from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 
 # The booster's tree class, to rebuild saved trees (the type skops is told to trust anyway).
 from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 
 from pipeline.config import Settings
@@ -32,19 +39,27 @@ class RowBlockPipeline(Pipeline):
     """
 
     def predict(self, X, **params):
+        return self._in_blocks(super().predict, X, **params)
+
+    def predict_proba(self, X, **params):
+        return self._in_blocks(super().predict_proba, X, **params)
+
+    @staticmethod
+    def _in_blocks(method, X, **params):
         n = len(X) if isinstance(X, pd.DataFrame) else 0
         if n <= _PREDICT_BLOCK or params:
-            return super().predict(X, **params)
-        return np.concatenate(
-            [
-                super(RowBlockPipeline, self).predict(X.iloc[start : start + _PREDICT_BLOCK])
-                for start in range(0, n, _PREDICT_BLOCK)
-            ]
-        )
+            return method(X, **params)
+        return np.concatenate([method(X.iloc[start : start + _PREDICT_BLOCK]) for start in range(0, n, _PREDICT_BLOCK)])
 
 
-class CodedHistGradientBoostingRegressor(HistGradientBoostingRegressor):
-    """sklearn's HistGradientBoostingRegressor for features that arrive already encoded.
+if TYPE_CHECKING:  # what the mixin overrides, for the type checker (its classes are both boosters)
+    from sklearn.ensemble import HistGradientBoostingRegressor as _Booster
+else:
+    _Booster = object
+
+
+class _CodedBooster(_Booster):
+    """sklearn's HistGradientBoosting models for features that arrive already encoded.
 
     With categorical features, sklearn's booster passes every predict's input through its own
     ColumnTransformer + OrdinalEncoder (values -> index among the categories seen in fit,
@@ -115,6 +130,14 @@ class CodedHistGradientBoostingRegressor(HistGradientBoostingRegressor):
         super().__setstate__(state)
 
 
+class CodedHistGradientBoostingRegressor(_CodedBooster, HistGradientBoostingRegressor):
+    """sklearn's HistGradientBoostingRegressor on FrameEncoder's codes (_CodedBooster)."""
+
+
+class CodedHistGradientBoostingClassifier(_CodedBooster, HistGradientBoostingClassifier):
+    """sklearn's HistGradientBoostingClassifier on FrameEncoder's codes (_CodedBooster)."""
+
+
 def _pack_trees(predictors: list[list[TreePredictor]]) -> dict:
     """The booster's trees (one TreePredictor per iteration and output) as concatenated arrays."""
     flat = [t for per_iteration in predictors for t in per_iteration]
@@ -144,7 +167,7 @@ def _unpack_trees(packed: dict) -> list[list[TreePredictor]]:
 
 
 def build(settings: Settings, spec: FeatureSpec) -> Pipeline:
-    """An unfitted Pipeline(preprocess -> regressor), seeded from the config."""
+    """An unfitted Pipeline(preprocess -> model), a regressor or a classifier as data.task says, seeded from the config."""
     m = settings.model
     params = dict(m.params)
     if isinstance(params.get("monotonic_cst"), dict):
@@ -156,14 +179,19 @@ def build(settings: Settings, spec: FeatureSpec) -> Pipeline:
                 f"{settings.model_file or settings.config_path}: model.params.monotonic_cst: '{unknown[0]}' is not a numeric feature"
             )
         params["monotonic_cst"] = [int(named.get(c, 0)) for c in spec.columns]
+    classifier = settings.data.classifier
     try:
         if m.type == "hist_gradient_boosting":
             n_num = len(spec.numeric)
             cats = list(range(n_num, n_num + len(spec.categorical))) or None
             # Native categorical splits on FrameEncoder's codes, without re-encoding them per predict.
-            reg = CodedHistGradientBoostingRegressor(categorical_features=cats, random_state=settings.seed, **params)
+            booster = CodedHistGradientBoostingClassifier if classifier else CodedHistGradientBoostingRegressor
+            reg = booster(categorical_features=cats, random_state=settings.seed, **params)
         elif m.type == "random_forest":
-            reg = RandomForestRegressor(random_state=settings.seed, **params)
+            forest = RandomForestClassifier if classifier else RandomForestRegressor
+            reg = forest(random_state=settings.seed, **params)
+        elif m.type == "logistic_regression":
+            reg = LogisticRegression(random_state=settings.seed, **{"max_iter": 1000, **params})
         else:
             reg = Ridge(random_state=settings.seed, **params)
     except TypeError as e:
@@ -174,7 +202,7 @@ def build(settings: Settings, spec: FeatureSpec) -> Pipeline:
     if m.log_target:
         # The log scale is where price errors are roughly symmetric; predictions come back in units.
         reg = TransformedTargetRegressor(regressor=reg, func=np.log, inverse_func=np.exp, check_inverse=False)
-    steps = [("preprocess", preprocessor(spec, m.type)), ("regressor", reg)]
+    steps = [("preprocess", preprocessor(spec, m.type)), ("classifier" if classifier else "regressor", reg)]
     # The booster's prediction for a row is that row's alone: large frames go in blocks.
     return RowBlockPipeline(steps) if m.type == "hist_gradient_boosting" else Pipeline(steps)
 
@@ -183,7 +211,9 @@ def fit(settings: Settings, spec: FeatureSpec, train: pd.DataFrame) -> Pipeline:
     """Fit the configured model on the training frame."""
     model = build(settings, spec)
     try:
-        model.fit(train[spec.columns], train[settings.data.target])
+        y = train[settings.data.target]
+        # A classifier learns the class codes as integers: its classes_ are 0, 1, ...
+        model.fit(train[spec.columns], y.astype("int64") if settings.data.classifier else y)
     except ValueError as e:
         raise InputError(
             f"{settings.model_file or settings.config_path}: model.params: {str(e).splitlines()[0]}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline import config
+from pipeline import config, figures
 from pipeline.errors import PipelineError
 from pipeline.jobs import train_and_log
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     c, m = trained.candidate, trained.metrics
     print(f"registered {c.name} version {c.version} (run {c.run_id})")
-    print(f"eval R2 {m['r2']:.4f}  MAE {m['mae']:,.0f}  RMSE {m['rmse']:,.0f}  MAPE {m['mape']:.2f} %")
+    print(f"eval {figures.metrics_line(m)}")
     return 0
 
 

@@ -148,8 +148,10 @@ def test_init_refuses_bad_input_and_never_overwrites(tmp_path, capsys):
     assert cli.main(["init", "--data", str(data), "--target", "Temp_Delta", "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == f"error: --target Temp_Delta: no such column in {data} (did you mean 'temp_delta'?)"
     assert not out.exists() or not any(out.iterdir())
-    assert cli.main(["init", "--data", str(data), "--target", "site", "--out", str(out)]) == 2
-    assert "is not numeric" in capsys.readouterr().err
+    # Text is a classifier's labels unless --task says it is a number.
+    assert cli.main(["init", "--data", str(data), "--target", "site", "--task", "regression", "--out", str(out)]) == 2
+    assert "target is not a number" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
     assert cli.main(["init", "--data", str(tmp_path / "nope.csv"), "--target", target, "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == f"error: --data {tmp_path / 'nope.csv'}: no such file"
     assert cli.main(["init", "--data", str(data), "--target", target, "--out", str(out)]) == 0

@@ -3,10 +3,12 @@
 from pipeline import checks
 from pipeline.catalogue import Inputs, NotApplicable, export, spec
 from pipeline.checks import Finding
+from pipeline.config import REGRESSION
 
 
 @spec(
     "champion",
+    tasks=REGRESSION,
     defaults={
         "dev": "{max: 0.10, required: false}",
         "staging": "{max: 0.05}  # shown to be at most 5 % worse than the alias holder",

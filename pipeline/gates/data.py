@@ -61,7 +61,8 @@ def feature_drift(run: Inputs) -> Finding:
     },
 )
 def target_leak(run: Inputs) -> Finding:
-    """The best R2 one feature reaches alone, on the scale the model fits."""
+    """The best R2 one feature reaches alone, on the scale the model fits (a classifier's
+    labels as 0/1 columns: the Brier skill score)."""
     s = run.session
     return checks.target_leak(
         s.train_frame,
@@ -69,6 +70,7 @@ def target_leak(run: Inputs) -> Finding:
         list(s.features.columns),
         run.settings.data.target,
         log=run.settings.model.log_target,
+        classes=len(run.settings.data.labels),
     )
 
 

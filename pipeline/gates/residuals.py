@@ -9,10 +9,12 @@ reads it sorted by the rows' declared order (`gates.residuals.order_by`).
 from pipeline import checks
 from pipeline.catalogue import Inputs, NotApplicable, export, spec
 from pipeline.checks import Finding
+from pipeline.config import REGRESSION
 
 
 @spec(
     "residuals",
+    tasks=REGRESSION,
     defaults={
         "dev": "{max: 2.0, required: false}",
         "staging": "{max: 1.0}",
@@ -25,6 +27,7 @@ def residual_skew(run: Inputs) -> Finding:
 
 @spec(
     "residuals",
+    tasks=REGRESSION,
     defaults={
         "dev": "{max: 10, required: false}",
         "staging": "{max: 7}",
@@ -37,6 +40,7 @@ def residual_kurtosis(run: Inputs) -> Finding:
 
 @spec(
     "residuals",
+    tasks=REGRESSION,
     defaults={
         "dev": "{max: 3.0, required: false}",
         "staging": "{max: 2.0}",
@@ -49,6 +53,7 @@ def residual_spread(run: Inputs) -> Finding:
 
 @spec(
     "residuals",
+    tasks=REGRESSION,
     defaults={
         "dev": "{min: 1.5, max: 2.5, required: false}",
         "staging": "{min: 1.7, max: 2.3}",

@@ -30,7 +30,8 @@ from pipeline.checks import Finding
     },
 )
 def noise_stability(run: Inputs) -> Finding | NotApplicable:
-    """How far resolution-scaled noise on every numeric feature at once moves the predictions."""
+    """How far resolution-scaled noise on every numeric feature at once moves the predictions
+    (relative to them; a classifier's probabilities, in probability)."""
     s, settings = run.session, run.settings
     cfg, pr, features = settings.gates.robustness, s.predictions, s.features
     if not features.numeric:
@@ -49,7 +50,11 @@ def noise_stability(run: Inputs) -> Finding | NotApplicable:
     def judged(columns: tuple[str, ...]) -> Finding:
         noise = rb.NoiseSpec(sample, columns, how)
         return checks.noise_stability(
-            pr.p[at], s.predict(noise.apply(pr.frame.iloc[at], sd)), percentile=cfg.percentile, spec=noise
+            pr.p[at],
+            s.predict(noise.apply(pr.frame.iloc[at], sd)),
+            percentile=cfg.percentile,
+            spec=noise,
+            absolute=settings.data.classifier,
         )
 
     finding = judged(numeric)
@@ -172,6 +177,12 @@ def directional(run: Inputs) -> Finding | NotApplicable:
             stated=settings.stated(cfg, "directional"),
             how="list the expectations under gates.robustness.directional, or set it to [] to say there are none",
         )
+    if settings.data.task == "multiclass":
+        return NotApplicable(
+            "a multiclass model's probabilities move together (one rises as another falls): no one direction to expect",
+            stated=False,
+            how="state the expectations for a binary model, or leave gates.robustness.directional empty",
+        )
 
     def expectation(exp: Any) -> rb.Perturbation:
         spread = float(s.spread[exp.feature])
@@ -179,7 +190,12 @@ def directional(run: Inputs) -> Finding | NotApplicable:
         def judge(shift: rb.ShiftSpec, shifted: Any, predict: Any) -> Finding:
             before = pr.p[shift.sample.positions(len(pr.frame))]
             return checks.directional(
-                before, predict(shifted), direction=exp.direction, feature=exp.feature, spec=shift
+                before,
+                predict(shifted),
+                direction=exp.direction,
+                feature=exp.feature,
+                spec=shift,
+                absolute=settings.data.classifier,
             )
 
         return rb.Perturbation(

@@ -3,10 +3,12 @@
 from pipeline import checks
 from pipeline.catalogue import Inputs, export, spec
 from pipeline.checks import Finding
+from pipeline.config import REGRESSION
 
 
 @spec(
     "slices",
+    tasks=REGRESSION,
     defaults={
         "dev": "{max: 3.0, required: false}",
         "staging": "{max: 2.0}  # no slice twice as wrong as the whole",

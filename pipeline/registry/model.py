@@ -64,18 +64,29 @@ def trusted_types(model: Any) -> list[str]:
     return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
 
 
-def signature_for(features: FeatureSpec):
-    """The model's signature from the feature spec, not from a sample.
+def signature_for(features: FeatureSpec, model: Any = None):
+    """The model's signature from the feature spec, not from a sample: a number per row, or a
+    classifier's probability per row and class (its pyfunc answers predict_proba).
 
     Inferred from a few rows, a categorical column that happens to be empty there is
     typed double and the served model then fails on it.
     """
+    import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
     inputs: list[ColSpec | TensorSpec] = [ColSpec("double", c, required=True) for c in features.numeric]
     inputs += [ColSpec("string", c, required=True) for c in features.categorical]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double")]))
+    classes = getattr(model, "classes_", None)
+    outputs: list[ColSpec | TensorSpec] = (
+        [ColSpec("double")] if classes is None else [TensorSpec(np.dtype("float64"), (-1, len(classes)))]
+    )
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+def pyfunc_predict_fn(model: Any) -> str:
+    """What the model's pyfunc flavour answers (serving too): a classifier's probabilities."""
+    return "predict" if getattr(model, "classes_", None) is None else "predict_proba"
 
 
 # MLflow writes this file (the version's name and number) into a model's folder whenever a
@@ -255,10 +266,11 @@ def log_candidate(
             # experiment, name and digest); the retry finds the row and links it.
             store.retry(mlflow.log_input, dataset, context="training")
             example = X_eval.head(5)
-            signature = signature_for(features)
+            signature = signature_for(features, model)
             info = mlflow.sklearn.log_model(
                 model,
                 name=MODEL_ARTIFACT,
+                pyfunc_predict_fn=pyfunc_predict_fn(model),
                 serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
                 skops_trusted_types=trusted_types(model),
                 signature=signature,
@@ -284,7 +296,8 @@ def save_model(model: Any, features: FeatureSpec, path: Path) -> None:
         str(path),
         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
         skops_trusted_types=trusted_types(model),
-        signature=signature_for(features),
+        pyfunc_predict_fn=pyfunc_predict_fn(model),
+        signature=signature_for(features, model),
         pip_requirements=pip_requirements(),
     )
 
