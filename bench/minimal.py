@@ -80,7 +80,7 @@ def run(config: Path, model_path: Path | None, eval_data: Path | None, env: str,
         "timings_s": {"config": time.perf_counter() - t},
     }
     with tempfile.TemporaryDirectory(prefix="minimal-") as tmp:
-        for gate in catalogue.standard():
+        for gate in catalogue.standard(settings.data.task):
             threshold = settings.thresholds.get(gate.id)
             if gate.family in SKIPPED_FAMILIES or threshold is None:
                 continue

@@ -640,7 +640,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--target", required=True, help="the column to predict")
     s.add_argument(
         "--task",
-        choices=("regression", "binary", "multiclass"),
+        choices=config_mod.TASKS,
         help="what the target is (default: inferred: text, true/false or two values are a classifier's labels)",
     )
     s.add_argument("--positive-class", help="the label a binary model scores (default: inferred, and said why)")
@@ -692,6 +692,9 @@ def cmd_init(args, settings, out: Out) -> int:
             "slices": inferred.slices,
             "log_target": inferred.log_target,
             "capped": inferred.capped,
+            "task": inferred.task,
+            "classes": inferred.classes,
+            "positive_class": inferred.positive_class,
             "why": inferred.why,
             "next": f"run-pipeline run --config {config}",
         }

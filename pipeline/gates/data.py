@@ -32,7 +32,9 @@ def data_contract(run: Inputs) -> Finding:
 def train_eval_overlap(run: Inputs) -> Finding:
     """Evaluation rows that are training rows too, compared on whole records (the target with them)."""
     s, data = run.session, run.settings.data
-    columns, what = record_columns(s.eval_frame, list(s.features.columns), data.target, data.id_columns)
+    columns, what = record_columns(
+        s.eval_frame, list(s.features.columns), data.target, data.id_columns, data.classifier
+    )
     return checks.train_eval_overlap(s.train_frame, s.eval_frame, columns, what=what, grouped=s.split.grouped)
 
 
