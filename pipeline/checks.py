@@ -327,14 +327,43 @@ def calibration_slope(y: np.ndarray, p: np.ndarray, confidence: float = 0.95) ->
 # ---------------------------------------------------------------- champion
 
 
-# How the champion gate judges the paired bootstrap of the relative MAE change, candidate vs
-# champion: the bound it reads, and how its message names it.
+# How the champion gates judge the paired bootstrap of the relative loss change (MAE, log
+# loss), candidate vs champion: the bound each reads, and how its message names it.
 CHAMPION_TESTS = {
     # At most `margin` worse, shown with confidence: the upper bound must be within the margin.
-    "non_inferiority": ("upper", "MAE change vs champion, upper bound"),
+    "non_inferiority": ("upper", "{loss} change vs champion, upper bound"),
     # Fails only when confidently worse than the margin: a noisy, probably worse model passes.
-    "not_confidently_worse": ("lower", "MAE worse than champion by at least"),
+    "not_confidently_worse": ("lower", "{loss} worse than champion by at least"),
 }
+
+
+def _champion(
+    name: str, loss: str, boot: figures.Bootstrap, *, champion: str, rows: int, max_rows: int, test: str
+) -> Finding:
+    bound, label = CHAMPION_TESTS[test]
+    confidence = boot.confidence
+    judged = boot.upper if bound == "upper" else boot.lower
+    detail = (
+        f"{test.replace('_', '-')} vs {champion}: {loss} change {boot.delta:+.2%}, {confidence:.0%} one-sided bounds "
+        f"[{boot.lower:+.2%}, {boot.upper:+.2%}] on {rows} rows"
+        + (f", {max_rows} rows per resample" if rows > max_rows else "")
+    )
+    return Finding(
+        judged,
+        label.format(loss=loss),
+        detail,
+        reported={f"{name}_change": boot.delta, f"{name}_lower": boot.lower, f"{name}_upper": boot.upper},
+        plot={
+            "samples": boot.samples.tolist(),
+            "delta": boot.delta,
+            "lower": boot.lower,
+            "upper": boot.upper,
+            "bound": bound,
+            "test": test,
+            "confidence": confidence,
+            "champion": champion,
+        },
+    )
 
 
 @check(-1)
@@ -352,41 +381,45 @@ def champion_mae(
 ) -> Finding:
     """The paired-bootstrap relative MAE change, candidate vs champion, judged by `test`
     (CHAMPION_TESTS): its upper confidence bound (non-inferiority) or its lower bound."""
-    bound, label = CHAMPION_TESTS[test]
     boot = figures.paired_bootstrap_mae(
         y, p, champion_p, resamples=resamples, confidence=confidence, seed=seed, max_rows=max_rows
     )
-    judged = boot.upper if bound == "upper" else boot.lower
-    detail = (
-        f"{test.replace('_', '-')} vs {champion}: MAE change {boot.delta:+.2%}, {confidence:.0%} one-sided bounds "
-        f"[{boot.lower:+.2%}, {boot.upper:+.2%}] on {len(y)} rows"
-        + (f", {max_rows} rows per resample" if len(y) > max_rows else "")
+    return _champion("champion_mae", "MAE", boot, champion=champion, rows=len(y), max_rows=max_rows, test=test)
+
+
+@check(-1)
+def champion_log_loss(
+    y: np.ndarray,
+    p: np.ndarray,
+    champion_p: np.ndarray,
+    *,
+    champion: str,
+    resamples: int,
+    confidence: float,
+    seed: int,
+    max_rows: int,
+    test: str = "non_inferiority",
+) -> Finding:
+    """The paired-bootstrap relative log-loss change of a classifier, candidate vs champion,
+    judged as champion_mae is."""
+    boot = figures.paired_bootstrap_loss(
+        figures.row_log_loss(y, p),
+        figures.row_log_loss(y, champion_p),
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+        max_rows=max_rows,
     )
-    return Finding(
-        judged,
-        label,
-        detail,
-        reported={
-            "champion_mae_change": boot.delta,
-            "champion_mae_lower": boot.lower,
-            "champion_mae_upper": boot.upper,
-        },
-        plot={
-            "samples": boot.samples.tolist(),
-            "delta": boot.delta,
-            "lower": boot.lower,
-            "upper": boot.upper,
-            "bound": bound,
-            "test": test,
-            "confidence": confidence,
-            "champion": champion,
-        },
+    return _champion(
+        "champion_log_loss", "log loss", boot, champion=champion, rows=len(y), max_rows=max_rows, test=test
     )
 
 
-def champion_absent(alias: str, test: str = "non_inferiority") -> Finding:
+def champion_absent(alias: str, test: str = "non_inferiority", loss: str = "MAE") -> Finding:
     """The champion gate's finding when no model holds the alias: nothing to compare with."""
-    return Finding(float("nan"), CHAMPION_TESTS[test][1], f"no model holds @{alias}: nothing to compare with")
+    return Finding(
+        float("nan"), CHAMPION_TESTS[test][1].format(loss=loss), f"no model holds @{alias}: nothing to compare with"
+    )
 
 
 # ---------------------------------------------------------------- slices

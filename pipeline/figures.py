@@ -250,7 +250,7 @@ def shared_rows(train: pd.DataFrame, evaluation: pd.DataFrame, columns: list[str
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """Paired bootstrap of the relative MAE difference (candidate - champion) / champion."""
+    """Paired bootstrap of the relative loss difference (candidate - champion) / champion."""
 
     delta: float  # observed relative difference
     lower: float  # lower bound of the one-sided interval at `confidence`
@@ -268,17 +268,36 @@ def paired_bootstrap_mae(
     seed: int,
     max_rows: int | None = None,
 ) -> Bootstrap:
-    """Relative MAE change candidate vs champion on the same rows, with a paired bootstrap interval.
+    """Relative MAE change candidate vs champion on the same rows, with a paired bootstrap interval."""
+    y = np.asarray(y, float)
+    return paired_bootstrap_loss(
+        np.abs(y - np.asarray(p_candidate, float)),
+        np.abs(y - np.asarray(p_champion, float)),
+        resamples,
+        confidence,
+        seed,
+        max_rows,
+    )
+
+
+def paired_bootstrap_loss(
+    loss_candidate: np.ndarray,
+    loss_champion: np.ndarray,
+    resamples: int,
+    confidence: float,
+    seed: int,
+    max_rows: int | None = None,
+) -> Bootstrap:
+    """Relative change of the mean per-row loss (absolute error, log loss), candidate vs champion
+    on the same rows, with a paired bootstrap interval.
 
     The change itself is computed on every row. Each resample draws n rows with replacement,
     or max_rows of the n when there are more (m-out-of-n): the interval of a max_rows-row
     evaluation (wider than all n rows would give), at a cost that stops growing with n.
     """
-    y = np.asarray(y, float)
-    e_cand = np.abs(y - np.asarray(p_candidate, float))
-    e_champ = np.abs(y - np.asarray(p_champion, float))
+    e_cand, e_champ = np.asarray(loss_candidate, float), np.asarray(loss_champion, float)
     rng = np.random.default_rng(seed)
-    n = len(y)
+    n = len(e_cand)
     m = n if max_rows is None else min(n, max_rows)
     samples = np.empty(resamples)
     # Chunked so that memory stays bounded at any row count.
@@ -297,6 +316,16 @@ def paired_bootstrap_mae(
         confidence=confidence,
         samples=samples,
     )
+
+
+def row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Each row's log loss (-log of the probability given to its label), as scikit-learn's
+    log_loss clips it: its mean is log_loss(y, p)."""
+    proba = class_probabilities(p)
+    eps = np.finfo(proba.dtype).eps
+    proba = np.clip(proba, eps, 1 - eps)
+    proba = proba / proba.sum(axis=1, keepdims=True)
+    return -np.log(proba[np.arange(len(proba)), np.asarray(y, int)])
 
 
 @dataclass(frozen=True)

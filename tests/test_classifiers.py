@@ -226,6 +226,34 @@ def test_a_miscalibrated_model_fails_calibration_and_a_calibrated_one_passes(fit
     assert checks.calibration_slope(y, pushed).value < checks.calibration_slope(y, pr.p).value
 
 
+def test_a_worse_champion_is_refused_on_log_loss_and_a_better_one_passes(fitted):
+    """The candidate against champions on the same rows, through the gate's own wire: the
+    class prior's probabilities (worse) and the candidate's own (no change)."""
+    from pipeline.session import Champion
+
+    settings, session, pr = fitted
+    bound = settings.thresholds["champion_log_loss"]
+    gate = catalogue.SPECS["champion_log_loss"]
+
+    def against(champion_p):
+        session.__dict__["champion"] = Champion("m", "1", champion_p, None)
+        try:
+            return gate.run(catalogue.Inputs(session, bound))
+        finally:
+            del session.__dict__["champion"]
+
+    better_than_prior = against(session.baseline_predictions)
+    assert judge(bound, better_than_prior).passed and better_than_prior.reported["champion_log_loss_change"] < -0.2
+    itself = against(pr.p)
+    assert itself.reported["champion_log_loss_change"] == 0 and judge(bound, itself).passed
+    # The candidate's probabilities squeezed toward the prior: a worse model as the candidate.
+    worse = checks.champion_log_loss(
+        pr.y, 0.5 * pr.p + 0.5 * session.baseline_predictions, pr.p, champion="m v1", resamples=500,
+        confidence=0.95, seed=0, max_rows=100_000,
+    )
+    assert not judge(bound, worse).passed and worse.label == "log loss change vs champion, upper bound", worse
+
+
 def test_an_imbalanced_set_is_judged_on_figures_that_mean_something(fitted):
     settings, session, pr = fitted
     shares = np.bincount(session.dataset.frame["default"].astype(int)) / len(session.dataset.frame)

@@ -3,7 +3,7 @@
 from pipeline import checks
 from pipeline.catalogue import Inputs, NotApplicable, export, spec
 from pipeline.checks import Finding
-from pipeline.config import REGRESSION
+from pipeline.config import CLASSIFIERS, REGRESSION
 
 
 @spec(
@@ -26,6 +26,36 @@ def champion_mae(run: Inputs) -> Finding | NotApplicable:
         return NotApplicable(checks.champion_absent(settings.champion_alias, cfg.test).detail)
     pr = s.predictions
     return checks.champion_mae(
+        pr.y,
+        pr.p,
+        champion.predictions,
+        champion=f"{champion.who} @{settings.champion_alias}",
+        resamples=cfg.bootstrap_resamples,
+        confidence=cfg.confidence,
+        seed=settings.seed,
+        max_rows=cfg.bootstrap_rows,
+        test=cfg.test,
+    )
+
+
+@spec(
+    "champion",
+    tasks=CLASSIFIERS,
+    defaults={
+        "dev": "{max: 0.10, required: false}",
+        "staging": "{max: 0.05}  # shown to be at most 5 % worse (log loss) than the alias holder",
+        "production": "{max: 0.02}",
+    },
+)
+def champion_log_loss(run: Inputs) -> Finding | NotApplicable:
+    """The paired bootstrap of the relative log-loss change, candidate vs champion, on the same rows
+    (a classifier's champion_mae: the same tests, resamples and confidence)."""
+    s, settings = run.session, run.settings
+    champion, cfg = s.champion, settings.gates.champion
+    if champion is None:
+        return NotApplicable(checks.champion_absent(settings.champion_alias, cfg.test, "log loss").detail)
+    pr = s.predictions
+    return checks.champion_log_loss(
         pr.y,
         pr.p,
         champion.predictions,
