@@ -12,15 +12,23 @@ the file or the target is bad, or when a config is there already (without --forc
 from __future__ import annotations
 
 import math
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import HistGradientBoostingRegressor
 
+from pipeline import catalogue, figures
+from pipeline import config as config_mod
+from pipeline import data as data_mod
 from pipeline.errors import InputError
 from pipeline.evidence import STANDARD_FAMILIES
+from pipeline.files import write_atomic
 
 # Names that say a column identifies a row rather than describes it.
 _ID_NAME = re.compile(r"(^|[_\W])(id|pid|uuid|key|index)$", re.IGNORECASE)
@@ -74,8 +82,6 @@ def _round(x: float) -> float:
 
 
 def infer(path: Path, target: str) -> Inferred:
-    from pipeline import data as data_mod
-
     frame = data_mod.read_csv(path)
     if target not in frame.columns:
         near = [c for c in frame.columns if c.lower() == target.lower()]
@@ -232,10 +238,6 @@ def _scale_spreads(frame: pd.DataFrame, inf: Inferred, y: pd.Series) -> dict[str
     even is the one the residual gates should judge. A rule of thumb (skew, span) chose wrong both ways on real files:
     Boston's medv is skewed by its cap at 50 and its errors are even as it is; a car's mpg
     spans 5x and its errors grow with it."""
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    from pipeline import figures
-
     rng = np.random.default_rng(0)
     take = rng.permutation(len(frame))[:SCALE_ROWS]
     rows = frame.iloc[take]
@@ -305,8 +307,6 @@ def _row_number(s: pd.Series, name: str) -> str:
 
 def _drift_noise(frame: pd.DataFrame, inf: Inferred) -> float:
     """The worst drift figure a random 80/20 split of the file shows, over DRIFT_SPLITS splits."""
-    from pipeline import figures
-
     rng = np.random.default_rng(0)
     worst = 0.0
     for _ in range(DRIFT_SPLITS):
@@ -333,8 +333,6 @@ def _threshold_lines(env: str, inferred: dict[tuple[str, str], str], advisory: d
     """The threshold lines of `env`: every standard gate's default there (catalogue), or what
     init inferred for it from the data, in the catalogue's order; a gate of `advisory` (gate id:
     why) keeps its default bound with `required: false`."""
-    from pipeline import catalogue
-
     lines = []
     for gate in catalogue.standard():
         text = inferred.get((env, gate.id), gate.defaults.get(env))
@@ -350,8 +348,6 @@ def _threshold_lines(env: str, inferred: dict[tuple[str, str], str], advisory: d
 
 def render(inf: Inferred, data_path: Path, out: Path) -> tuple[str, str]:
     """(pipeline_config.yaml, model_config.yaml) as text, commented."""
-    import os
-
     rel = Path(os.path.relpath(data_path.resolve(), out.resolve()))
     name = _slug(data_path.stem)
     ranges = "\n".join(f"      {_q(c)}: {{min: {_num(lo)}, max: {_num(hi)}}}" for c, (lo, hi) in inf.ranges.items())
@@ -516,13 +512,6 @@ def write(data_path: Path, target: str, out: Path, force: bool = False) -> tuple
             f"{existing[0]}: already exists; init never overwrites a config (use --force, or another --out)"
         )
     inf = infer(data_path, target)
-    import shutil
-    import tempfile
-
-    from pipeline import config as config_mod
-    from pipeline import data as data_mod
-    from pipeline.files import write_atomic
-
     out.mkdir(parents=True, exist_ok=True)
     # What init writes must load; it is tried in a scratch folder beside, so that a bug of
     # ours never leaves a broken config (nor replaces a working one under --force).
