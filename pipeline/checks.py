@@ -21,6 +21,9 @@ from pipeline import figures
 from pipeline.config import fmt_number
 from pipeline.timing import Rounds
 
+# sklearn.base (0.1 s) is imported inside refit_identical: pytest loads the plugin, which imports this
+# module, in every session (pytest11), gates or not.
+
 INF = math.inf
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import ctypes
 import hashlib
 import io
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,8 +266,6 @@ def config_problems(
                 f"{cfg.path.name} in no list ({shown}): the model never sees them; list them, or name them in data.drop_columns"
             )
     if rows is not None:
-        import math
-
         n_eval = (
             math.ceil(rows * settings.split.test_size)
             if settings.split.test_size < 1
@@ -301,8 +301,6 @@ def release_memory() -> None:
     global _malloc_trim
     if _malloc_trim is None:
         try:
-            import ctypes
-
             _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
         except (OSError, AttributeError):
             _malloc_trim = False

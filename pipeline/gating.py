@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pipeline import evidence, registry, signing
+from pipeline import report as report_mod
 from pipeline.config import Settings
 from pipeline.errors import InputError, PipelineError, PromotionRefused
 from pipeline.files import write_atomic
@@ -21,8 +22,6 @@ def _now() -> str:
 
 def finish(plugin, result) -> None:
     """Build and store the evidence of this run into `result`; promote when asked and allowed."""
-    from pipeline import report as report_mod
-
     settings: Settings = plugin.settings
     gs = plugin.gate_session
     source = gs.source

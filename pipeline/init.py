@@ -12,15 +12,23 @@ the file or the target is bad, or when a config is there already (without --forc
 from __future__ import annotations
 
 import math
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import HistGradientBoostingRegressor
 
+from pipeline import catalogue, figures
+from pipeline import config as config_mod
+from pipeline import data as data_mod
 from pipeline.errors import InputError
 from pipeline.evidence import STANDARD_FAMILIES
+from pipeline.files import write_atomic
 
 # Names that say a column identifies a row rather than describes it.
 _ID_NAME = re.compile(r"(^|[_\W])(id|pid|uuid|key|index)$", re.IGNORECASE)
@@ -92,8 +100,6 @@ def _round_out(x: float, up: bool, digits: int = 3) -> float:
 
 
 def infer(path: Path, target: str, task: str | None = None, positive_class: str | None = None) -> Inferred:
-    from pipeline import data as data_mod
-
     frame = data_mod.read_csv(path)
     if target not in frame.columns:
         near = [c for c in frame.columns if c.lower() == target.lower()]
@@ -269,8 +275,6 @@ def _task(s: pd.Series, target: str, path: Path, task: str | None, positive: str
     """The target's labels when it is a classifier's (None: a regression target). Inferred
     without --task: text or true/false, or a number of two values; a number of more values
     stays a number (counts and ratings are, mostly): --task multiclass says otherwise."""
-    from pipeline import data as data_mod
-
     present = s.dropna()
     numeric = pd.api.types.is_numeric_dtype(present) and not pd.api.types.is_bool_dtype(present)
     text = data_mod.label_text(present)
@@ -347,10 +351,6 @@ def _scale_spreads(frame: pd.DataFrame, inf: Inferred, y: pd.Series) -> dict[str
     even is the one the residual gates should judge. A rule of thumb (skew, span) chose wrong both ways on real files:
     Boston's medv is skewed by its cap at 50 and its errors are even as it is; a car's mpg
     spans 5x and its errors grow with it."""
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    from pipeline import figures
-
     rng = np.random.default_rng(0)
     take = rng.permutation(len(frame))[:SCALE_ROWS]
     rows = frame.iloc[take]
@@ -420,8 +420,6 @@ def _row_number(s: pd.Series, name: str) -> str:
 
 def _drift_noise(frame: pd.DataFrame, inf: Inferred) -> float:
     """The worst drift figure a random 80/20 split of the file shows, over DRIFT_SPLITS splits."""
-    from pipeline import figures
-
     rng = np.random.default_rng(0)
     worst = 0.0
     for _ in range(DRIFT_SPLITS):
@@ -455,8 +453,6 @@ def _threshold_lines(
     """The threshold lines of `env`: every standard gate of `task`'s default there (catalogue),
     or what init inferred for it from the data, in the catalogue's order; a gate of `advisory`
     (gate id: why) keeps its default bound with `required: false`."""
-    from pipeline import catalogue
-
     lines = []
     for gate in catalogue.standard(task):
         text = inferred.get((env, gate.id), gate.defaults.get(env))
@@ -509,8 +505,6 @@ def _classifier_thresholds(inf: Inferred) -> dict[tuple[str, str], str]:
 
 def render(inf: Inferred, data_path: Path, out: Path) -> tuple[str, str]:
     """(pipeline_config.yaml, model_config.yaml) as text, commented."""
-    import os
-
     rel = Path(os.path.relpath(data_path.resolve(), out.resolve()))
     name = _slug(data_path.stem)
     ranges = "\n".join(f"      {_q(c)}: {{min: {_num(lo)}, max: {_num(hi)}}}" for c, (lo, hi) in inf.ranges.items())
@@ -718,13 +712,6 @@ def write(
             f"{existing[0]}: already exists; init never overwrites a config (use --force, or another --out)"
         )
     inf = infer(data_path, target, task, positive_class)
-    import shutil
-    import tempfile
-
-    from pipeline import config as config_mod
-    from pipeline import data as data_mod
-    from pipeline.files import write_atomic
-
     out.mkdir(parents=True, exist_ok=True)
     # What init writes must load; it is tried in a scratch folder beside, so that a bug of
     # ours never leaves a broken config (nor replaces a working one under --force).

@@ -10,21 +10,27 @@ any gate runs; the session's outcome is one typed `GateRunResult`.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pipeline import catalogue, checks
+from pipeline import catalogue, checks, gating, registry, signing
 from pipeline import config as config_mod
 from pipeline.config import Settings, Threshold
-from pipeline.errors import InputError, PipelineError
+from pipeline.errors import InputError, PipelineError, PromotionRefused
 from pipeline.evidence import FAMILIES, GateReport, figure_dict
 from pipeline.judge import judge
+from pipeline.teardown import fast_interpreter_exit
 
 if TYPE_CHECKING:
     from pipeline.session import GateSession
+
+# pipeline.session (0.4 s: sklearn, the training code) and pipeline.data (0.25 s) are imported inside
+# functions: pytest loads this plugin in every session (pytest11), and one collecting no gate needs neither.
 
 PLUGIN = pytest.StashKey["GatePlugin"]()
 RECORDED = pytest.StashKey[dict]()  # what a gate recorded, on its item
@@ -134,9 +140,6 @@ def _collect_only_writes_nothing(config: pytest.Config) -> None:
     under --collect-only, point it at a temporary folder that goes with the session."""
     if not config.option.collectonly or not hasattr(config.option, "benchmark_storage"):
         return
-    import shutil
-    import tempfile
-
     folder = tempfile.mkdtemp(prefix="benchmarks-")
     config.option.benchmark_storage = f"file://{folder}"
     config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
@@ -146,8 +149,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     plugin = config.stash.get(PLUGIN, None)
     if plugin is not None:
         if plugin._session is not None:  # a gate run: its heap makes the exit slow
-            from pipeline.teardown import fast_interpreter_exit
-
             fast_interpreter_exit()
         config.pluginmanager.unregister(plugin)
         del config.stash[PLUGIN]
@@ -185,8 +186,6 @@ def _message(report: pytest.TestReport) -> str:
 
 
 def _today():
-    import datetime as dt
-
     return dt.datetime.now(dt.UTC).date()
 
 
@@ -335,8 +334,6 @@ class GatePlugin:
             except InputError as e:
                 raise pytest.UsageError(str(e)) from None
         if not self.worker and not self.config.option.collectonly:
-            from pipeline import signing
-
             try:  # a missing or broken key stops the run here, not after every gate ran
                 self.signing_key = signing.load_private(s.signing.private_key)
                 signing.load_public_keys(s.signing.public_keys)
@@ -347,8 +344,6 @@ class GatePlugin:
                 f"--model-uri {self.model_uri}: only a registered version (models:/NAME/VERSION) can be promoted"
             )
         if self.model_uri is not None and not self.config.option.collectonly:
-            from pipeline import registry
-
             try:
                 registry.resolve(s, self.model_uri)
             except PipelineError as e:
@@ -433,9 +428,6 @@ class GatePlugin:
             return
         if exitstatus in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
             return  # stopped by bad input or by the user: nothing is written
-        from pipeline import gating
-        from pipeline.errors import PromotionRefused
-
         try:
             gating.finish(self, self.result)
         except PromotionRefused as e:

@@ -6,8 +6,10 @@ import socket
 import urllib.error
 import urllib.request
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from urllib.parse import urlparse
 
+from pipeline import data
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
 
@@ -45,8 +47,6 @@ def checks(settings: Settings) -> list[dict[str, str]]:
         except PackageNotFoundError:
             rows.append(_row(f"package {pkg}", False, "not installed"))
     rows.append(_row("config", True, f"{settings.config_path} (env {settings.env}, model {settings.model.type})"))
-    from pipeline import data
-
     features, n = None, None
     try:
         ds = data.load(settings)
@@ -77,8 +77,6 @@ def checks(settings: Settings) -> list[dict[str, str]]:
             rows.append(_row("tracking server", False, f"{uri} unreachable: {getattr(e, 'reason', e)}"))
     elif parsed.scheme == "sqlite":
         path = uri.removeprefix("sqlite:///")
-        from pathlib import Path
-
         parent = Path(path).parent
         writable = parent.exists() or parent.parent.exists()
         rows.append(

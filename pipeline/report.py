@@ -15,6 +15,11 @@ import numpy as np
 
 from pipeline.config import fmt_number
 from pipeline.evidence import gate_results
+from pipeline.files import write_atomic
+
+# matplotlib (0.45 s with pyplot, its backend chosen first) and scipy.stats (0.6 s) are imported inside
+# the plotting code: pipeline.gating imports this module for `run-pipeline promote`, `approve`,
+# `rollback` and `audit`, which draw nothing.
 
 PLOTS = {
     "predicted_vs_actual": "Predicted vs actual",
@@ -306,8 +311,6 @@ def write(
     doc: dict[str, Any], plots: dict[str, dict[str, Any]], out_dir: Path, target: str = "target"
 ) -> dict[str, Path]:
     """Plots under out_dir/plots, gate-report.md and gate-report.html in out_dir."""
-    from pipeline.files import write_atomic
-
     drawn = render(doc, plots, out_dir / "plots", target) if plots else {}
     md = out_dir / "gate-report.md"
     write_atomic(md, markdown(doc, drawn, out_dir).encode())

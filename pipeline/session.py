@@ -19,6 +19,7 @@ from pipeline import checks, registry, train
 from pipeline import data as data_mod
 from pipeline.config import Settings
 from pipeline.data import FeatureSpec
+from pipeline.errors import InputError
 from pipeline.robustness import RowSample
 
 
@@ -132,8 +133,6 @@ class GateSession:
         del frame
         missing = [c for c in self.features.columns if c not in typed.columns]
         if missing:
-            from pipeline.errors import InputError
-
             raise InputError(f"{path}: column '{missing[0]}' the model needs is missing")
         data_mod.release_memory()
         return typed
@@ -215,8 +214,6 @@ class GateSession:
         cfg, pr = self.settings.gates.residuals, self.predictions
         missing = [c for c in cfg.order_by or [] if c not in pr.frame.columns]
         if missing:
-            from pipeline.errors import InputError
-
             raise InputError(
                 f"{self.settings.config_path}: gates.residuals.order_by: column '{missing[0]}' is neither a feature "
                 "nor one of data.id_columns of the evaluation data"

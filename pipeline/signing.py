@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 from pipeline.errors import InputError
 
 KEY_ENV = "PIPELINE_SIGNING_KEY"
@@ -36,17 +40,12 @@ class Signature:
 
 def key_id(public_key) -> str:
     """A public key's id: the first 16 hex digits of the SHA-256 of its raw 32 bytes."""
-    from cryptography.hazmat.primitives import serialization
-
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def generate(folder: Path, name: str) -> tuple[Path, Path, str]:
     """Write a new key pair: NAME.pem (private, mode 0600) and NAME.pub; never overwrites."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     folder = Path(folder)
     private_path, public_path = folder / f"{name}.pem", folder / f"{name}.pub"
     for p in (private_path, public_path):
@@ -68,9 +67,6 @@ def generate(folder: Path, name: str) -> tuple[Path, Path, str]:
 
 
 def _private_from(pem: bytes, where: str):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as e:
@@ -97,9 +93,6 @@ def load_private(path: Path | None):
 
 def load_public_keys(paths: list[Path]) -> dict[str, Any]:
     """The trusted public keys, by key id."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     out: dict[str, Any] = {}
     for path in paths:
         path = Path(path)
@@ -124,8 +117,6 @@ def sign(private_key, digest: str, kind: str = "evidence") -> Signature:
 def verify(public_keys: dict[str, Any], digest: str, signature: Signature | None, kind: str = "evidence") -> str | None:
     """None when `signature` is a valid signature of `digest` (a document of `kind`) by a
     trusted key; else why not, worded to follow "the evidence is" ("the approval is")."""
-    from cryptography.exceptions import InvalidSignature
-
     if signature is None or not signature.value:
         return f"unsigned, and signed {kind} is required (signing.public_keys)"
     key = public_keys.get(signature.key_id)

@@ -14,9 +14,14 @@ versions through it and records its decisions through it.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from pipeline.config import Settings
+from pipeline.errors import InputError
+
+# pipeline.live.log (0.5 s: sqlalchemy, pandas) and pipeline.data (1.2 s) are imported inside functions:
+# the CLI and pipeline.live.client (the serving gate, bench) import this package without them.
 
 
 def open_log(settings: Settings):
@@ -30,8 +35,6 @@ def open_log(settings: Settings):
 def spool_dir(settings: Settings, url: str) -> Path:
     """Where this machine's servers spool rows for the log at `url` (one folder per log: a killed
     server's rows are replayed into its own log only): beside a SQLite file, else in live/ beside the config."""
-    import hashlib
-
     if url.startswith("sqlite:///"):
         return Path(url.removeprefix("sqlite:///") + ".spool")
     return Path(settings.config_path).parent / "live" / f"spool-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
@@ -40,7 +43,6 @@ def spool_dir(settings: Settings, url: str) -> Path:
 def read_feedback(path: Path, key: str, value: str, row: str | None = None) -> list[dict]:
     """Feedback items from a CSV: request ids in `key`, observed values in `value` (and rows in `row`)."""
     from pipeline import data as data_mod
-    from pipeline.errors import InputError
 
     frame = data_mod.read_csv(Path(path))
     for flag, column in (("--key", key), ("--value", value), ("--row", row)):

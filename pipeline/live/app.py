@@ -5,19 +5,21 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from fastapi import Request  # at module level: the routes' annotations are resolved from here
+import uvicorn
+from fastapi import FastAPI, Request  # at module level: the routes' annotations are resolved from here
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.live.service import BadRequest, Service
+from pipeline.teardown import collect_then_freeze
 
 
 def create_app(service: Service, *, manage: bool = True):
     """The FastAPI app over `service`; with `manage`, the app starts the service and stops it
     (flushing the prediction log) with its own lifespan."""
-    from fastapi import FastAPI
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, PlainTextResponse, Response
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -66,8 +68,6 @@ def create_app(service: Service, *, manage: bool = True):
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST
-
         return Response(service.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/invocations")
@@ -98,10 +98,6 @@ def create_app(service: Service, *, manage: bool = True):
 
 def serve(service: Service, host: str, port: int) -> None:
     """Run the app on host:port until SIGINT or SIGTERM; the prediction log is flushed on the way out."""
-    import uvicorn
-
-    from pipeline.teardown import collect_then_freeze
-
     # What is loaded by now (MLflow, the models, pandas) lives as long as the server: frozen out
     # of the garbage collector's view, a full collection no longer traces it. Without this, one
     # such collection every few hundred requests stalled an answer ~250 ms here (p99 9x p50).

@@ -11,6 +11,7 @@ replayed spool, is in the log once.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -23,6 +24,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, create_engine, func, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.errors import InputError
 
@@ -48,8 +55,6 @@ def features_text(values: dict[str, Any]) -> tuple[str, str]:
 
 
 def _tables(md):
-    from sqlalchemy import Column, Float, Integer, String, Table, Text
-
     predictions = Table(
         "predictions",
         md,
@@ -129,9 +134,6 @@ class PredictionLog:
     def __init__(
         self, url: str, *, queue_rows: int = 20_000, connect_timeout_s: float = 5.0, spool_dir: Path | None = None
     ):
-        from sqlalchemy import MetaData, create_engine
-        from sqlalchemy.exc import SQLAlchemyError
-
         self.url = url
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -174,8 +176,6 @@ class PredictionLog:
 
     def start(self) -> PredictionLog:
         """Write what killed processes left in the spool folder, open this process's spool, start the writer."""
-        import fcntl
-
         if self.spool_dir is not None and self._spool is None:
             self.spool_dir.mkdir(parents=True, exist_ok=True)
             self._replay_orphans()
@@ -233,8 +233,6 @@ class PredictionLog:
 
     def _write(self, batch: list[dict[str, Any]]) -> bool:
         """Insert a batch and the drop records not yet in the store; False when the store refused."""
-        from sqlalchemy.exc import SQLAlchemyError
-
         with self._lock:
             drops = list(self._drops)
         try:
@@ -257,10 +255,6 @@ class PredictionLog:
 
     def _replay_orphans(self) -> None:
         """Write the rows and drops of spool files whose process is gone (none holds its lock), then delete them."""
-        import fcntl
-
-        from sqlalchemy.exc import SQLAlchemyError
-
         assert self.spool_dir is not None
         for path in sorted(self.spool_dir.glob("*.jsonl")):
             try:
@@ -307,8 +301,6 @@ class PredictionLog:
 
     def _insert_ignoring(self, table):
         """INSERT that leaves a row already there (same primary key) as it is."""
-        from sqlalchemy.dialects import postgresql, sqlite
-
         if self.engine.dialect.name == "postgresql":
             insert: Any = postgresql.insert
         elif self.engine.dialect.name == "sqlite":
@@ -352,8 +344,6 @@ class PredictionLog:
 
     def add_feedback(self, items: list[dict[str, Any]]) -> FeedbackResult:
         """Join observed values to logged rows; each item {request_id, row (default 0), value}."""
-        from sqlalchemy import select, tuple_
-
         now = time.time()
         invalid: list[str] = []
         wanted: dict[tuple[str, int], float] = {}
@@ -411,9 +401,6 @@ class PredictionLog:
 
     def window(self, arm: str, version: str, rows: int):
         """The arm's latest `rows` logged rows of `version` (answered or shadow), with feedback where it came, oldest first."""
-        import pandas as pd
-        from sqlalchemy import select
-
         p, f = self.predictions.c, self.feedback.c
         q = (
             select(p.request_id, p.row, p.answered, p.at, p.prediction, p.features, f.value)
@@ -431,8 +418,6 @@ class PredictionLog:
 
     def predictions_of(self, arm: str, keys: list[tuple[str, int]], version: str) -> dict[tuple[str, int], float]:
         """The arm's logged predictions (by `version`) of these (request id, row) keys."""
-        from sqlalchemy import select, tuple_
-
         p = self.predictions.c
         out: dict[tuple[str, int], float] = {}
         with self.engine.connect() as con:
@@ -446,8 +431,6 @@ class PredictionLog:
 
     def counts(self) -> dict[str, int]:
         """Rows logged, rows with feedback and rows dropped (by every process that used this store)."""
-        from sqlalchemy import func, select
-
         with self.engine.connect() as con:
             return {
                 "logged": int(con.execute(select(func.count()).select_from(self.predictions)).scalar() or 0),
@@ -457,8 +440,6 @@ class PredictionLog:
 
     def logged_ids(self) -> dict[str, int]:
         """request id -> how many answered rows the log holds for it."""
-        from sqlalchemy import func, select
-
         p = self.predictions.c
         with self.engine.connect() as con:
             return {
@@ -470,8 +451,6 @@ class PredictionLog:
 
     def latest_alias(self, arm: str) -> str | None:
         """The alias the arm served in its latest logged row (the challenger's, for the monitor)."""
-        from sqlalchemy import select
-
         p = self.predictions.c
         with self.engine.connect() as con:
             row = con.execute(select(p.alias).where(p.arm == arm).order_by(p.at.desc()).limit(1)).first()
@@ -486,8 +465,6 @@ class PredictionLog:
 
     def stopped(self, alias: str, version: str) -> str | None:
         """Why the monitor stopped routing to `version` of `alias`, None while it has not."""
-        from sqlalchemy import select
-
         e = self.events.c
         q = (
             select(e.why)
@@ -500,8 +477,6 @@ class PredictionLog:
         return row[0] if row else None
 
     def event_list(self) -> list[dict[str, Any]]:
-        from sqlalchemy import select
-
         with self.engine.connect() as con:
             return [dict(r._mapping) for r in con.execute(select(self.events).order_by(self.events.c.id))]
 
@@ -518,8 +493,6 @@ def _number(value: Any) -> float | None:
 
 def shown_url(url: str) -> str:
     """The URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:

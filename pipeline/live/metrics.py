@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
 
 class Metrics:
     """Requests, rows, errors and latency per arm; the log's written and dropped rows; shadow scoring."""
 
     def __init__(self, service: Any):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
         self.registry = CollectorRegistry()  # its own: two services in one process never share counters
         r = self.registry
         self.requests = Counter(
@@ -73,8 +73,6 @@ class Metrics:
         self.shadow_errors.labels(arm).inc(rows)
 
     def text(self) -> bytes:
-        from prometheus_client import generate_latest
-
         self.version.clear()
         for a in self._service.arms.values():
             self.version.labels(a.name, a.alias, a.version).set(1)

@@ -23,9 +23,17 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
+from pipeline import registry
 from pipeline.config import Settings
 from pipeline.errors import InputError
 from pipeline.live.log import PredictionLog, features_text, shown_url
+from pipeline.live.metrics import Metrics
+from pipeline.live.shadow import ShadowScorer
+
+# mlflow (0.7-0.9 s on top of this module) is imported inside the answering methods: it comes with the
+# first model pipeline.registry loads; importing this module (pipeline.live.monitor does) does not load it.
 
 PRODUCTION, CHALLENGER = "production", "challenger"
 MODES = ("split", "shadow")
@@ -91,14 +99,10 @@ class Service:
         self.schema = self.arms[PRODUCTION].model.metadata.get_input_schema()
         self._shadow = None
         if CHALLENGER in self.aliases:
-            from pipeline.live.shadow import ShadowScorer
-
             self._shadow = ShadowScorer(settings, self._scored, maxsize=SHADOW_QUEUE)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.poll_error: str | None = None
-        from pipeline.live.metrics import Metrics
-
         self.metrics = Metrics(self)
 
     @staticmethod
@@ -114,8 +118,6 @@ class Service:
         return holder(self.settings, self.name, alias)
 
     def _load(self, arm: str, alias: str, version: str | None = None) -> Arm:
-        from pipeline import registry
-
         version = version or self._version(alias)
         model = registry.load_pyfunc(self.settings, f"models:/{self.name}/{version}")
         return Arm(arm, alias, version, model, self.log.stopped(alias, version))
@@ -224,7 +226,6 @@ class Service:
         return [CHALLENGER if route_share(k) < self.share else PRODUCTION for k in keys]
 
     def _predict(self, arm: Arm, rows):
-        import numpy as np
         from mlflow.exceptions import MlflowException
 
         try:
@@ -240,8 +241,6 @@ class Service:
 
     def answer(self, body: bytes, content_type: str, request_id: str | None, route_key: str | None) -> dict[str, Any]:
         """Predict a request's rows, log them, queue the other arm's shadow scoring; the response document."""
-        import numpy as np
-
         started = time.perf_counter()
         request_id = request_id or uuid.uuid4().hex
         if len(request_id) > MAX_REQUEST_ID:
@@ -353,8 +352,6 @@ class Service:
 
 def holder(settings: Settings, name: str, alias: str) -> str:
     """The version holding `alias`; InputError when none does."""
-    from pipeline import registry
-
     try:
         return str(registry.get_version(settings, name, f"@{alias}").version)
     except InputError:

@@ -28,6 +28,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
+from pipeline import registry
 from pipeline.config import Settings
 
 NICE = 10  # the worker yields a busy core to the answers
@@ -196,10 +199,6 @@ class ShadowScorer:
 def work(settings: Settings, versions: list[str], jobs, results) -> None:
     """The worker: load `versions`, say so, then predict each job's rows with the versions asked
     for, until told to stop or its parent is gone."""
-    import numpy as np
-
-    from pipeline import registry
-
     try:
         os.nice(NICE)
     except OSError:

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.errors import InputError
+
 
 def to_jsonable(obj: Any) -> Any:
     """JSON-safe copy of figures (numpy scalars, NaN and inf as strings)."""
@@ -32,8 +34,6 @@ def dumps(obj: Any) -> str:
 def tag_records(tags: dict[str, str], prefix: str, cls: type, owner: str, what: str) -> list:
     """The records (a slotted dataclass `cls`) kept as JSON in the tags under `prefix`, oldest
     first by their `at`; a tag that is not one is bad registry state, named in one line."""
-    from pipeline.errors import InputError
-
     out = []
     for key, value in tags.items():
         if not key.startswith(prefix):
