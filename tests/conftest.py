@@ -195,10 +195,10 @@ LIGHT_MODEL = {"params": {"max_iter": 150}}
 
 
 def family_gates(families: tuple[str, ...]) -> set[str]:
-    """The gate ids of the standard suite's `families`, from the catalogue."""
+    """The gate ids of the standard suite's `families` (a regressor's, as the Ames config gates), from the catalogue."""
     from pipeline import catalogue
 
-    return {s.id for s in catalogue.standard() if s.family in families}
+    return {s.id for s in catalogue.standard("regression") if s.family in families}
 
 
 def require_only(raw: dict[str, Any], gates: list[str] | set[str]) -> dict[str, Any]:

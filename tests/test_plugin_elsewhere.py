@@ -417,7 +417,7 @@ def test_a_metric_threshold_may_be_relative_to_the_baseline_and_the_ratio_travel
     # Only an error figure has a baseline.
     write_config(crops, environments={"dev": {"thresholds": thresholds(r2={"max_ratio_to_baseline": 0.5})}})
     assert usage_line(run(crops, "-m", "gates")) == (f"{crops.path / 'crops.yaml'}: environments.dev.thresholds.r2.max_ratio_to_baseline: "
-                                                    "only an error figure has a baseline to compare with (mae, rmse, mape)")
+                                                    "only an error figure has a baseline to compare with (mae, rmse, mape, log_loss, brier)")
 
 
 TIMING_GATE = '''
