@@ -8,6 +8,7 @@ a column of the file: a leak) and Titanic (few columns, most rows repeat another
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -166,7 +167,9 @@ def test_classifier_figures_equal_mlflow_evaluate_and_scikit_learn(fitted, tmp_p
     assert ours["f1"] == skm.f1_score(y, model.predict(X))
     # MLflow's evaluate of the same model as logged, on the same rows.
     registry.save_model(model, session.features, tmp_path / "model")
-    previous = mlflow.get_tracking_uri()
+    # mlflow.set_tracking_uri also sets $MLFLOW_TRACKING_URI, which config.load honours: both
+    # are put back, or every later test in this process would share this store.
+    previous, variable = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
         with mlflow.start_run():
@@ -179,6 +182,11 @@ def test_classifier_figures_equal_mlflow_evaluate_and_scikit_learn(fitted, tmp_p
             )
     finally:
         mlflow.set_tracking_uri(previous)
+        if variable is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = variable
+    assert os.environ.get("MLFLOW_TRACKING_URI") == variable
     theirs = result.metrics
     for ours_key, their_key in [("roc_auc", "roc_auc"), ("pr_auc", "precision_recall_auc"), ("log_loss", "log_loss"),
                                 ("accuracy", "accuracy_score"), ("f1", "f1_score")]:
