@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import figures
-from pipeline.config import fmt_number
+from pipeline.config import SLICE_LABELS, fmt_number
 from pipeline.timing import Rounds
 
 # sklearn.base (0.1 s) is imported inside refit_identical: pytest loads the plugin, which imports this
@@ -445,15 +445,25 @@ def slice_error(
     min_rows: int,
     metric: str,
     band_by: str = "prediction",
+    min_positives: int | None = None,
 ) -> Finding:
-    """Worst slice's error over the overall error (MAE or MAPE)."""
-    slices = figures.slice_errors(frame, y, p, columns, target, target_bands, min_rows, metric, band_by)
-    label = metric.upper()
+    """Worst slice's loss over the overall loss (figures.row_loss of `metric`)."""
+    found = figures.slice_errors(frame, y, p, columns, target, target_bands, min_rows, metric, band_by, min_positives)
+    slices = found.judged
+    label = SLICE_LABELS.get(metric, metric)
+    left_out = (
+        f"; {found.few_positives} slice{'s' if found.few_positives != 1 else ''} of {min_rows} rows or more not judged: "
+        f"fewer than {min_positives} positives"
+        if found.few_positives
+        else ""
+    )
     if not slices:
         return Finding(
             float("nan"),
             f"worst slice {label} / overall {label}",
-            f"no slice of {columns} or target bands has {min_rows} rows or more",
+            f"no slice of {columns} or target bands has {min_rows} rows or more"
+            + (f" and {min_positives} positives" if min_positives is not None else "")
+            + left_out,
         )
     worst = slices[0]
     worse = [s for s in slices if s.p_holm < SLICE_ALPHA]
@@ -463,13 +473,17 @@ def slice_error(
     detail = (
         f"worst slice {worst.column}={worst.value} ({worst.rows} rows, {label} {worst.error:,.4g}, Holm-adjusted p {worst.p_holm:.2g}); "
         f"{len(slices)} slices judged, the smallest of {min(s.rows for s in slices)} rows; {len(worse)} with errors larger than "
-        f"the other rows' at Holm-adjusted p < {SLICE_ALPHA:g} (one-sided Welch t-tests){named}"
+        f"the other rows' at Holm-adjusted p < {SLICE_ALPHA:g} (one-sided Welch t-tests){named}{left_out}"
     )
     return Finding(
         worst.ratio,
         f"worst slice {label} / overall {label}",
         detail,
-        reported={"slices_judged": float(len(slices)), "slices_significantly_worse": float(len(worse))},
+        reported={
+            "slices_judged": float(len(slices)),
+            "slices_significantly_worse": float(len(worse)),
+            **({"slices_few_positives": float(found.few_positives)} if min_positives is not None else {}),
+        },
         plot={"metric": metric, "slices": [[s.column, s.value, s.rows, s.ratio] for s in slices]},
     )
 
@@ -813,7 +827,9 @@ def _timing_figures(
         for unit, div in (("", 1.0 / scale), ("ratio_", ref_cpu)):
             value, lower, upper = iv.value / div, iv.lower / div, iv.upper / div
             if invert is not None:  # a rate: the slowest time is the lowest rate
-                value, lower, upper = invert / value, invert / upper, invert / lower
+                # (an unwaited time can be 0 where the kernel's wait reading exceeds the call's
+                # window on a crowded machine: its rate is unbounded, not an error)
+                value, lower, upper = (invert / t if t > 0 else INF for t in (value, upper, lower))
             out[f"{unit}{kind}_lower"], out[f"{unit}{kind}_upper"] = lower, upper
             if kind == "interval" and unit:
                 out["ratio_to_reference"] = value

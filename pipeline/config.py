@@ -201,6 +201,13 @@ MODEL_TYPES: dict[str, tuple[str, ...]] = {
     "binary": ("hist_gradient_boosting", "logistic_regression", "random_forest"),
     "multiclass": ("hist_gradient_boosting", "logistic_regression", "random_forest"),
 }
+# The per-row losses a task's slices can be judged on (gates.slices.metric), its default first.
+SLICE_METRICS: dict[str, tuple[str, ...]] = {
+    "regression": ("mae", "mape"),
+    "binary": ("log_loss", "brier"),
+    "multiclass": ("log_loss", "brier"),
+}
+SLICE_LABELS = {"mae": "MAE", "mape": "MAPE", "log_loss": "log loss", "brier": "Brier"}  # as messages name them
 
 
 class DataSettings(_Strict):
@@ -312,14 +319,19 @@ class ChampionSettings(_Strict):
 
 
 class SliceSettings(_Strict):
-    # mae: absolute error per slice; mape: relative error, for targets whose errors grow with them.
-    metric: Literal["mae", "mape"] = "mae"
+    # The per-row loss a slice is judged on (SLICE_METRICS, the task's): a regressor's mae
+    # (absolute error) or mape (relative error, for targets whose errors grow with them); a
+    # classifier's log_loss or brier. Unset: the task's first (Settings.slice_metric).
+    metric: Literal["mae", "mape", "log_loss", "brier"] | None = None
     columns: list[str] = []
     target_bands: list[float] = []
     # What the target bands cut: the rows' predictions (the slice a decision is made on), or
     # the observed target (whose extreme bands are the worst for any imperfect model).
     band_by: Literal["prediction", "target"] = "prediction"
     min_rows: int = Field(default=30, ge=1)
+    # A binary task's slice with fewer rows of the positive class than this is not judged (its
+    # loss is a handful of events'), and the gate says how many were left out.
+    min_positives: int = Field(default=10, ge=1)
 
 
 class ResidualSettings(_Strict):
@@ -469,7 +481,21 @@ class Settings(_Strict):
             raise ValueError(
                 "model.decision_threshold: only for data.task binary (multiclass takes the likeliest class)"
             )
+        sl = self.gates.slices
+        if sl.metric is not None and sl.metric not in SLICE_METRICS[task]:
+            raise ValueError(
+                f"gates.slices.metric: {sl.metric} is not a loss of data.task {task} (one of: {', '.join(SLICE_METRICS[task])})"
+            )
+        if task != "regression" and sl.target_bands:
+            raise ValueError(
+                "gates.slices.target_bands: bands of a number target; a classifier's slices are its columns' values"
+            )
         return self
+
+    @property
+    def slice_metric(self) -> str:
+        """The loss the slice gate judges: gates.slices.metric, or the task's default."""
+        return self.gates.slices.metric or SLICE_METRICS[self.data.task][0]
 
     @model_validator(mode="after")
     def _env_known(self) -> Settings:

@@ -385,17 +385,38 @@ def timing_intervals(
     )
 
 
+def row_loss(metric: str, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Each row's part of `metric`, whose mean over the rows is the figure: a regressor's
+    absolute error (mae) or percent error (mape); a classifier's log loss or Brier score."""
+    if metric == "log_loss":
+        return row_log_loss(y, p)
+    if metric == "brier":
+        if np.asarray(p).ndim == 1:
+            return (np.asarray(p, float) - np.asarray(y, float)) ** 2
+        proba = class_probabilities(p)
+        return ((proba - np.eye(proba.shape[1])[np.asarray(y, int)]) ** 2).sum(axis=1)
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    err = np.abs(y - p)
+    return 100.0 * err / np.abs(y) if metric == "mape" else err
+
+
 @dataclass(frozen=True)
 class SliceError:
     column: str
     value: str
     rows: int
-    error: float  # the slice's MAE (or MAPE, in percent)
+    error: float  # the slice's mean loss (MAE, MAPE in percent, log loss, Brier)
     ratio: float  # slice error / overall error
     # One-sided Welch t-test that the slice's mean error exceeds the other rows', Holm-adjusted
     # over every slice judged (the slices of one run are many tests at once). It describes the
     # ratio; it does not decide the gate, which judges the ratio (an effect size).
     p_holm: float = float("nan")
+
+
+@dataclass(frozen=True)
+class Slices:
+    judged: list[SliceError]  # worst ratio first
+    few_positives: int = 0  # slices of min_rows rows or more left out: fewer positives than min_positives
 
 
 def slice_errors(
@@ -408,8 +429,11 @@ def slice_errors(
     min_rows: int,
     metric: str = "mae",
     band_by: str = "prediction",
-) -> list[SliceError]:
-    """MAE (or MAPE) per slice with at least `min_rows` rows, worst ratio first.
+    min_positives: int | None = None,
+) -> Slices:
+    """The mean loss (row_loss of `metric`) per slice with at least `min_rows` rows, worst ratio
+    first; with `min_positives` (a binary task's), a slice also needs that many rows of the
+    positive class (code 1): a slice of three events has the loss of three events.
 
     Target bands cut the rows by their prediction (band_by: prediction), or by the observed
     target (band_by: target). Cut by the observed target, the extreme bands are the worst
@@ -419,13 +443,11 @@ def slice_errors(
     for that alone. Cut by the prediction, a band is the rows a user sees the model place
     there, the slice a decision is made on.
     """
-    y, p = np.asarray(y, float), np.asarray(p, float)
-    abs_err = np.abs(y - p)
-    if metric == "mape":
-        abs_err = 100.0 * abs_err / np.abs(y)
-    overall = float(abs_err.mean())
+    loss = row_loss(metric, y, p)
+    overall = float(loss.mean())
     keys: dict[str, pd.Series] = {c: frame[c].astype(object).fillna("<missing>").astype(str) for c in columns}
     if target_bands:
+        y, p = np.asarray(y, float), np.asarray(p, float)
         edges = [-np.inf, *sorted(target_bands), np.inf]
         labels = [
             f"<{_band(hi)}" if np.isinf(lo) else (f">={_band(lo)}" if np.isinf(hi) else f"{_band(lo)}-{_band(hi)}")
@@ -435,14 +457,21 @@ def slice_errors(
         keys[name] = pd.Series(pd.cut(by, edges, labels=labels, right=False).astype(str), index=frame.index)
     out: list[SliceError] = []
     raw: list[float] = []
-    err = pd.Series(abs_err, index=frame.index)
+    few = 0
+    err = pd.Series(loss, index=frame.index)
+    positive = pd.Series(np.asarray(y) == 1, index=frame.index)
     for col, key in keys.items():
         codes = key.to_numpy()
         grouped = err.groupby(codes)
+        events = positive.groupby(codes).sum()
         for value, rows, m in zip(grouped.size().index, grouped.size().to_numpy(), grouped.mean().to_numpy()):
-            if rows >= min_rows:
-                out.append(SliceError(col, str(value), int(rows), float(m), float(m / overall)))
-                raw.append(_worse_than_rest(abs_err, codes == value))
+            if rows < min_rows:
+                continue
+            if min_positives is not None and events[value] < min_positives:
+                few += 1
+                continue
+            out.append(SliceError(col, str(value), int(rows), float(m), float(m / overall)))
+            raw.append(_worse_than_rest(loss, codes == value))
     if out:
         from statsmodels.stats.multitest import multipletests
 
@@ -451,7 +480,7 @@ def slice_errors(
             adjusted = multipletests([raw[i] for i in tested], method="holm")[1]
             for i, p in zip(tested, adjusted):
                 out[i] = replace(out[i], p_holm=float(p))
-    return sorted(out, key=lambda s: s.ratio, reverse=True)
+    return Slices(sorted(out, key=lambda s: s.ratio, reverse=True), few)
 
 
 def _worse_than_rest(abs_err: np.ndarray, inside: np.ndarray) -> float:

@@ -243,7 +243,8 @@ def infer(path: Path, target: str, task: str | None = None, positive_class: str 
         (c for c, k in levels.items() if 2 <= k <= 20 and frame[c].value_counts().min() >= 5), key=lambda c: levels[c]
     )[:2]
     inf.why.append(
-        f"slices: {', '.join(inf.slices) or 'no categorical column of 2-20 levels'}; target bands at its quartiles"
+        f"slices: {', '.join(inf.slices) or 'no categorical column of 2-20 levels'}"
+        + ("" if inf.classifier else "; target bands at its quartiles")
     )
     inf.bands = [] if inf.classifier else [_round(float(q)) for q in np.quantile(y, [0.25, 0.5, 0.75])]
     inf.drift_floor = _drift_noise(frame, inf)
@@ -528,6 +529,27 @@ def render(inf: Inferred, data_path: Path, out: Path) -> tuple[str, str]:
         if inf.order_by
         else "null   # no time order in the data: the autocorrelation gate is not applicable"
     )
+    if inf.classifier:
+        slice_lines = (
+            "    metric: log_loss   # each row's log loss, the figure the champion gate judges\n"
+            f"    columns: {_yaml_list(inf.slices)}\n"
+            f"    min_rows: {slice_rows}   # of ~{eval_rows} evaluation rows"
+            + (
+                f"\n    min_positives: {config_mod.SliceSettings.model_fields['min_positives'].default}   # a slice of fewer '{inf.positive_class}' rows is not judged "
+                "(its loss is a handful of events')"
+                if inf.task == "binary"
+                else ""
+            )
+        )
+    else:
+        slice_lines = (
+            f"    metric: {'mape' if inf.log_target else 'mae'}   "
+            f"# {'relative error: errors grow with a skewed target' if inf.log_target else 'absolute error'}\n"
+            f"    columns: {_yaml_list(inf.slices)}\n"
+            f"    target_bands: [{', '.join(_num(b) for b in inf.bands)}]   # the target's quartiles, cutting the rows by their prediction\n"
+            "    band_by: prediction   # by the observed target, the extreme bands are the worst for any imperfect model\n"
+            f"    min_rows: {slice_rows}   # of ~{eval_rows} evaluation rows: a quartile band holds ~{eval_rows // 4}"
+        )
     cats = _yaml_list(inf.categorical) if inf.categorical else "[]   # none: the unseen-category gate is not applicable"
     why = "\n".join(f"#   - {w}" for w in inf.why)
     labels = (
@@ -594,11 +616,7 @@ gates:
     test: non_inferiority      # the candidate is shown to be at most champion_mae's margin worse
     bootstrap_resamples: 2000
   slices:
-    metric: {"mape" if inf.log_target else "mae"}   # {"relative error: errors grow with a skewed target" if inf.log_target else "absolute error"}
-    columns: {_yaml_list(inf.slices)}
-    target_bands: [{", ".join(_num(b) for b in inf.bands)}]   # the target's quartiles, cutting the rows by their prediction
-    band_by: prediction   # by the observed target, the extreme bands are the worst for any imperfect model
-    min_rows: {slice_rows}   # of ~{eval_rows} evaluation rows: a quartile band holds ~{eval_rows // 4}
+{slice_lines}
   residuals:
     scale: {scale}
     censored: {censored}

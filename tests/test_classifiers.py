@@ -111,6 +111,9 @@ def test_a_classifier_config_that_cannot_hold_is_refused_naming_its_key(default_
         (('positive_class: "Yes"', "positive_class: maybe"), "data.positive_class: 'maybe' is not one of data.classes (No, Yes)"),
         (('classes: ["No", "Yes"]', 'classes: ["No"]'), "data.classes: 1 labels; data.task binary needs exactly 2 (the target's labels)"),
         (("task: binary", "task: regression"), "data.classes: given, but data.task is regression (a classifier's labels)"),
+        (("metric: log_loss", "metric: mae"), "gates.slices.metric: mae is not a loss of data.task binary (one of: log_loss, brier)"),
+        (("columns: [student]", "columns: [student]\n    target_bands: [0.5]"),
+         "gates.slices.target_bands: bands of a number target; a classifier's slices are its columns' values"),
     ]:
         assert edit[0] in text, edit[0]
         bad.write_text(text.replace(*edit))
@@ -172,7 +175,9 @@ def test_classifier_figures_equal_mlflow_evaluate_and_scikit_learn(fitted, tmp_p
     previous, variable = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
-        with mlflow.start_run():
+        # Its own experiment, named: a run with none goes to the process's active experiment,
+        # which an earlier test on this worker may have set in another store.
+        with mlflow.start_run(experiment_id=mlflow.create_experiment("evaluate")):
             result = mlflow.models.evaluate(
                 str(tmp_path / "model"),
                 pr.frame[[*session.features.columns, settings.data.target]].assign(**{settings.data.target: y}),
@@ -276,6 +281,38 @@ def test_an_imbalanced_set_is_judged_on_figures_that_mean_something(fitted):
     assert th["balanced_accuracy"].required and th["balanced_accuracy"].min == 0.55
     found = catalogue.SPECS["pr_auc"].run(catalogue.Inputs(session, th["pr_auc"]))
     assert found.baseline == pytest.approx(pr.y.mean()) and judge(th["pr_auc"], found).passed
+
+
+def test_a_classifiers_slices_are_judged_on_log_loss_and_slices_of_few_positives_are_not(fitted):
+    settings, session, pr = fitted
+    assert settings.slice_metric == "log_loss" and settings.gates.slices.columns == ["student"]
+    # Each row's loss averages to the figure (binary and three classes).
+    y3, p3 = np.arange(300) % 3, np.random.default_rng(0).dirichlet([1, 1, 1], 300)
+    for y, p in ((pr.y, pr.p), (y3, p3)):
+        for metric in ("log_loss", "brier"):
+            assert figures.row_loss(metric, y, p).mean() == pytest.approx(getattr(figures, metric)(y, p), rel=1e-12)
+    spec = catalogue.SPECS["slice_error"]
+    th = settings.thresholds["slice_error"]
+    found = spec.run(catalogue.Inputs(session, th))
+    loss = figures.row_log_loss(pr.y, pr.p)
+    student = (pr.frame["student"] == "Yes").to_numpy()
+    by_hand = max(loss[student].mean(), loss[~student].mean()) / loss.mean()
+    assert found.value == pytest.approx(by_hand, rel=1e-12) and judge(th, found).passed
+    assert found.reported["slices_judged"] == 2 and found.reported["slices_few_positives"] == 0
+    # The students' probabilities turned around: their slice is far worse than the whole, named.
+    worse = pr.p.copy()
+    worse[student] = 1 - worse[student]
+    args = dict(columns=["student"], target="default", target_bands=[], min_rows=30, metric="log_loss", min_positives=10)
+    bad = checks.slice_error(pr.frame, pr.y, worse, **args)
+    assert not judge(th, bad).passed and "worst slice student=Yes" in bad.detail and "1 with errors larger" in bad.detail
+    # A slice with fewer positives than min_positives is not judged, and the gate says so.
+    events = {v: int(pr.y[(pr.frame["student"] == v).to_numpy()].sum()) for v in ("No", "Yes")}
+    cut = min(events.values()) + 1
+    few = checks.slice_error(pr.frame, pr.y, pr.p, **{**args, "min_positives": cut})
+    assert few.reported == {**few.reported, "slices_judged": 1, "slices_few_positives": 1}
+    assert f"1 slice of 30 rows or more not judged: fewer than {cut} positives" in few.detail
+    none = checks.slice_error(pr.frame, pr.y, pr.p, **{**args, "min_positives": max(events.values()) + 1})
+    assert math.isnan(none.value) and "2 slices of 30 rows or more not judged" in none.detail
 
 
 def test_a_column_that_leaks_the_label_is_caught(tmp_path):
