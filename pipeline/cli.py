@@ -301,6 +301,7 @@ def cmd_list(args, settings, out: Out) -> int:
     from pipeline import registry
 
     name = settings.mlflow.registered_model
+    shown = config_mod.HEADLINE_METRICS[settings.data.task]
     rows = []
     for mv in registry.versions(settings, name):
         tags, metrics = mv.tags, mv.metrics
@@ -309,17 +310,14 @@ def cmd_list(args, settings, out: Out) -> int:
             "aliases": list(mv.aliases),
             "created": mv.created,
             "archived": tags.get("archived") == "true",
-            "r2": metrics.get("eval_r2"),
-            "mae": metrics.get("eval_mae"),
-            "rmse": metrics.get("eval_rmse"),
-            "mape": metrics.get("eval_mape"),
+            **{m: metrics.get(f"eval_{m}") for m in shown},
         }
         for env in settings.environments:
             row[f"gates.{env}"] = tags.get(f"gates.{env}.status")
         rows.append(row)
     out.table(
         rows,
-        ["version", "aliases", *[f"gates.{e}" for e in settings.environments], "r2", "mae", "rmse", "mape", "archived"],
+        ["version", "aliases", *[f"gates.{e}" for e in settings.environments], *shown, "archived"],
     )
     if not rows:
         out.line(f"no versions of {name} in {settings.mlflow.tracking_uri}")
@@ -328,7 +326,6 @@ def cmd_list(args, settings, out: Out) -> int:
 
 
 def cmd_compare(args, settings, out: Out) -> int:
-    import numpy as np
 
     from pipeline import checks, figures, registry
     from pipeline.session import GateSession
@@ -339,12 +336,14 @@ def cmd_compare(args, settings, out: Out) -> int:
     preds = {}
     for v in (args.v1, args.v2):
         model = registry.load_model(settings, f"models:/{name}/{registry.get_version(settings, name, str(v)).version}")
-        preds[v] = np.asarray(model.predict(gs.eval_frame[gs.features.columns]), float)
+        preds[v] = checks.scores(model, gs.eval_frame[gs.features.columns])
     y = gs.eval_frame[settings.data.target].to_numpy(float)
-    m1, m2 = figures.regression_metrics(y, preds[args.v1]), figures.regression_metrics(y, preds[args.v2])
+    classifier, threshold = settings.data.classifier, settings.model.decision_threshold
+    m1, m2 = (figures.eval_metrics(y, preds[v], classifier, threshold) for v in (args.v1, args.v2))
     cfg = settings.gates.champion
-    # The champion gate's own check, with v1 in the champion's place.
-    found = checks.champion_mae(
+    # The champion gate's own check (a regressor's on MAE, a classifier's on log loss), with v1 in the champion's place.
+    gate, loss = ("champion_log_loss", "log loss") if classifier else ("champion_mae", "MAE")
+    found = getattr(checks, gate)(
         y,
         preds[args.v2],
         preds[args.v1],
@@ -355,18 +354,18 @@ def cmd_compare(args, settings, out: Out) -> int:
         max_rows=cfg.bootstrap_rows,
         test=cfg.test,
     )
-    delta, lower, upper = (found.reported[f"champion_mae_{k}"] for k in ("change", "lower", "upper"))
-    tol = settings.thresholds.get("champion_mae")
+    delta, lower, upper = (found.reported[f"{gate}_{k}"] for k in ("change", "lower", "upper"))
+    tol = settings.thresholds.get(gate)
     if upper < 0:
         verdict = (
-            f"version {args.v2} is better: MAE {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}]"
+            f"version {args.v2} is better: {loss} {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}]"
         )
     elif tol is None:
-        verdict = f"version {args.v2} is not confidently better: MAE {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}] (no champion_mae threshold at {settings.env})"
+        verdict = f"version {args.v2} is not confidently better: {loss} {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}] (no {gate} threshold at {settings.env})"
     elif judge(tol, found).passed:
         verdict = (
             f"version {args.v2} passes the champion gate against {args.v1} ({settings.env}, {cfg.test.replace('_', '-')}): "
-            f"MAE {delta:+.2%}, {checks.CHAMPION_TESTS[cfg.test][0]} bound {found.value:+.2%} {tol.describe()}"
+            f"{loss} {delta:+.2%}, {checks.CHAMPION_TESTS[cfg.test][0]} bound {found.value:+.2%} {tol.describe()}"
         )
     else:
         verdict = f"version {args.v2} is worse: {judge(tol, found).why}"
@@ -377,7 +376,7 @@ def cmd_compare(args, settings, out: Out) -> int:
         {
             "rows": len(y),
             "metrics": {str(args.v1): m1, str(args.v2): m2},
-            "mae_delta": delta,
+            f"{'log_loss' if classifier else 'mae'}_delta": delta,
             "interval": [lower, upper],
             "confidence": cfg.confidence,
             "recommendation": verdict,
@@ -480,10 +479,13 @@ def cmd_feedback(args, settings, out: Out) -> int:
 
 
 def cmd_monitor(args, settings, out: Out) -> int:
-    from pipeline.live.monitor import Monitor
+    from pipeline.live.monitor import LIVE_GATES, Monitor
 
     log = live.open_log(settings)
     monitor = Monitor(settings, log)
+    first, *others = LIVE_GATES[settings.data.task]
+    if not settings.data.classifier:
+        others.append("bias")
     try:
         while True:
             reports = monitor.run(act=not args.dry_run)
@@ -494,12 +496,13 @@ def cmd_monitor(args, settings, out: Out) -> int:
                     "version": r.version,
                     "requests": r.requests,
                     "feedback": r.feedback_rows,
-                    "mae": r.figures.get("mae"),
+                    first: r.figures.get(first),
                     "interval": (
-                        f"[{r.figures['mae_lower']:,.0f}, {r.figures['mae_upper']:,.0f}]" if r.figures else None
+                        f"[{config_mod.fmt_number(r.figures[f'{first}_lower'])}, {config_mod.fmt_number(r.figures[f'{first}_upper'])}]"
+                        if r.figures
+                        else None
                     ),
-                    "mape": r.figures.get("mape"),
-                    "bias": r.figures.get("bias"),
+                    **{name: r.figures.get(name) for name in others},
                     "drift": r.drift.get("feature_drift"),
                     "decision": r.decision,
                 }
@@ -507,19 +510,7 @@ def cmd_monitor(args, settings, out: Out) -> int:
             ]
             out.table(
                 rows,
-                [
-                    "arm",
-                    "alias",
-                    "version",
-                    "requests",
-                    "feedback",
-                    "mae",
-                    "interval",
-                    "mape",
-                    "bias",
-                    "drift",
-                    "decision",
-                ],
+                ["arm", "alias", "version", "requests", "feedback", first, "interval", *others, "drift", "decision"],
             )
             for r in reports:
                 out.line(f"{r.arm}: {r.decision}: {r.why}")

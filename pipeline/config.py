@@ -207,6 +207,12 @@ SLICE_METRICS: dict[str, tuple[str, ...]] = {
     "binary": ("log_loss", "brier"),
     "multiclass": ("log_loss", "brier"),
 }
+# The figures `run-pipeline list` shows of each version (eval_<name>, logged with it), per task.
+HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
+    "regression": ("r2", "mae", "rmse", "mape"),
+    "binary": ("roc_auc", "log_loss", "accuracy", "f1"),
+    "multiclass": ("roc_auc", "log_loss", "accuracy", "f1"),
+}
 SLICE_LABELS = {"mae": "MAE", "mape": "MAPE", "log_loss": "log loss", "brier": "Brier"}  # as messages name them
 
 

@@ -6,6 +6,7 @@ Nothing here knows about pytest or MLflow.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -319,6 +320,50 @@ def paired_bootstrap_loss(
         confidence=confidence,
         samples=samples,
     )
+
+
+def baseline_scores(y_train: np.ndarray, n: int, labels: list[str] | None = None) -> np.ndarray:
+    """A model that learnt nothing, scored on `n` rows: the training target's median; a
+    classifier's (its `labels`, the class codes' order), the training rows' share of each class,
+    as checks.scores gives scores (binary: the positive class's share)."""
+    y_train = np.asarray(y_train, float)
+    if labels is None:
+        return np.full(n, float(np.median(y_train)))
+    prior = np.bincount(y_train.astype(int), minlength=len(labels)) / len(y_train)
+    return np.full(n, prior[1]) if len(prior) == 2 else np.tile(prior, (n, 1))
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    y: np.ndarray,
+    p: np.ndarray,
+    *,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> Interval:
+    """statistic(y, p) with its two-sided percentile-bootstrap interval at `confidence` over
+    resampled rows (for a figure that is no mean of rows: ROC AUC). NaN where the statistic
+    is undefined on the rows (one class only); a resample where it is undefined is left out."""
+    y, p = np.asarray(y), np.asarray(p)
+
+    def value_of(at: np.ndarray | slice) -> float:
+        with warnings.catch_warnings():  # scikit-learn warns, and gives NaN, where a class is absent
+            warnings.simplefilter("ignore")
+            try:
+                return float(statistic(y[at], p[at]))
+            except ValueError:
+                return float("nan")
+
+    value = value_of(slice(None))
+    if not np.isfinite(value):
+        return Interval(float("nan"), float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    draws = [v for v in (value_of(rng.integers(0, len(y), len(y))) for _ in range(resamples)) if np.isfinite(v)]
+    if not draws:
+        return Interval(value, float("nan"), float("nan"))
+    alpha = (1 - confidence) / 2
+    return Interval(value, float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha)))
 
 
 def row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -532,8 +532,9 @@ def render(inf: Inferred, data_path: Path, out: Path) -> tuple[str, str]:
     if inf.classifier:
         slice_lines = (
             "    metric: log_loss   # each row's log loss, the figure the champion gate judges\n"
-            f"    columns: {_yaml_list(inf.slices)}\n"
-            f"    min_rows: {slice_rows}   # of ~{eval_rows} evaluation rows"
+            f"    columns: {_yaml_list(inf.slices)}"
+            + ("" if inf.slices else "   # no categorical column of 2-20 levels: the slice gate is not applicable")
+            + f"\n    min_rows: {slice_rows}   # of ~{eval_rows} evaluation rows"
             + (
                 f"\n    min_positives: {config_mod.SliceSettings.model_fields['min_positives'].default}   # a slice of fewer '{inf.positive_class}' rows is not judged "
                 "(its loss is a handful of events')"

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import checks, registry, train
+from pipeline import checks, figures, registry, train
 from pipeline import data as data_mod
 from pipeline.config import Settings
 from pipeline.data import FeatureSpec
@@ -201,12 +201,12 @@ class GateSession:
     def baseline_predictions(self) -> np.ndarray:
         """A model that learnt nothing, on the evaluation rows: the training target's median; a
         classifier's, the training rows' share of each class (scored as checks.scores scores)."""
-        y_train = self.train_frame[self.settings.data.target].to_numpy(float)
-        n = len(self.predictions.y)
-        if self.settings.data.classifier:
-            prior = np.bincount(y_train.astype(int), minlength=len(self.settings.data.labels)) / len(y_train)
-            return np.full(n, prior[1]) if len(prior) == 2 else np.tile(prior, (n, 1))
-        return np.full(n, float(np.median(y_train)))
+        data = self.settings.data
+        return figures.baseline_scores(
+            self.train_frame[data.target].to_numpy(float),
+            len(self.predictions.y),
+            data.labels if data.classifier else None,
+        )
 
     @functools.cached_property
     def ordered_residuals(self) -> checks.ResidualSample:

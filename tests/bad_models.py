@@ -16,7 +16,7 @@ import zlib
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.dummy import DummyRegressor
 from sklearn.pipeline import Pipeline
 
@@ -170,3 +170,29 @@ class BusyPredict(Wrapper):
         while time.process_time() < end:
             pass
         return super().predict(X)
+
+
+class Overconfident(ClassifierMixin, BaseEstimator):
+    """A classifier whose probabilities are pushed towards 0 and 1 (each class's log-probability
+    x `factor`, renormalised): it ranks rows as the inner model does (the same ROC AUC) and is
+    sure where it should not be, so its log loss is far worse."""
+
+    def __init__(self, estimator=None, factor: float = 4.0):
+        self.estimator = estimator
+        self.factor = factor
+
+    def fit(self, X: pd.DataFrame, y) -> Overconfident:
+        return self.adopt(clone(self.estimator).fit(X, y), X)
+
+    def adopt(self, fitted, X: pd.DataFrame) -> Overconfident:
+        self.estimator_ = fitted
+        self.classes_ = np.asarray(fitted.classes_)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        z = self.factor * np.log(np.clip(self.estimator_.predict_proba(X), 1e-12, 1.0))
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -315,6 +315,18 @@ def test_a_classifiers_slices_are_judged_on_log_loss_and_slices_of_few_positives
     assert math.isnan(none.value) and "2 slices of 30 rows or more not judged" in none.detail
 
 
+def test_a_classifier_with_nothing_to_slice_by_says_so(fitted):
+    settings, session, _ = fitted
+
+    def sliced(**given):
+        s = settings.model_copy(update={"gates": settings.gates.model_copy(update={"slices": config_mod.SliceSettings(**given)})})
+        return catalogue.SPECS["slice_error"].run(catalogue.Inputs(GateSession(s, champion=None), s.thresholds["slice_error"]))
+
+    stated, unstated = sliced(columns=[]), sliced()  # init writes columns: [] where a file has no categorical of a few levels
+    assert isinstance(stated, catalogue.NotApplicable) and stated.stated and "nothing to slice by" in stated.reason
+    assert isinstance(unstated, catalogue.NotApplicable) and not unstated.stated and "columns: []" in unstated.how
+
+
 def test_a_column_that_leaks_the_label_is_caught(tmp_path):
     config = project(tmp_path, "ISLR", "Smarket", "Direction")
     settings = config_mod.load(config)

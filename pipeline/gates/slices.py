@@ -2,7 +2,7 @@
 a regressor's MAE or MAPE, a classifier's log loss or Brier score)."""
 
 from pipeline import checks
-from pipeline.catalogue import Inputs, export, spec
+from pipeline.catalogue import Inputs, NotApplicable, export, spec
 from pipeline.checks import Finding
 from pipeline.config import TASKS
 
@@ -15,11 +15,19 @@ from pipeline.config import TASKS
         "staging": "{max: 2.0}  # no slice twice as wrong as the whole",
     },
 )
-def slice_error(run: Inputs) -> Finding:
+def slice_error(run: Inputs) -> Finding | NotApplicable:
     """The worst slice's loss over the whole's (Welch test with Holm's correction); a binary
-    task's slices with too few positives are not judged."""
+    task's slices with too few positives are not judged. Not applicable where the config
+    names nothing to slice by (no gates.slices.columns nor target bands: init's choice where a
+    file has no categorical column of a few levels)."""
     settings = run.settings
     pr, cfg = run.session.predictions, settings.gates.slices
+    if not cfg.columns and not cfg.target_bands:
+        return NotApplicable(
+            "nothing to slice by: gates.slices.columns and target_bands are empty",
+            stated="columns" in cfg.model_fields_set,  # columns: [] says so; left out, nobody did
+            how="name the columns to slice by under gates.slices.columns, or state columns: [] where there are none",
+        )
     return checks.slice_error(
         pr.frame,
         pr.y,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, create_engine, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -54,6 +55,30 @@ def features_text(values: dict[str, Any]) -> tuple[str, str]:
     return text, hashlib.sha256(text.encode()).hexdigest()
 
 
+def answer_rows(out: Any) -> list[Any]:
+    """A model's answer to its rows, one item per row: a regressor's prediction; a
+    classifier's probabilities, one per class, as its pyfunc returns them."""
+    a = np.asarray(out, dtype=float)
+    return a.tolist() if a.ndim == 2 and a.shape[1] > 1 else a.reshape(-1).tolist()
+
+
+def answer_columns(answer: Any) -> dict[str, Any]:
+    """One row's answer (answer_rows) as the log holds it: `prediction`, the number (a
+    binary classifier's positive-class probability), and a classifier's `scores`."""
+    if isinstance(answer, list):
+        return {"prediction": answer[1] if len(answer) == 2 else None, "scores": json.dumps(answer)}
+    return {"prediction": float(answer), "scores": None}
+
+
+def label_code(value: Any, labels: list[str]) -> float | None:
+    """A classifier's feedback: the label (as the file writes it: 1, not 1.0) as its class code."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        text = str(value)
+    else:
+        text = str(int(value)) if math.isfinite(value) and value == int(value) else str(value)
+    return float(labels.index(text)) if text in labels else None
+
+
 def _tables(md):
     predictions = Table(
         "predictions",
@@ -65,10 +90,11 @@ def _tables(md):
         Column("version", String(32), nullable=False),
         Column("answered", Integer, nullable=False),  # 1: this arm's prediction was the answer; 0: scored in its shadow
         Column("at", Float, nullable=False, index=True),  # seconds since the epoch
-        Column("prediction", Float),
+        Column("prediction", Float),  # a regressor's prediction; a binary classifier's positive-class probability
         Column("latency_ms", Float),
         Column("features_sha256", String(64), nullable=False),
         Column("features", Text, nullable=False),  # JSON: the monitor's live inputs for drift
+        Column("scores", Text),  # JSON: a classifier's probability of each class (in code order)
     )
     feedback = Table(
         "feedback",
@@ -152,6 +178,7 @@ class PredictionLog:
         self.predictions, self.feedback, self.drops, self.events = _tables(md)
         try:
             md.create_all(self.engine)
+            self._add_missing_columns()
         except SQLAlchemyError as e:
             raise InputError(
                 f"live.log_url {shown_url(url)}: the prediction log cannot be reached "
@@ -299,6 +326,18 @@ class PredictionLog:
                 self.replayed += len(rows)
                 path.unlink()
 
+    def _add_missing_columns(self) -> None:
+        """A log written by an earlier release lacks the columns added since: added, nullable
+        (its rows keep their values; create_all creates missing tables, never columns)."""
+        from sqlalchemy import inspect, text
+
+        have = {c["name"] for c in inspect(self.engine).get_columns("predictions")}
+        with self.engine.begin() as con:
+            for column in self.predictions.columns:
+                if column.name not in have:
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    con.execute(text(f'ALTER TABLE predictions ADD COLUMN "{column.name}" {kind}'))
+
     def _insert_ignoring(self, table):
         """INSERT that leaves a row already there (same primary key) as it is."""
         if self.engine.dialect.name == "postgresql":
@@ -342,8 +381,9 @@ class PredictionLog:
 
     # ------------------------------------------------------------ feedback
 
-    def add_feedback(self, items: list[dict[str, Any]]) -> FeedbackResult:
-        """Join observed values to logged rows; each item {request_id, row (default 0), value}."""
+    def add_feedback(self, items: list[dict[str, Any]], labels: list[str] | None = None) -> FeedbackResult:
+        """Join observed values to logged rows; each item {request_id, row (default 0), value}.
+        With a classifier's `labels` (in code order), each value is a label, kept as its code."""
         now = time.time()
         invalid: list[str] = []
         wanted: dict[tuple[str, int], float] = {}
@@ -359,7 +399,10 @@ class PredictionLog:
             except (TypeError, ValueError):
                 invalid.append(f"{where}: row is not a whole number")
                 continue
-            number = _number(value)
+            number = _number(value) if labels is None else label_code(value, labels)
+            if number is None and labels is not None and value is not None and value != "":
+                invalid.append(f"{where}: label {value!r} is not one of {', '.join(sorted(labels))}")
+                continue
             if number is None:
                 absent = value is None or value == "" or (isinstance(value, float) and math.isnan(value))
                 invalid.append(f"{where}: value missing" if absent else f"{where}: value {value!r} is not a number")
@@ -403,7 +446,7 @@ class PredictionLog:
         """The arm's latest `rows` logged rows of `version` (answered or shadow), with feedback where it came, oldest first."""
         p, f = self.predictions.c, self.feedback.c
         q = (
-            select(p.request_id, p.row, p.answered, p.at, p.prediction, p.features, f.value)
+            select(p.request_id, p.row, p.answered, p.at, p.prediction, p.scores, p.features, f.value)
             .select_from(self.predictions.outerjoin(self.feedback, (f.request_id == p.request_id) & (f.row == p.row)))
             .where(p.arm == arm, p.version == version)
             .order_by(p.at.desc())
@@ -412,21 +455,22 @@ class PredictionLog:
         with self.engine.connect() as con:
             frame = pd.DataFrame(
                 con.execute(q).fetchall(),
-                columns=["request_id", "row", "answered", "at", "prediction", "features", "truth"],
+                columns=["request_id", "row", "answered", "at", "prediction", "scores", "features", "truth"],
             )
         return frame.iloc[::-1].reset_index(drop=True)
 
-    def predictions_of(self, arm: str, keys: list[tuple[str, int]], version: str) -> dict[tuple[str, int], float]:
-        """The arm's logged predictions (by `version`) of these (request id, row) keys."""
+    def predictions_of(self, arm: str, keys: list[tuple[str, int]], version: str) -> dict[tuple[str, int], Any]:
+        """The arm's logged answers (by `version`) of these (request id, row) keys: a
+        regressor's prediction, a classifier's list of class probabilities (answer_rows)."""
         p = self.predictions.c
-        out: dict[tuple[str, int], float] = {}
+        out: dict[tuple[str, int], Any] = {}
         with self.engine.connect() as con:
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
-                q = select(p.request_id, p.row, p.prediction).where(
+                q = select(p.request_id, p.row, p.prediction, p.scores).where(
                     p.arm == arm, p.version == version, tuple_(p.request_id, p.row).in_(chunk)
                 )
-                out.update({(r, n): v for r, n, v in con.execute(q)})
+                out.update({(r, n): v if scores is None else json.loads(scores) for r, n, v, scores in con.execute(q)})
         return out
 
     def counts(self) -> dict[str, int]:

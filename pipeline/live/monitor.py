@@ -1,12 +1,14 @@
 """The live monitor: per arm, over its latest rows, what the feedback says, and what to do.
 
 Automated rollback, never automated promotion. Production breaching the environment's
-threshold for a live error figure (mae, mape: the same Threshold the gates judge) on at least
-`live.min_feedback_rows` rows with feedback: the alias moves back to its previous holder
-(`registry.rollback_alias`, in the history). The challenger confidently worse than production
-on the same rows (the paired bootstrap of the champion gate, lower bound above zero): the
-server stops routing to it (in the log, which servers poll, and in the registry). A
-challenger confidently better is reported as a candidate; only gate evidence moves an alias to it.
+required threshold for a live figure (LIVE_GATES: a regressor's mae and mape; a classifier's
+log loss, Brier score, accuracy and ROC AUC, its feedback the labels: the same Threshold the
+gates judge) on at least `live.min_feedback_rows` rows with feedback: the alias moves back to
+its previous holder (`registry.rollback_alias`, in the history). The challenger confidently
+worse than production on the same rows (the paired bootstrap of the champion gate on its
+loss, absolute error or log loss, lower bound above zero): the server stops routing to it (in
+the log, which servers poll, and in the registry). A challenger confidently better is reported
+as a candidate; only gate evidence moves an alias to it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import registry
-from pipeline.config import Settings
+from pipeline.config import SLICE_LABELS, Settings, fmt_number
 from pipeline.errors import InputError
 from pipeline.judge import judge
 from pipeline.live.log import PredictionLog
@@ -28,7 +30,16 @@ from pipeline.live.service import CHALLENGER, PRODUCTION, holder
 # pipeline.figures (0.7 s), pipeline.checks (0.75 s) and pipeline.data (0.85 s) are imported inside the
 # methods that use them: a look at a log with no rows of an arm needs none, one without feedback no figures.
 
-LIVE_GATES = ("mae", "mape")  # error figures with a live meaning: judged per arm against the environment's thresholds
+# The figures with a live meaning, per task: reported per arm with intervals, and judged
+# against the environment's thresholds; the first is the one the monitor's table gives an interval.
+LIVE_GATES: dict[str, tuple[str, ...]] = {
+    "regression": ("mae", "mape"),
+    "binary": ("log_loss", "accuracy", "roc_auc", "brier"),
+    "multiclass": ("log_loss", "accuracy", "roc_auc", "brier"),
+}
+SCORES = ("accuracy", "roc_auc")  # live figures where higher is better
+# The per-row loss the challenger is compared with production on (the champion gate's).
+LIVE_LOSS = {"regression": "mae", "binary": "log_loss", "multiclass": "log_loss"}
 WHO = "run-pipeline monitor"
 
 
@@ -40,7 +51,7 @@ class ArmReport:
     requests: int = 0  # answered rows in the window
     feedback_rows: int = 0  # of the rows the figures are on
     figures_on: str = "answered rows"
-    figures: dict[str, float] = field(default_factory=dict)  # mae, mae_lower, mae_upper, mape, bias
+    figures: dict[str, float] = field(default_factory=dict)  # LIVE_GATES' (and bias), each with _lower, _upper
     drift: dict[str, Any] = field(default_factory=dict)
     comparison: dict[str, Any] = field(default_factory=dict)  # challenger vs production on the same rows
     decision: str = "none"
@@ -89,6 +100,23 @@ class Monitor:
         except InputError:
             return None
 
+    def _rows(self, joined) -> tuple[np.ndarray, np.ndarray]:
+        """Truth and answers of logged rows with feedback, as the gates take them: a
+        classifier's class codes and scores."""
+        y = joined["truth"].to_numpy(float)
+        if not self.settings.data.classifier:
+            return y, joined["prediction"].to_numpy(float)
+        return y.astype(int), self._scores([json.loads(t) for t in joined["scores"]])
+
+    def _scores(self, answers: list[Any]) -> np.ndarray:
+        """Logged answers (PredictionLog.predictions_of's) as the gates take them: a classifier's
+        probabilities as checks.as_scores gives them."""
+        if not self.settings.data.classifier:
+            return np.asarray(answers, float)
+        from pipeline import checks
+
+        return checks.as_scores(np.array(answers, float))
+
     def _figures(self, rep: ArmReport, frame) -> None:
         live = self.settings.live
         answered = frame[frame["answered"] == 1]
@@ -101,21 +129,31 @@ class Monitor:
         if len(joined):
             from pipeline import figures
 
-            y, p = joined["truth"].to_numpy(float), joined["prediction"].to_numpy(float)
-            rep.figures = {
-                "mae": figures.mae(y, p),
-                "mape": figures.mape(y, p),
-                "bias": float(np.mean(p - y)),
-                "confidence": live.confidence,
-            }
-            per_row = {
-                "mae": np.abs(y - p),
-                "mape": 100.0 * np.abs(y - p) / np.abs(y),
-                "bias": p - y,
-            }  # each figure is their mean
+            y, p = self._rows(joined)
+            if self.settings.data.classifier:
+                threshold = self.settings.model.decision_threshold
+                per_row = {  # each figure is their mean
+                    "log_loss": figures.row_loss("log_loss", y, p),
+                    "accuracy": (figures.decisions(p, threshold) == y).astype(float),
+                    "brier": figures.row_loss("brier", y, p),
+                }
+            else:
+                per_row = {"mae": np.abs(y - p), "mape": 100.0 * np.abs(y - p) / np.abs(y), "bias": p - y}
+            rep.figures = {name: float(x.mean()) for name, x in per_row.items()}
+            rep.figures["confidence"] = live.confidence
             for name, x in per_row.items():
                 lo, hi = _mean_interval(x, live.confidence, live.bootstrap_resamples, self.settings.seed)
                 rep.figures.update({f"{name}_lower": lo, f"{name}_upper": hi})
+            if self.settings.data.classifier:
+                auc = figures.bootstrap_interval(
+                    figures.roc_auc,
+                    y,
+                    p,
+                    resamples=live.bootstrap_resamples,
+                    confidence=live.confidence,
+                    seed=self.settings.seed,
+                )
+                rep.figures.update({"roc_auc": auc.value, "roc_auc_lower": auc.lower, "roc_auc_upper": auc.upper})
         if len(scored):
             rep.drift = self._drift(scored)
 
@@ -139,25 +177,50 @@ class Monitor:
             out["holds"] = judge(th, found).passed
         return out
 
-    def _breach(self, frame) -> str | None:
-        """The first live error figure of production outside the environment's threshold, as one line."""
-        from pipeline import checks
+    def _breach(self, rep: ArmReport, frame) -> str | None:
+        """The first live figure of production confidently outside the environment's required
+        threshold, as one line: the figure beyond the bound, and its interval's best end too (a
+        window of a few hundred rows, a few of them a rare class's, is not evidence that an
+        offline-gated model got worse). An advisory threshold is the gates' report, never a
+        rollback; a figure the rows cannot give (ROC AUC of rows of one class) is not judged."""
+        from pipeline import checks, figures
 
+        settings = self.settings
         joined = frame[(frame["answered"] == 1) & frame["truth"].notna()]
-        y, p = joined["truth"].to_numpy(float), joined["prediction"].to_numpy(float)
-        baseline = np.full_like(y, float(np.median(self._training()[0][self.settings.data.target])))
-        for gate in LIVE_GATES:
-            th = self.settings.thresholds.get(gate)
-            if th is None:
+        y, p = self._rows(joined)
+        target = self._training()[0][settings.data.target].to_numpy(float)
+        baseline = figures.baseline_scores(target, len(y), settings.data.labels if settings.data.classifier else None)
+        for gate in LIVE_GATES[settings.data.task]:
+            th = settings.thresholds.get(gate)
+            if th is None or not th.required:
                 continue
-            found = getattr(checks, gate)(y, p, baseline)
-            verdict = judge(th, replace(found, detail=f"{len(y)} rows with feedback"))
-            if not verdict.passed:
-                return f"live {verdict.why}"
+            if gate == "roc_auc":
+                found = checks.roc_auc(y, p)
+            elif gate == "accuracy":
+                found = checks.accuracy(y, p, baseline, settings.model.decision_threshold)
+            else:
+                found = getattr(checks, gate)(y, p, baseline)
+            if not np.isfinite(found.value):
+                continue
+            found = replace(found, detail=f"{len(y)} rows with feedback")
+            verdict = judge(th, found)
+            if verdict.passed:
+                continue
+            # Its best end: the lower bound of an error figure, the upper bound of a score (AUC, accuracy).
+            end = rep.figures[f"{gate}_upper" if gate in SCORES else f"{gate}_lower"]
+            best = replace(found, value=end, baseline_ratio=end / found.baseline if found.baseline else None)
+            if judge(th, best).passed:
+                continue
+            lo, hi = rep.figures[f"{gate}_lower"], rep.figures[f"{gate}_upper"]
+            return (
+                f"live {verdict.why}; its {settings.live.confidence:.0%} interval "
+                f"[{fmt_number(lo)}, {fmt_number(hi)}] is beyond the bound too"
+            )
         return None
 
     def _compare(self, rep: ArmReport, frame, production_version: str) -> Any:
-        """The challenger's rows with feedback against production's predictions of the same rows."""
+        """The challenger's rows with feedback against production's answers of the same rows:
+        the paired bootstrap of the change in their mean loss (LIVE_LOSS)."""
         from pipeline import figures
 
         joined = frame[frame["truth"].notna()]
@@ -167,15 +230,19 @@ class Monitor:
         rep.comparison = {"rows": len(both), "against": f"production v{production_version}"}
         if not both:
             return None
-        y = joined["truth"].to_numpy(float)[both]
-        p = joined["prediction"].to_numpy(float)[both]
-        q = np.array([theirs[keys[i]] for i in both])
+        y, p = self._rows(joined.iloc[both])
+        q = self._scores([theirs[keys[i]] for i in both])
+        loss = LIVE_LOSS[self.settings.data.task]
         live = self.settings.live
-        b = figures.paired_bootstrap_mae(
-            y, p, q, resamples=live.bootstrap_resamples, confidence=live.confidence, seed=self.settings.seed
+        b = figures.paired_bootstrap_loss(
+            figures.row_loss(loss, y, p),
+            figures.row_loss(loss, y, q),
+            resamples=live.bootstrap_resamples,
+            confidence=live.confidence,
+            seed=self.settings.seed,
         )
         rep.comparison.update(
-            {"mae_change": b.delta, "lower": b.lower, "upper": b.upper, "confidence": live.confidence}
+            {f"{loss}_change": b.delta, "lower": b.lower, "upper": b.upper, "confidence": live.confidence}
         )
         return b
 
@@ -194,7 +261,7 @@ class Monitor:
                     f"{prod.feedback_rows} rows with feedback of the {live.min_feedback_rows} needed to act",
                 )
             else:
-                breach = self._breach(frame)
+                breach = self._breach(prod, frame)
                 if breach is None:
                     prod.decision, prod.why = (
                         "keep",
@@ -239,7 +306,8 @@ class Monitor:
                 f"{rows} rows with feedback on both arms of the {live.min_feedback_rows} needed to act",
             )
             return
-        interval = f"MAE {b.delta:+.2%} against production v{production_version}, {live.confidence:.0%} bounds [{b.lower:+.2%}, {b.upper:+.2%}] on {rows} rows"
+        loss = SLICE_LABELS[LIVE_LOSS[self.settings.data.task]]
+        interval = f"{loss} {b.delta:+.2%} against production v{production_version}, {live.confidence:.0%} bounds [{b.lower:+.2%}, {b.upper:+.2%}] on {rows} rows"
         if b.lower > 0:
             chal.decision, chal.why = (
                 "stop",

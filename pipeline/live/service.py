@@ -23,12 +23,10 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
 from pipeline import registry
 from pipeline.config import Settings
 from pipeline.errors import InputError
-from pipeline.live.log import PredictionLog, features_text, shown_url
+from pipeline.live.log import PredictionLog, answer_columns, answer_rows, features_text, shown_url
 from pipeline.live.metrics import Metrics
 from pipeline.live.shadow import ShadowScorer
 
@@ -237,7 +235,7 @@ class Service:
             KeyError,
         ) as e:  # schema enforcement: unknown or missing columns, text in numbers
             raise BadRequest(f"payload: {_one_line(e)}", arm=arm.name) from None
-        return np.asarray(out, dtype=float).reshape(-1)
+        return answer_rows(out)
 
     def answer(self, body: bytes, content_type: str, request_id: str | None, route_key: str | None) -> dict[str, Any]:
         """Predict a request's rows, log them, queue the other arm's shadow scoring; the response document."""
@@ -248,11 +246,13 @@ class Service:
         arms = self.arms
         frame = self.parse(body, content_type)
         chosen = self.route(frame, request_id, route_key, arms)
-        predictions = np.empty(len(frame))
+        predictions: list[Any] = [None] * len(frame)  # each row's answer (answer_rows)
         for name in set(chosen):
             idx = [i for i, a in enumerate(chosen) if a == name]
             t0 = time.perf_counter()
-            predictions[idx] = self._predict(arms[name], frame if len(idx) == len(frame) else frame.iloc[idx])
+            answers = self._predict(arms[name], frame if len(idx) == len(frame) else frame.iloc[idx])
+            for i, answer in zip(idx, answers):
+                predictions[i] = answer
             self.metrics.observe(name, len(idx), time.perf_counter() - t0)
         latency_ms = 1000 * (time.perf_counter() - started)
         now = time.time()
@@ -262,7 +262,7 @@ class Service:
         )
         self._queue_shadow(request_id, frame, records, chosen, arms, now)
         return {
-            "predictions": predictions.tolist(),
+            "predictions": predictions,
             "arms": chosen,
             "versions": [arms[a].version for a in chosen],
             "request_id": request_id,
@@ -347,7 +347,8 @@ class Service:
             raise BadRequest('body: expected {"feedback": [{"request_id": ..., "row": 0, "value": ...}, ...]}')
         self.drain_shadow(2.0)
         self.log.flush(5.0)  # the rows just answered are joinable
-        return self.log.add_feedback(items).as_dict()
+        data = self.settings.data
+        return self.log.add_feedback(items, data.labels if data.classifier else None).as_dict()
 
 
 def holder(settings: Settings, name: str, alias: str) -> str:
@@ -364,7 +365,7 @@ def _row(
     arm: Arm,
     answered: int,
     at: float,
-    prediction: float,
+    answer: Any,
     latency_ms: float,
     values: dict[str, Any],
 ) -> dict[str, Any]:
@@ -378,7 +379,7 @@ def _row(
         "version": arm.version,
         "answered": answered,
         "at": at,
-        "prediction": float(prediction),
+        **answer_columns(answer),
         "latency_ms": latency_ms,
         "features_sha256": digest,
         "features": text,

@@ -28,10 +28,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from pipeline import registry
 from pipeline.config import Settings
+from pipeline.live.log import answer_rows
 
 NICE = 10  # the worker yields a busy core to the answers
 PRELOAD = ["pipeline.registry", "mlflow.pyfunc", "pandas", "sklearn"]  # imported once, in the fork server
@@ -237,8 +236,8 @@ def work(settings: Settings, versions: list[str], jobs, results) -> None:
                 predict = model(version).predict
                 rows = frame if len(idx) == len(frame) else frame.iloc[idx]
                 t0 = time.perf_counter()
-                p = np.asarray(predict(rows), dtype=float).reshape(-1)
-                outcomes.append((p.tolist(), 1000 * (time.perf_counter() - t0)))
+                answers = answer_rows(predict(rows))
+                outcomes.append((answers, 1000 * (time.perf_counter() - t0)))
             except Exception:  # a shadow failure never reaches the caller: counted by the parent
                 outcomes.append((None, 0.0))
         results.put((job_id, outcomes))
