@@ -357,9 +357,7 @@ def cmd_compare(args, settings, out: Out) -> int:
     delta, lower, upper = (found.reported[f"{gate}_{k}"] for k in ("change", "lower", "upper"))
     tol = settings.thresholds.get(gate)
     if upper < 0:
-        verdict = (
-            f"version {args.v2} is better: {loss} {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}]"
-        )
+        verdict = f"version {args.v2} is better: {loss} {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}]"
     elif tol is None:
         verdict = f"version {args.v2} is not confidently better: {loss} {delta:+.2%}, {cfg.confidence:.0%} interval [{lower:+.2%}, {upper:+.2%}] (no {gate} threshold at {settings.env})"
     elif judge(tol, found).passed:
