@@ -930,3 +930,24 @@ def test_list_and_compare_show_a_classifiers_figures(live_classifier, capsys):
     assert m1["roc_auc"] == pytest.approx(m2["roc_auc"], abs=1e-3) and m2["log_loss"] > 1.5 * m1["log_loss"]
     assert doc["log_loss_delta"] == pytest.approx(m2["log_loss"] / m1["log_loss"] - 1, rel=1e-9)
     assert doc["recommendation"].startswith("version 2 is worse: ") and "log loss" in doc["recommendation"]
+
+
+def test_a_log_written_before_scores_were_logged_gets_the_column_and_keeps_its_rows(tmp_path):
+    import sqlite3
+
+    from pipeline.live.log import PredictionLog
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as con:  # the predictions table as an earlier release created it
+        con.execute(
+            "CREATE TABLE predictions (request_id VARCHAR(128) NOT NULL, row INTEGER NOT NULL, arm VARCHAR(32) NOT NULL, "
+            "alias VARCHAR(128) NOT NULL, version VARCHAR(32) NOT NULL, answered INTEGER NOT NULL, at FLOAT NOT NULL, "
+            "prediction FLOAT, latency_ms FLOAT, features_sha256 VARCHAR(64) NOT NULL, features TEXT NOT NULL, "
+            "PRIMARY KEY (request_id, row, arm))"
+        )
+        con.execute("INSERT INTO predictions VALUES ('r1', 0, 'production', 'production', '1', 1, 1.0, 123.0, 2.0, 'x', '{}')")
+    log = PredictionLog(f"sqlite:///{path}")
+    frame = log.window("production", "1", 10)
+    assert frame[["request_id", "prediction", "scores"]].to_dict("records") == [{"request_id": "r1", "prediction": 123.0, "scores": None}]
+    assert log.predictions_of("production", [("r1", 0)], "1") == {("r1", 0): 123.0}
+    log.close()
