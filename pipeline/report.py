@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import SLICE_LABELS, fmt_number
+from pipeline.config import CLASSIFIERS, REGRESSION, SLICE_LABELS, TASKS, fmt_number
 from pipeline.evidence import gate_results
 from pipeline.files import write_atomic
 
@@ -29,7 +29,23 @@ PLOTS = {
     "slice_errors": "Error per slice",
     "latency_hist": "Single-row latency",
     "champion_bootstrap": "Bootstrap of the MAE difference",
+    "champion_log_loss_bootstrap": "Bootstrap of the log-loss difference",
+    "reliability": "Reliability curve",
 }
+# The tasks whose gates draw each plot; a plot not listed is a regressor's.
+PLOT_TASKS = {
+    "slice_errors": TASKS,
+    "latency_hist": TASKS,
+    "champion_log_loss_bootstrap": CLASSIFIERS,
+    "reliability": CLASSIFIERS,
+}
+
+
+def plots_of(task: str) -> list[str]:
+    """The plots a complete gate run of a `task` model draws (each from its gate's data)."""
+    return [name for name in PLOTS if task in PLOT_TASKS.get(name, REGRESSION)]
+
+
 SIZE_IN = (8.0, 5.0)
 DPI = 100  # 800 x 500 pixels
 
@@ -209,8 +225,13 @@ def render(
         ax.legend()
         save("latency_hist", fig)
 
-    boot = plots.get("champion_mae")
-    if boot and boot.get("samples"):
+    for gate, loss, name in (
+        ("champion_mae", "MAE", "champion_bootstrap"),
+        ("champion_log_loss", "log-loss", "champion_log_loss_bootstrap"),
+    ):
+        boot = plots.get(gate)
+        if not (boot and boot.get("samples")):
+            continue
         samples = np.asarray(boot["samples"], float)
         fig, ax = plt.subplots(figsize=SIZE_IN)
         ax.hist(100 * samples, bins=50, color="tab:blue")
@@ -221,16 +242,33 @@ def render(
             lw=1,
             label=f"{boot['confidence']:.0%} {bound} bound {boot[bound]:+.2%} (judged: {boot.get('test', 'not_confidently_worse').replace('_', '-')})",
         )
-        limit = d.threshold("champion_mae").get("max")
+        limit = d.threshold(gate).get("max")
         if limit is not None:
             ax.axvline(100 * limit, color="tab:red", ls="--", label=f"margin {limit:+.0%}")
         ax.set(
-            title=f"Candidate vs champion {boot.get('champion', '')}: MAE change {boot['delta']:+.2%} ({d.env})",
-            xlabel="relative MAE difference, candidate - champion (%)",
+            title=f"Candidate vs champion {boot.get('champion', '')}: {loss} change {boot['delta']:+.2%} ({d.env})",
+            xlabel=f"relative {loss} difference, candidate - champion (%)",
             ylabel="bootstrap resamples",
         )
         ax.legend()
-        save("champion_bootstrap", fig)
+        save(name, fig)
+
+    cal = plots.get("calibration_error")
+    if cal and cal.get("reliability"):
+        mean_p, freq, counts = (np.asarray(col, float) for col in zip(*cal["reliability"]))
+        fig, ax = plt.subplots(figsize=SIZE_IN)
+        ax.plot([0, 1], [0, 1], color="black", lw=1, label="calibrated")
+        ax.plot(mean_p, freq, color="tab:blue", marker="o", label="observed, per bin (marker area: rows)")
+        ax.scatter(mean_p, freq, s=20 + 200 * counts / counts.max(), color="tab:blue", alpha=0.4)
+        ax.set(
+            title=f"Reliability: observed frequency per probability bin ({d.env})",
+            xlabel="mean predicted probability in the bin",
+            ylabel="observed frequency",
+            xlim=(0, 1),
+            ylim=(0, 1),
+        )
+        ax.legend(loc="upper left")
+        save("reliability", fig)
     return written
 
 

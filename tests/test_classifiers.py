@@ -360,6 +360,13 @@ def test_a_binary_gate_run_collects_its_tasks_gates_and_agrees_with_the_minimal_
     ran = {g for g, r in run.gates.items() if r["outcome"] != "deselected"}
     assert ran == binary and set(run.gates) == {s.id for s in catalogue.standard("binary")}  # no regression gate
     assert run.gates["roc_auc"]["outcome"] == "passed" and run.gates["log_loss"]["figure"]["ratio_to_baseline"] < 0.9
+    # The report draws a classifier's plots: no latency here (not timed) and no champion (none holds the alias).
+    from pipeline import report
+
+    assert set(run.plots) == set(report.plots_of("binary")) - {"latency_hist", "champion_log_loss_bootstrap"}
+    import matplotlib.image as mpimg
+
+    assert np.asarray(mpimg.imread(run.plots["reliability"]), float)[..., :3].std() > 0.05  # not blank
     profile = hypothesis_settings.get_current_profile_name()
     hypothesis_settings.load_profile("ci")
     try:

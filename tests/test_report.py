@@ -102,7 +102,7 @@ def test_every_plot_is_drawn(gate_run):
     # Every gate a plot is drawn from ran and recorded its data, so every plot is there.
     for gate in ("residual_skew", "slice_error", "single_row_latency", "champion_mae"):
         assert run.outcomes[gate] == "passed"
-    assert set(run.plots) == set(report.PLOTS) == set(said)
+    assert set(run.plots) == set(report.plots_of("regression")) == set(said)
     for name, path in run.plots.items():
         pixels = mpimg.imread(path)
         assert pixels.shape[:2] == (500, 800), f"{name}.png is {pixels.shape[1]}x{pixels.shape[0]}, expected 800x500"
@@ -208,7 +208,7 @@ def test_markdown_lists_every_gate_that_ran_and_links_plots(gate_run):
         assert g["outcome"] in row
         if g["figure"] is not None:
             assert f"| {g['figure']['threshold']['text']} |" in row, row
-    for name in report.PLOTS:
+    for name in report.plots_of("regression"):
         assert f"(plots/{name}.png)" in md
     assert "PASSED" in md.splitlines()[0]
 
@@ -216,7 +216,7 @@ def test_markdown_lists_every_gate_that_ran_and_links_plots(gate_run):
 def test_html_is_self_contained(gate_run):
     _, _, _, run, _ = gate_run
     page = (run.evidence_dir / "gate-report.html").read_text()
-    assert page.count("data:image/png;base64,") == len(report.PLOTS)
+    assert page.count("data:image/png;base64,") == len(report.plots_of("regression"))
     assert "src='http" not in page and 'src="http' not in page
     for gate in run.gates:
         assert f"<td>{gate}</td>" in page
@@ -257,4 +257,4 @@ def test_reports_are_logged_on_the_version_run(gate_run):
     logged = {a.path for a in client.list_artifacts(version.run_id, f"reports/{ENV}")}
     assert {f"reports/{ENV}/gate-report.md", f"reports/{ENV}/gate-report.html", f"reports/{ENV}/plots"} <= logged
     plots = {Path(a.path).name for a in client.list_artifacts(version.run_id, f"reports/{ENV}/plots")}
-    assert plots == {f"{name}.png" for name in report.PLOTS}
+    assert plots == {f"{name}.png" for name in report.plots_of("regression")}

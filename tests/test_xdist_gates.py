@@ -89,7 +89,7 @@ def test_xdist_run_writes_one_evidence_with_every_gate_and_promotes_when_nothing
     assert run.evidence["status"] == "passed"
     # The plots are drawn by the controller from the data the workers' gates recorded: every
     # plot whose gate ran (the latency histogram's gate skipped).
-    drawn = set(report.PLOTS) - {"latency_hist"}
+    drawn = set(report.plots_of("regression")) - {"latency_hist"}
     assert set(run.plots) == drawn, sorted(run.plots)
     for name, path in run.plots.items():
         assert mpimg.imread(path).shape[:2] == (500, 800), name
