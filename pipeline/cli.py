@@ -291,7 +291,7 @@ def cmd_approve(args, settings, out: Out) -> int:
 def cmd_rollback(args, settings, out: Out) -> int:
     from pipeline import gating
 
-    message = gating.rollback(settings, settings.mlflow.registered_model, settings.env)
+    message = gating.rollback(settings, settings.mlflow.registered_model, settings.env, force=args.force)
     out.line(message)
     out.emit({"message": message, "aliases": _alias_state(settings)})
     return EXIT_OK
@@ -416,10 +416,11 @@ def cmd_history(args, settings, out: Out) -> int:
             "by": m.by,
             "approved_by": m.approved_by or None,
             "evidence": (m.evidence_sha256 or "")[:12] or None,
+            "forced": m.forced,  # a rollback's --force: why the restored version's evidence did not allow it
         }
         for m in moves
     ]
-    out.table(rows, ["at", "alias", "action", "version", "replaced", "by", "approved_by", "evidence"])
+    out.table(rows, ["at", "alias", "action", "version", "replaced", "by", "approved_by", "evidence", "forced"])
     out.emit(
         {
             "model": settings.mlflow.registered_model,
@@ -576,6 +577,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--note", help="why, for the record (one line)")
     s.set_defaults(fn=cmd_approve)
     s = sub.add_parser("rollback", parents=[common], help="swap the environment's alias with its previous holder")
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="restore the previous holder even where its evidence (digests, signature, approval) no longer "
+        "allows it there; the history records that it was forced, and why",
+    )
     s.set_defaults(fn=cmd_rollback)
     s = sub.add_parser("list", parents=[common], help="versions with aliases, gate status and key metrics")
     s.set_defaults(fn=cmd_list)

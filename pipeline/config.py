@@ -296,6 +296,12 @@ class MlflowSettings(_Strict):
     http_timeout_s: int = Field(default=20, ge=1)
     http_max_retries: int = Field(default=2, ge=0)
     keep_versions: int = Field(default=10, ge=1)
+    # Where promotions to one alias take turns (registry.alias_lock): a PostgreSQL database
+    # (SQLAlchemy URL) every pipeline sharing this registry reaches, e.g. the tracking server's
+    # own. Unset: the tracking store itself where it is a database (postgresql://: an advisory
+    # lock; sqlite:///: a lock file beside it); with an HTTP server and no lock_url, a move is
+    # checked by re-reading the alias after it (a lost race is seen, not prevented).
+    lock_url: str | None = None
 
 
 class DirectionalExpectation(_Strict):

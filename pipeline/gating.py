@@ -56,6 +56,10 @@ def finish(plugin, result) -> None:
         signer=signing.key_id(key.public_key()) if key is not None else None,
     )
     doc["timings_s"] = {k: round(v, 3) for k, v in gs.timings.items()}
+    try:  # the holder the champion gates compared with (read when they ran): a promotion replaces only it
+        doc["champion"] = {"alias": settings.champion_alias, "version": gs.champion_holder}
+    except PipelineError:
+        pass  # the registry away: the evidence does not say, and a promotion checks the holder it finds
     signature = signing.sign(key, evidence.digest(doc)) if key is not None else None
     name = (
         f"evidence-{settings.env}.json"
@@ -241,8 +245,10 @@ def promote(settings: Settings, name: str, version: str, env: str) -> str:
     doc, ev_digest = check_evidence(settings, name, version, env)
     approval = check_approval(settings, name, version, env, ev_digest)
     alias = settings.environments[env].alias
+    judged = doc.get("champion")
     # move_alias checks once more, around the move itself, that this evidence is still the
-    # version's (a re-gate of the same version may have replaced it since it was read above).
+    # version's (a re-gate of the same version may have replaced it since it was read above),
+    # and that the alias is still held by the version its gates compared with.
     previous = registry.move_alias(
         settings,
         name,
@@ -252,6 +258,9 @@ def promote(settings: Settings, name: str, version: str, env: str) -> str:
         who=_who(),
         evidence_env=doc["environment"],
         approved_by=approval.by if approval else None,
+        judged_against=judged["version"]
+        if isinstance(judged, dict) and judged.get("alias") == alias
+        else registry.UNKNOWN,
     )
     archived = registry.archive_old_versions(settings, name)
     prev = f" (previous: version {previous}, now @previous-{alias})" if previous else ""
@@ -259,10 +268,28 @@ def promote(settings: Settings, name: str, version: str, env: str) -> str:
     return f"promoted {name} version {version} to @{alias}{prev}{arch}"
 
 
-def rollback(settings: Settings, name: str, env: str) -> str:
+def rollback(settings: Settings, name: str, env: str, force: bool = False) -> str:
+    """Swap `env`'s alias with `@previous-<alias>`, once the version it restores is shown to be
+    still allowed there: its evidence (recorded for it, unchanged, signed where keys are
+    configured, its model's files unchanged, every required gate passed) and, where `env`
+    requires one, an approval of that evidence, as a promotion checks them. Where they no
+    longer hold: refused, nothing moved; with `force`, restored and the history says why."""
     alias = settings.environments[env].alias
-    restored, demoted = registry.rollback_alias(settings, name, alias, who=_who())
-    return f"rolled back @{alias} of {name} to version {restored} (version {demoted} now @previous-{alias})"
+    restored = registry.alias_map(settings, name).get(f"previous-{alias}")
+    forced = None
+    if restored is not None:
+        try:
+            _, digest = check_evidence(settings, name, restored, env)
+            check_approval(settings, name, restored, env, digest)
+        except PromotionRefused as e:
+            if not force:
+                raise PromotionRefused(
+                    f"rollback of @{alias} refused: {e}; --force restores it anyway (the history records it)"
+                ) from None
+            forced = str(e)
+    restored, demoted = registry.rollback_alias(settings, name, alias, who=_who(), forced=forced)
+    said = f" (forced: {forced})" if forced else ""
+    return f"rolled back @{alias} of {name} to version {restored} (version {demoted} now @previous-{alias}){said}"
 
 
 FOUND = "found"  # a history record the audit writes for an alias move nobody recorded

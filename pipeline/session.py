@@ -175,16 +175,28 @@ class GateSession:
         return Predictions(frame=frame, y=frame[self.settings.data.target].to_numpy(float), p=p)
 
     @functools.cached_property
+    def champion_holder(self) -> str | None:
+        """The version holding the champion alias as this run found it, read once: the one the
+        champion gates compare with, and the one the evidence says a promotion replaces (None:
+        nobody held it; the candidate's own version where it is judged as the holder)."""
+        if self._champion is None:
+            return None
+        if self._champion == "self":
+            return self.source.version
+        found = registry.champion_version(self.settings, self.settings.champion_alias)
+        return found[1] if found else None
+
+    @functools.cached_property
     def champion(self) -> Champion | None:
         """The model holding the champion alias, with its predictions on the same rows."""
         if self._champion is None:
             return None
         if self._champion == "self":
             return Champion("the candidate itself", "", self.predictions.p, self.model)
-        found = registry.champion_version(self.settings, self.settings.champion_alias)
-        if found is None:
+        version = self.champion_holder
+        if version is None:
             return None
-        name, version = found
+        name = self.settings.mlflow.registered_model
         if self.source.version == version and self.source.name == name:
             return Champion(name, version, self.predictions.p, self.model)
         model = registry.load_model(self.settings, f"models:/{name}/{version}")

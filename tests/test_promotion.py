@@ -16,6 +16,7 @@ meets (`SHARED_MACHINE`), because this machine's load is not what promotion is t
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import textwrap
@@ -333,6 +334,81 @@ def test_refused_when_model_files_changed_after_the_evidence(store, promoted):
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith(f"error: {NAME} version {v}: model artifact digest changed since the staging evidence was written (now ")
     assert store.aliases() == aliases
+
+
+def test_rollback_refused_where_the_restored_versions_evidence_no_longer_holds_unless_forced(store, promoted):
+    v1, v2 = store.versions["first"], store.versions["second"]
+    settings = store.settings()
+    if store.aliases()["staging"] != v2:
+        gating.rollback(settings, NAME, "staging")
+    before = store.aliases()
+    assert before == {"staging": v2, "previous-staging": v1}
+    folder = Path(store.client().get_model_version_download_uri(NAME, v1).removeprefix("file://"))
+    with (folder / "MLmodel").open("ab") as f:  # version 1's files are no longer what its evidence says
+        f.write(b"\n")
+    env = {"OMP_NUM_THREADS": "1", "GITHUB_ACTOR": "gate-tester"}
+    r = run_cli("rollback", "--env", "staging", "--config", str(store.config), cwd=store.folder, env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: rollback of @staging refused: {NAME} version {v1}: model artifact digest changed since the staging evidence was written")
+    assert line.endswith("; --force restores it anyway (the history records it)")
+    assert store.aliases() == before
+    moves = registry.history(settings, NAME)
+    r = run_cli("rollback", "--env", "staging", "--force", "--config", str(store.config), cwd=store.folder, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert store.aliases() == {"staging": v1, "previous-staging": v2}
+    assert f"(forced: {NAME} version {v1}: model artifact digest changed" in r.stdout
+    (forced,) = registry.history(settings, NAME)[len(moves):]
+    assert (forced.action, forced.version, forced.replaced, forced.by) == ("rollback", v1, v2, "gate-tester")
+    assert forced.forced.startswith(f"{NAME} version {v1}: model artifact digest changed")
+    # Version 2's evidence still holds: rolling back to it needs no force, and records none.
+    assert gating.rollback(settings, NAME, "staging").endswith("now @previous-staging)")
+    assert store.aliases() == before and registry.history(settings, NAME)[-1].forced is None
+
+
+def test_concurrent_moves_of_one_alias_take_turns_and_the_losers_are_refused(store, promoted):
+    """Eight threads move one alias at once, each judged against nobody holding it (as eight
+    gate runs that all started before any promotion): one wins, seven are refused in one line,
+    and the history holds the one move."""
+    import threading
+
+    settings, alias = store.settings(), "race"
+    versions = [store.versions[s] for s in SCENARIOS[:8]]
+    client = store.client()
+    for v in versions:  # evidence the move re-reads: each version's own tag
+        client.set_model_version_tag(NAME, v, "gates.staging.evidence_sha256", f"digest-{v}")
+    outcomes: dict[str, str] = {}
+    start = threading.Barrier(len(versions))
+
+    def promote(v: str) -> None:
+        start.wait()
+        try:
+            registry.move_alias(settings, NAME, alias, v, evidence_sha256=f"digest-{v}", who="racer",
+                                evidence_env="staging", judged_against=None)
+            outcomes[v] = "moved"
+        except PromotionRefused as e:
+            outcomes[v] = str(e)
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in versions]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        aliases = store.aliases()
+    finally:  # the scenarios' versions as they were: no evidence tag, no alias of this test
+        for v in versions:
+            client.delete_model_version_tag(NAME, v, "gates.staging.evidence_sha256")
+        with contextlib.suppress(Exception):
+            client.delete_registered_model_alias(NAME, alias)
+    (winner,) = [v for v, o in outcomes.items() if o == "moved"]
+    for v, o in outcomes.items():
+        if v != winner:
+            assert o == (f"{NAME} version {v}: @{alias} is held by version {winner} now, not by nobody as when its gates "
+                         "ran: another promotion moved it since; gate the version again against the new holder")
+    assert {a: h for a, h in aliases.items() if "race" in a} == {alias: winner}
+    moves = [m for m in registry.history(settings, NAME) if m.alias == alias]
+    assert [(m.action, m.version, m.replaced) for m in moves] == [("promote", winner, None)]
 
 
 def test_refused_when_evidence_is_from_a_laxer_environment(store, promoted):

@@ -14,6 +14,7 @@ MLflow is imported inside the functions that use it, so importing this package s
 from __future__ import annotations
 
 from pipeline.registry.alias import (
+    UNKNOWN,
     Move,
     VersionInfo,
     alias_map,
@@ -104,6 +105,7 @@ __all__ = [
     "log_files",
     "logged_model_id",
     "model_digest",
+    "UNKNOWN",
     "move_alias",
     "parse_model_uri",
     "ping",

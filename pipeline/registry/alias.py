@@ -64,6 +64,9 @@ def _evidence_is_still(client, name: str, version: str, env: str, digest: str) -
     )
 
 
+UNKNOWN = object()  # move_alias: evidence that does not say which holder its gates compared with
+
+
 def move_alias(
     settings: Settings,
     name: str,
@@ -74,20 +77,27 @@ def move_alias(
     who: str,
     evidence_env: str,
     approved_by: str | None = None,
+    judged_against: str | None | object = UNKNOWN,
 ) -> str | None:
     """Point `alias` at `version`; the previous holder keeps `previous-<alias>`. Returns it (None
     when nobody held the alias, or `version` did: promoting the holder again moves no alias,
     and its `replaced` tag keeps naming the version it replaced when it got the alias).
 
-    The evidence that allowed the move (`evidence_sha256`, from `evidence_env`) must still be
-    the version's just before and just after the alias moves; when a re-gate replaced it in
-    between, the aliases are put back as they were and the move is refused.
+    Concurrent moves of one alias take turns (store.alias_lock), so each reads the holder it
+    replaces, and the history is one sequence. `judged_against`: the holder the evidence's
+    gates compared the version with (None: nobody held the alias); another holder now means
+    another promotion won the race since: refused, nothing moved. The evidence that allowed
+    the move (`evidence_sha256`, from `evidence_env`) must still be the version's just before
+    and just after the alias moves; when a re-gate replaced it in between, the aliases are put
+    back as they were and the move is refused.
     """
     client = store.connect(settings)
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    with store.reachable(settings):
+    with store.reachable(settings), store.alias_lock(settings, name, alias) as lock:
         holder = _holder(client, name, alias)
         previous = None if holder == version else holder  # promoting the holder again replaces nobody
+        if judged_against is not UNKNOWN and holder not in (judged_against, version):
+            raise PromotionRefused(_lost_race(name, version, alias, holder, judged_against))
         why = _evidence_is_still(client, name, version, evidence_env, evidence_sha256)
         if why:
             raise PromotionRefused(why)
@@ -97,6 +107,10 @@ def move_alias(
                 store.retry(client.set_registered_model_alias, name, f"previous-{alias}", previous)
             store.retry(client.set_registered_model_alias, name, alias, version)
             why = _evidence_is_still(client, name, version, evidence_env, evidence_sha256)
+            if not why and lock == "none" and (now_held := _holder(client, name, alias)) != version:
+                # No lock to take turns by (an HTTP server, no mlflow.lock_url): another move
+                # wrote the alias after ours; it holds the alias now, and ours is not recorded.
+                raise PromotionRefused(_lost_race(name, version, alias, now_held, holder))
             if why:  # lost the race: undo, then refuse
                 for a, holder in ((alias, previous), (f"previous-{alias}", before_previous)):
                     if holder is None:
@@ -120,20 +134,34 @@ def move_alias(
             store.retry(client.set_model_version_tag, name, version, key, value)
         if (client.get_model_version(name, version).tags or {}).get("archived") == "true":
             client.delete_model_version_tag(name, version, "archived")  # holding an alias again
-    record_move(settings, name, Move(alias, "promote", version, who, _now_us(), evidence_sha256, previous, approved_by))
+        # In the lock: the history's moves of one alias are in the order they were made.
+        record_move(
+            settings, name, Move(alias, "promote", version, who, _now_us(), evidence_sha256, previous, approved_by)
+        )
     return previous
+
+
+def _lost_race(name: str, version: str, alias: str, holder: str | None, judged: Any) -> str:
+    held = f"version {holder}" if holder else "nobody"
+    then = f"version {judged}" if judged else "nobody"
+    return (
+        f"{name} version {version}: @{alias} is held by {held} now, not by {then} as when its gates ran: "
+        "another promotion moved it since; gate the version again against the new holder"
+    )
 
 
 def _now_us() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
-def rollback_alias(settings: Settings, name: str, alias: str, who: str) -> tuple[str, str]:
-    """Swap `alias` and `previous-<alias>`: one command undoes the last promotion."""
+def rollback_alias(settings: Settings, name: str, alias: str, who: str, forced: str | None = None) -> tuple[str, str]:
+    """Swap `alias` and `previous-<alias>`: one command undoes the last promotion (in the
+    alias's lock, as a promotion moves it). `forced`: why the restored version's evidence no
+    longer allowed it there, recorded with the move."""
     from mlflow.exceptions import MlflowException
 
     client = store.connect(settings)
-    with store.reachable(settings):
+    with store.reachable(settings), store.alias_lock(settings, name, alias):
         try:
             current = str(client.get_model_version_by_alias(name, alias).version)
             previous = str(client.get_model_version_by_alias(name, f"previous-{alias}").version)
@@ -147,7 +175,7 @@ def rollback_alias(settings: Settings, name: str, alias: str, who: str) -> tuple
         client.set_model_version_tag(name, previous, f"rolled_back.{alias}.at", now)
         client.set_model_version_tag(name, previous, f"rolled_back.{alias}.by", who)
         client.set_model_version_tag(name, previous, "stage", alias)
-    record_move(settings, name, Move(alias, "rollback", previous, who, _now_us(), None, current))
+        record_move(settings, name, Move(alias, "rollback", previous, who, _now_us(), None, current, forced=forced))
     return previous, current
 
 
@@ -238,6 +266,7 @@ class Move:
     evidence_sha256: str | None = None
     replaced: str | None = None  # the version that held the alias before
     approved_by: str | None = None  # who approved the evidence, where the environment requires approval
+    forced: str | None = None  # a rollback with --force: why the restored version's evidence did not allow it
 
 
 HISTORY = "history."  # registered-model tag prefix: history.<alias>.<UTC stamp>, one per move

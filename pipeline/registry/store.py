@@ -258,6 +258,70 @@ def ensure_experiment(settings: Settings) -> str:
     return exp_id
 
 
+@contextlib.contextmanager
+def alias_lock(settings: Settings, name: str, alias: str) -> Iterator[str]:
+    """Hold the lock of `name`@`alias` for one alias move: concurrent promotions to the same
+    alias take turns (different aliases do not wait for each other). Yields how it is held:
+    a PostgreSQL advisory lock (mlflow.lock_url, or a postgresql:// tracking store), a lock
+    file beside a SQLite store, or "none" (an HTTP server and no lock_url). At most
+    LOCK_WAIT_S waiting: then RegistryUnavailable, nothing moved."""
+    import hashlib
+
+    url = settings.mlflow.lock_url or settings.mlflow.tracking_uri
+    key = f"{name}@{alias}"
+    if url.startswith("postgresql"):
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.exc import SQLAlchemyError
+        from sqlalchemy.pool import NullPool
+
+        # pg_advisory_lock takes a bigint: the key's first 8 bytes of SHA-256, signed.
+        number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        try:
+            engine = create_engine(url, poolclass=NullPool)
+            con = engine.connect()
+            con.execute(text(f"SET lock_timeout = '{LOCK_WAIT_S}s'"))
+            con.execute(text("SELECT pg_advisory_lock(:k)"), {"k": number})
+        except SQLAlchemyError as e:
+            raise RegistryUnavailable(
+                f"mlflow.lock_url: the alias lock of {key} could not be taken "
+                f"({str(getattr(e, 'orig', None) or e).splitlines()[0][:160]})"
+            ) from None
+        try:
+            yield "postgresql advisory lock"
+        finally:
+            with contextlib.suppress(SQLAlchemyError):
+                con.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": number})
+            con.close()
+            engine.dispose()
+        return
+    if url.startswith("sqlite:///"):
+        import fcntl
+
+        path = Path(url.removeprefix("sqlite:///")).with_suffix(".alias-locks")
+        path.mkdir(parents=True, exist_ok=True)
+        with open(path / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock", "w") as f:
+            deadline = time.monotonic() + LOCK_WAIT_S
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RegistryUnavailable(
+                            f"{path}: the alias lock of {key} was held for {LOCK_WAIT_S} s: another promotion hangs"
+                        ) from None
+                    time.sleep(0.05)
+            try:
+                yield "lock file"
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+        return
+    yield "none"
+
+
+LOCK_WAIT_S = 60
+
+
 def ping(settings: Settings) -> None:
     """Fail fast, in one line, when a tracking server does not answer its health check."""
     uri = settings.mlflow.tracking_uri
