@@ -269,11 +269,22 @@ def promote(settings: Settings, name: str, version: str, env: str) -> str:
 
 
 def rollback(settings: Settings, name: str, env: str, force: bool = False) -> str:
+    """`checked_rollback`, as one line."""
+    alias = settings.environments[env].alias
+    restored, demoted, forced = checked_rollback(settings, name, env, force=force)
+    said = f" (forced: {forced})" if forced else ""
+    return f"rolled back @{alias} of {name} to version {restored} (version {demoted} now @previous-{alias}){said}"
+
+
+def checked_rollback(
+    settings: Settings, name: str, env: str, *, force: bool = False, who: str | None = None
+) -> tuple[str, str, str | None]:
     """Swap `env`'s alias with `@previous-<alias>`, once the version it restores is shown to be
     still allowed there: its evidence (recorded for it, unchanged, signed where keys are
     configured, its model's files unchanged, every required gate passed) and, where `env`
     requires one, an approval of that evidence, as a promotion checks them. Where they no
-    longer hold: refused, nothing moved; with `force`, restored and the history says why."""
+    longer hold: PromotionRefused, nothing moved; with `force`, restored and the history says
+    why. Returns (restored, demoted, why it was forced or None)."""
     alias = settings.environments[env].alias
     restored = registry.alias_map(settings, name).get(f"previous-{alias}")
     forced = None
@@ -287,9 +298,8 @@ def rollback(settings: Settings, name: str, env: str, force: bool = False) -> st
                     f"rollback of @{alias} refused: {e}; --force restores it anyway (the history records it)"
                 ) from None
             forced = str(e)
-    restored, demoted = registry.rollback_alias(settings, name, alias, who=_who(), forced=forced)
-    said = f" (forced: {forced})" if forced else ""
-    return f"rolled back @{alias} of {name} to version {restored} (version {demoted} now @previous-{alias}){said}"
+    restored, demoted = registry.rollback_alias(settings, name, alias, who=who or _who(), forced=forced)
+    return restored, demoted, forced
 
 
 FOUND = "found"  # a history record the audit writes for an alias move nobody recorded

@@ -912,6 +912,11 @@ def test_a_classifier_served_with_labels_as_feedback_moves_the_monitors_figures_
         prod = Monitor(settings, service.log).run()[0]
     assert prod.decision == "rollback" and prod.why.startswith("live log loss "), (prod.why, prod.figures)
     assert "@production moved back from v2 to v1" in prod.why
+    # v1 was never gated here: restored all the same (production breaching now), forced, and the history says why.
+    assert prod.why.endswith(f"(forced: {name} version 1: no evidence; run the gates first "
+                             f"(pytest model_tests -m gates --model-uri models:/{name}/1 --env production))")
+    last = registry.history(settings, name)[-1]
+    assert (last.action, last.version, last.by) == ("rollback", "1", "run-pipeline monitor") and last.forced.startswith(f"{name} version 1: no evidence")
     assert registry.alias_map(settings, name)["production"] == "1"
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from pipeline import registry
 from pipeline.config import SLICE_LABELS, Settings, fmt_number
-from pipeline.errors import InputError
+from pipeline.errors import InputError, PromotionRefused
 from pipeline.judge import judge
 from pipeline.live.log import PredictionLog
 from pipeline.live.service import CHALLENGER, PRODUCTION, holder
@@ -270,12 +270,23 @@ class Monitor:
                 else:
                     prod.decision, prod.why = "rollback", breach
                     if act:
+                        # gating (0.3 s of evidence and signing) only where production is rolled back.
+                        from pipeline import gating
+
+                        # The restored version's evidence is re-checked as `run-pipeline rollback`
+                        # does; where it no longer holds, production breaching now is restored all
+                        # the same (forced, in the history, and the audit names it): a person would
+                        # rather look at a forced restore than at a live breach left serving.
                         try:
-                            restored, demoted = registry.rollback_alias(self.settings, self.name, alias, who=WHO)
-                        except InputError as e:
+                            restored, demoted, forced = gating.checked_rollback(
+                                self.settings, self.name, self.settings.env, force=True, who=WHO
+                            )
+                        except (InputError, PromotionRefused) as e:
                             prod.decision, prod.why = "breach", f"{breach}; not rolled back: {e}"
                         else:
-                            prod.why = f"{breach}; @{alias} moved back from v{demoted} to v{restored}"
+                            prod.why = f"{breach}; @{alias} moved back from v{demoted} to v{restored}" + (
+                                f" (forced: {forced})" if forced else ""
+                            )
                             self.log.record_event("rollback", alias, demoted, prod.why)
                             registry.record_live_decision(
                                 self.settings, self.name, alias, demoted, "rollback", prod.why, WHO, history=False
