@@ -118,7 +118,7 @@ def test_promotion_needs_a_signed_approval_of_the_very_evidence_it_uses(store, c
     assert code == 0, out
     code, out, _ = cli_run(capsys, "history", "--config", cfg)
     assert code == 0 and out.splitlines()[0].split() == ["at", "alias", "action", "version", "replaced", "by", "approved_by", "evidence", "forced"]
-    assert out.splitlines()[-1].split()[1:] == ["staging", "promote", v, "-", "ci-bot", "release-manager", digest[:12]]
+    assert out.splitlines()[-1].split()[1:] == ["staging", "promote", v, "-", "ci-bot", "release-manager", digest[:12], "-"]
 
     # The version is gated again: its evidence is new, and the approval was of the old one.
     gate(store, "approved")

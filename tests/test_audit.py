@@ -88,7 +88,8 @@ def test_audit_and_history_follow_promotions_hand_moves_and_rollback(store, caps
     code, doc = audit(store, capsys)
     assert code == 0, doc
     assert history(store, capsys, "--env", "staging")[-1] | {"at": None} == {
-        "at": None, "alias": "staging", "action": "rollback", "version": v1, "replaced": v3, "by": "ci-bot", "approved_by": None, "evidence": None}
+        "at": None, "alias": "staging", "action": "rollback", "version": v1, "replaced": v3, "by": "ci-bot", "approved_by": None, "evidence": None,
+        "forced": None}
 
 
 def test_audit_names_a_holder_whose_evidence_no_longer_allows_it(store, capsys):
