@@ -666,6 +666,15 @@ class OneFeatureFit:
     r2: float  # R2 on the evaluation rows of the target's mean per bin (or category) of this column alone, from the training rows
 
 
+def _bin_keys(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each value's bin between sorted `edges`, a value equal to an edge a bin of its own (a
+    point mass, such as the zeros of a spending column, is where the quantiles pile up, and
+    is not the values just above it); missing values -1."""
+    i = np.searchsorted(edges, values, side="left")
+    exact = (i < len(edges)) & (edges[np.minimum(i, max(len(edges) - 1, 0))] == values) if len(edges) else False
+    return np.where(np.isnan(values), -1, 2 * i + exact)
+
+
 def one_feature_fits(
     train: pd.DataFrame,
     evaluation: pd.DataFrame,
@@ -676,7 +685,8 @@ def one_feature_fits(
 ) -> list[OneFeatureFit]:
     """How well each column alone predicts the target, best first: the training rows' mean
     target per bin of the column (up to `bins` quantile bins of a numeric column, each
-    category of a text one, missing values a bin of their own), scored on the evaluation rows
+    category of a text one, missing values and a value a quantile edge falls on each a bin of
+    their own), scored on the evaluation rows
     by R2 (a bin or category unseen in training predicts the training mean; a 0/1 target's R2
     is the Brier skill score). A binned mean
     fits any shape, monotone or not, in a few milliseconds a column."""
@@ -695,9 +705,7 @@ def one_feature_fits(
                 if np.isfinite(values).any()
                 else np.array([])
             )
-            tk = np.where(np.isnan(values), -1, np.searchsorted(edges, values, side="right"))
-            e_values = ex.to_numpy(float)
-            ek = np.where(np.isnan(e_values), -1, np.searchsorted(edges, e_values, side="right"))
+            tk, ek = _bin_keys(edges, values), _bin_keys(edges, ex.to_numpy(float))
         else:
             tk = tx.astype(object).where(tx.notna(), "\x00missing").astype(str).to_numpy()
             ek = ex.astype(object).where(ex.notna(), "\x00missing").astype(str).to_numpy()

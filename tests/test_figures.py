@@ -1,6 +1,8 @@
 """The champion bootstrap's bounded resamples (figures.paired_bootstrap_mae, max_rows)."""
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from pipeline import figures
 
@@ -30,3 +32,15 @@ def test_above_the_bound_the_change_is_on_every_row_and_the_interval_is_that_of_
     assert 2.5 < width_bounded / width_full < 4.0, (width_full, width_bounded)
     # Still centred on the same change, and still sure the candidate is worse.
     assert bounded.lower < full.delta < bounded.upper and bounded.lower > 0
+
+
+def test_a_point_mass_is_a_bin_of_its_own_in_the_one_feature_fit():
+    # 0 spent exactly when the application was refused (AER's CreditCard): the zeros are a
+    # quantile edge, and the rows just above zero are the other label; merged in one bin, the
+    # leak would look weaker than it is.
+    rng = np.random.default_rng(0)
+    x = np.where(rng.random(2000) < 0.3, 0.0, rng.exponential(0.01, 2000))
+    y = (x > 0).astype(float)
+    frame = pd.DataFrame({"spent": x})
+    (fit,) = figures.one_feature_fits(frame.iloc[:1500], frame.iloc[1500:], ["spent"], y[:1500], y[1500:])
+    assert fit.r2 == pytest.approx(1.0, abs=1e-12)
