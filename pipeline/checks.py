@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import figures
-from pipeline.config import SLICE_LABELS, fmt_number
+from pipeline.config import LOSS_LABELS, fmt_number
 from pipeline.timing import Rounds
 
 # sklearn.base (0.1 s) is imported inside refit_identical: pytest loads the plugin, which imports this
@@ -450,7 +450,7 @@ def slice_error(
     """Worst slice's loss over the overall loss (figures.row_loss of `metric`)."""
     found = figures.slice_errors(frame, y, p, columns, target, target_bands, min_rows, metric, band_by, min_positives)
     slices = found.judged
-    label = SLICE_LABELS.get(metric, metric)
+    label = LOSS_LABELS.get(metric, metric)
     left_out = (
         f"; {found.few_positives} slice{'s' if found.few_positives != 1 else ''} of {min_rows} rows or more not judged: "
         f"fewer than {min_positives} positives"

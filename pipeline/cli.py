@@ -326,7 +326,6 @@ def cmd_list(args, settings, out: Out) -> int:
 
 
 def cmd_compare(args, settings, out: Out) -> int:
-
     from pipeline import checks, figures, registry
     from pipeline.session import GateSession
 
@@ -341,8 +340,9 @@ def cmd_compare(args, settings, out: Out) -> int:
     classifier, threshold = settings.data.classifier, settings.model.decision_threshold
     m1, m2 = (figures.eval_metrics(y, preds[v], classifier, threshold) for v in (args.v1, args.v2))
     cfg = settings.gates.champion
-    # The champion gate's own check (a regressor's on MAE, a classifier's on log loss), with v1 in the champion's place.
-    gate, loss = ("champion_log_loss", "log loss") if classifier else ("champion_mae", "MAE")
+    # The champion gate's own check (on the task's loss: MAE, log loss), with v1 in the champion's place.
+    key = config_mod.TASK_LOSS[settings.data.task]
+    gate, loss = f"champion_{key}", config_mod.LOSS_LABELS[key]
     found = getattr(checks, gate)(
         y,
         preds[args.v2],
@@ -374,7 +374,7 @@ def cmd_compare(args, settings, out: Out) -> int:
         {
             "rows": len(y),
             "metrics": {str(args.v1): m1, str(args.v2): m2},
-            f"{'log_loss' if classifier else 'mae'}_delta": delta,
+            f"{key}_delta": delta,
             "interval": [lower, upper],
             "confidence": cfg.confidence,
             "recommendation": verdict,

@@ -201,7 +201,10 @@ MODEL_TYPES: dict[str, tuple[str, ...]] = {
     "binary": ("hist_gradient_boosting", "logistic_regression", "random_forest"),
     "multiclass": ("hist_gradient_boosting", "logistic_regression", "random_forest"),
 }
-# The per-row losses a task's slices can be judged on (gates.slices.metric), its default first.
+# Each task's per-row loss: what its champion gate and the live challenger comparison judge
+# (a paired bootstrap of the mean), and its slices unless gates.slices.metric says otherwise.
+TASK_LOSS = {"regression": "mae", "binary": "log_loss", "multiclass": "log_loss"}
+# The per-row losses a task's slices can be judged on (gates.slices.metric), TASK_LOSS first.
 SLICE_METRICS: dict[str, tuple[str, ...]] = {
     "regression": ("mae", "mape"),
     "binary": ("log_loss", "brier"),
@@ -213,7 +216,7 @@ HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
     "binary": ("roc_auc", "log_loss", "accuracy", "f1"),
     "multiclass": ("roc_auc", "log_loss", "accuracy", "f1"),
 }
-SLICE_LABELS = {"mae": "MAE", "mape": "MAPE", "log_loss": "log loss", "brier": "Brier"}  # as messages name them
+LOSS_LABELS = {"mae": "MAE", "mape": "MAPE", "log_loss": "log loss", "brier": "Brier"}  # as messages name them
 
 
 class DataSettings(_Strict):
@@ -507,7 +510,7 @@ class Settings(_Strict):
     @property
     def slice_metric(self) -> str:
         """The loss the slice gate judges: gates.slices.metric, or the task's default."""
-        return self.gates.slices.metric or SLICE_METRICS[self.data.task][0]
+        return self.gates.slices.metric or TASK_LOSS[self.data.task]
 
     @model_validator(mode="after")
     def _env_known(self) -> Settings:

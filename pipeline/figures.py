@@ -670,9 +670,7 @@ def _bin_keys(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Each value's bin between sorted `edges`, a value equal to an edge a bin of its own (a
     point mass, such as the zeros of a spending column, is where the quantiles pile up, and
     is not the values just above it); missing values -1."""
-    i = np.searchsorted(edges, values, side="left")
-    exact = (i < len(edges)) & (edges[np.minimum(i, max(len(edges) - 1, 0))] == values) if len(edges) else False
-    return np.where(np.isnan(values), -1, 2 * i + exact)
+    return np.where(np.isnan(values), -1, 2 * np.searchsorted(edges, values, side="left") + np.isin(values, edges))
 
 
 def one_feature_fits(

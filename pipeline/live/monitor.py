@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import registry
-from pipeline.config import SLICE_LABELS, Settings, fmt_number
+from pipeline.config import LOSS_LABELS, TASK_LOSS, Settings, fmt_number
 from pipeline.errors import InputError, PromotionRefused
 from pipeline.judge import judge
 from pipeline.live.log import PredictionLog
@@ -38,8 +38,6 @@ LIVE_GATES: dict[str, tuple[str, ...]] = {
     "multiclass": ("log_loss", "accuracy", "roc_auc", "brier"),
 }
 SCORES = ("accuracy", "roc_auc")  # live figures where higher is better
-# The per-row loss the challenger is compared with production on (the champion gate's).
-LIVE_LOSS = {"regression": "mae", "binary": "log_loss", "multiclass": "log_loss"}
 WHO = "run-pipeline monitor"
 
 
@@ -138,7 +136,7 @@ class Monitor:
                     "brier": figures.row_loss("brier", y, p),
                 }
             else:
-                per_row = {"mae": np.abs(y - p), "mape": 100.0 * np.abs(y - p) / np.abs(y), "bias": p - y}
+                per_row = {"mae": figures.row_loss("mae", y, p), "mape": figures.row_loss("mape", y, p), "bias": p - y}
             rep.figures = {name: float(x.mean()) for name, x in per_row.items()}
             rep.figures["confidence"] = live.confidence
             for name, x in per_row.items():
@@ -220,7 +218,7 @@ class Monitor:
 
     def _compare(self, rep: ArmReport, frame, production_version: str) -> Any:
         """The challenger's rows with feedback against production's answers of the same rows:
-        the paired bootstrap of the change in their mean loss (LIVE_LOSS)."""
+        the paired bootstrap of the change in their mean loss (TASK_LOSS)."""
         from pipeline import figures
 
         joined = frame[frame["truth"].notna()]
@@ -232,7 +230,7 @@ class Monitor:
             return None
         y, p = self._rows(joined.iloc[both])
         q = self._scores([theirs[keys[i]] for i in both])
-        loss = LIVE_LOSS[self.settings.data.task]
+        loss = TASK_LOSS[self.settings.data.task]
         live = self.settings.live
         b = figures.paired_bootstrap_loss(
             figures.row_loss(loss, y, p),
@@ -317,7 +315,7 @@ class Monitor:
                 f"{rows} rows with feedback on both arms of the {live.min_feedback_rows} needed to act",
             )
             return
-        loss = SLICE_LABELS[LIVE_LOSS[self.settings.data.task]]
+        loss = LOSS_LABELS[TASK_LOSS[self.settings.data.task]]
         interval = f"{loss} {b.delta:+.2%} against production v{production_version}, {live.confidence:.0%} bounds [{b.lower:+.2%}, {b.upper:+.2%}] on {rows} rows"
         if b.lower > 0:
             chal.decision, chal.why = (
