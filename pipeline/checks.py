@@ -65,7 +65,7 @@ class Finding:
     judged_on: Literal["figure", "interval", "paired_interval"] = "figure"
 
 
-def _sample_positions(n: int, size: int, seed: int) -> np.ndarray:
+def sample_positions(n: int, size: int, seed: int) -> np.ndarray:
     """A seeded sample of row positions, kept in data order; every row when n <= size."""
     if n <= size:
         return np.arange(n)
@@ -95,11 +95,14 @@ def train_eval_overlap(
     """Evaluation rows that are training rows too, compared on whole records (`columns`:
     data.record_columns); `grouped` is how many rows the split kept beside a copy of their record."""
     shared = figures.shared_rows(train, evaluation, columns)
+    return overlap_finding(shared, len(evaluation), len(columns), what=what, grouped=grouped)
+
+
+def overlap_finding(shared: int, rows: int, columns: int, *, what: str, grouped: int = 0) -> Finding:
+    """train_eval_overlap's finding from its figure (`shared` of `rows` evaluation rows), whichever engine counted it."""
     kept = f"; the split kept {grouped} rows that repeat a record on their record's side" if grouped else ""
     return Finding(
-        shared,
-        "evaluation rows also in training",
-        f"{len(evaluation)} evaluation rows compared on {len(columns)} {what}{kept}",
+        shared, "evaluation rows also in training", f"{rows} evaluation rows compared on {columns} {what}{kept}"
     )
 
 
@@ -145,7 +148,11 @@ def target_leak(
 def feature_drift(
     train: pd.DataFrame, evaluation: pd.DataFrame, numeric: list[str], categorical: list[str], min_rows: int
 ) -> Finding:
-    drift = figures.feature_drift(train, evaluation, numeric, categorical, min_rows)
+    return drift_finding(figures.feature_drift(train, evaluation, numeric, categorical, min_rows), min_rows)
+
+
+def drift_finding(drift: list[figures.Drift], min_rows: int) -> Finding:
+    """feature_drift's finding from the per-column drift (worst first), whichever engine measured it."""
     if not drift:
         return Finding(float("nan"), "drift", f"no column has {min_rows} non-missing rows on both sides")
     worst = drift[0]
@@ -189,14 +196,21 @@ def _against_baseline(
         value = float(metric(y, p))
     except ValueError as e:  # scikit-learn: e.g. only one class among the evaluation rows
         return Finding(float("nan"), label, f"{len(y)} evaluation rows: {str(e).splitlines()[0][:160]}")
-    if baseline is None:
-        return Finding(value, label, f"{len(y)} evaluation rows")
-    base = float(metric(y, baseline))
+    base = None if baseline is None else float(metric(y, baseline))
+    return baseline_finding(name, label, value, base, len(y), what=what, ratio=ratio)
+
+
+def baseline_finding(
+    name: str, label: str, value: float, base: float | None, rows: int, *, what: str = BASELINE, ratio: bool = True
+) -> Finding:
+    """A metric's finding from its figure and the baseline's on the same `rows`, whichever engine computed them."""
+    if base is None:
+        return Finding(value, label, f"{rows} evaluation rows")
     if not ratio:
         return Finding(
             value,
             label,
-            f"{len(y)} evaluation rows; baseline ({what}) {label} {fmt_number(base)}",
+            f"{rows} evaluation rows; baseline ({what}) {label} {fmt_number(base)}",
             reported={f"{name}_baseline": base},
             baseline=base,
         )
@@ -204,7 +218,7 @@ def _against_baseline(
     return Finding(
         value,
         label,
-        f"{len(y)} evaluation rows; baseline ({what}) {label} {fmt_number(base)}, ratio {fmt_number(over)}",
+        f"{rows} evaluation rows; baseline ({what}) {label} {fmt_number(base)}, ratio {fmt_number(over)}",
         reported={f"{name}_baseline": base, f"{name}_ratio_to_baseline": over},
         baseline=base,
         baseline_ratio=over,
@@ -340,7 +354,7 @@ CHAMPION_TESTS = {
 }
 
 
-def _champion(
+def champion_finding(
     name: str, loss: str, boot: figures.Bootstrap, *, champion: str, rows: int, max_rows: int, test: str
 ) -> Finding:
     bound, label = CHAMPION_TESTS[test]
@@ -387,7 +401,7 @@ def champion_mae(
     boot = figures.paired_bootstrap_mae(
         y, p, champion_p, resamples=resamples, confidence=confidence, seed=seed, max_rows=max_rows
     )
-    return _champion("champion_mae", "MAE", boot, champion=champion, rows=len(y), max_rows=max_rows, test=test)
+    return champion_finding("champion_mae", "MAE", boot, champion=champion, rows=len(y), max_rows=max_rows, test=test)
 
 
 @check(-1)
@@ -413,7 +427,7 @@ def champion_log_loss(
         seed=seed,
         max_rows=max_rows,
     )
-    return _champion(
+    return champion_finding(
         "champion_log_loss", "log loss", boot, champion=champion, rows=len(y), max_rows=max_rows, test=test
     )
 
@@ -449,6 +463,13 @@ def slice_error(
 ) -> Finding:
     """Worst slice's loss over the overall loss (figures.row_loss of `metric`)."""
     found = figures.slice_errors(frame, y, p, columns, target, target_bands, min_rows, metric, band_by, min_positives)
+    return slices_finding(found, columns=columns, min_rows=min_rows, metric=metric, min_positives=min_positives)
+
+
+def slices_finding(
+    found: figures.Slices, *, columns: list[str], min_rows: int, metric: str, min_positives: int | None
+) -> Finding:
+    """slice_error's finding from the judged slices, whichever engine measured them."""
     slices = found.judged
     label = LOSS_LABELS.get(metric, metric)
     left_out = (
@@ -536,11 +557,16 @@ def residual_sample(
     if censored is not None and censored.min is not None:
         kept &= y > censored.min
     y, p = y[kept], p[kept]
-    at = _sample_positions(len(y), sample_size, seed)
-    y, p = y[at], p[at]
+    at = sample_positions(len(y), sample_size, seed)
+    return residuals_of(y[at], p[at], scale, censored=int((~kept).sum()))
+
+
+def residuals_of(y: np.ndarray, p: np.ndarray, scale: str, censored: int = 0) -> ResidualSample:
+    """The ResidualSample of rows already sampled (`censored`: how many were left out before)."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
     resid = figures.residuals(y, p, scale)
     pred = np.log(p) if scale == "log" else p
-    return ResidualSample(resid, pred, y, p, scale, censored=int((~kept).sum()))
+    return ResidualSample(resid, pred, y, p, scale, censored=censored)
 
 
 @check(0)

@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline import config as config_mod
 from pipeline import live
+from pipeline.config import ENGINES
 from pipeline.errors import EXIT_BAD_INPUT, EXIT_GATES_FAILED, EXIT_OK, InputError, PipelineError
 from pipeline.evidence import gate_results
 from pipeline.judge import judge
@@ -258,7 +259,8 @@ def cmd_validate(args, settings, out: Out) -> int:
         from pipeline import data as data_mod
 
         data_mod.check_header(Path(args.data), settings.data, "--data")
-    result = run_gates(settings, out, args.model_uri, promote=False, eval_data=args.data)
+    engine = ["--engine", args.engine] + (["--spark-master", args.spark_master] if args.spark_master else [])
+    result = run_gates(settings, out, args.model_uri, promote=False, eval_data=args.data, extra=engine)
     code, doc = result.exit_code, result.evidence
     out.table(_gate_rows(doc or {}), ["gate", "figure", "threshold", "status"])
     out.line(f"{args.model_uri}: {settings.env} gates {doc.get('status') if doc else 'not run'}")
@@ -561,7 +563,17 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_run)
     s = sub.add_parser("validate", parents=[common], help="gate a registered model without promoting it")
     s.add_argument("model_uri", metavar="MODEL_URI", help="models:/NAME/VERSION, models:/NAME@ALIAS or runs:/ID/model")
-    s.add_argument("--data", help="evaluate on this CSV instead of the held-out split (same contract)")
+    s.add_argument(
+        "--data",
+        help="evaluate on this CSV (with --engine spark, or a Parquet folder) instead of the held-out split (same contract)",
+    )
+    s.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="where the figures over every evaluation row are computed: local, or spark (pyspark and Java)",
+    )
+    s.add_argument("--spark-master", help="Spark master URL for --engine spark (default: the config's spark.master)")
     s.set_defaults(fn=cmd_validate)
     s = sub.add_parser(
         "promote", parents=[common], help="move the environment's alias to VERSION if its evidence allows"

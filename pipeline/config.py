@@ -463,6 +463,21 @@ class LiveSettings(_Strict):
     poll_s: float = Field(default=5.0, gt=0)
 
 
+# Where the figures over every evaluation row are computed (pipeline.evaluation): in this process, or Spark.
+ENGINES = ("local", "spark")
+
+
+class SparkSettings(_Strict):
+    """The Spark engine's (pipeline.spark; `--engine spark`): where it runs and how many rows
+    the gates that read rows in one place (robustness, determinism, latency, serving, the
+    target-leak fits, the residual sample's source) bring to the driver."""
+
+    master: str = "local[*]"  # a cluster's master URL in production; --spark-master overrides it
+    sample_rows: int = Field(default=20_000, ge=100)
+    # Spark settings passed as they are (spark.executor.memory, spark.sql.shuffle.partitions, ...).
+    conf: dict[str, str] = {}
+
+
 class Settings(_Strict):
     """The whole resolved config, with the active environment chosen."""
 
@@ -480,6 +495,7 @@ class Settings(_Strict):
     gates: GateSettings = GateSettings()
     signing: SigningSettings = SigningSettings()
     live: LiveSettings = LiveSettings()
+    spark: SparkSettings = SparkSettings()
     waivers: list[Waiver] = []
     environments: dict[str, Environment]
 

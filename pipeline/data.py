@@ -12,14 +12,23 @@ import ctypes
 import hashlib
 import io
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
+
+if int(pd.__version__.split(".")[0]) >= 3 and "pyspark.pandas" not in sys.modules and find_spec("pyspark"):
+    # Where pyspark is installed (the [spark] extra), pandera imports pyspark.pandas at import and
+    # again at each schema's validation. On pandas 3 that import warns, then fails (pyspark 4.3:
+    # "cannot import name 'DateOffset'"), 0.35 s each time; marked absent, it fails at once, as
+    # it would anyway. Nothing here uses pyspark.pandas (pipeline.spark uses pyspark.sql).
+    sys.modules["pyspark.pandas"] = None  # type: ignore[assignment]
+import pandera.pandas as pa  # noqa: E402
 from pandera.errors import SchemaErrors
 from sklearn.model_selection import train_test_split
 
@@ -174,9 +183,23 @@ def read_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
+def is_parquet(path: Path) -> bool:
+    """A Parquet file, or a folder of them (what Spark writes)."""
+    return Path(path).is_dir() or Path(path).suffix == ".parquet"
+
+
 def read_header(path: Path, what: str = "") -> list[str]:
-    """The column names on a CSV file's first line, read without parsing the rest."""
+    """The column names on a CSV file's first line (a Parquet file's or folder's schema), read without parsing the rest."""
     prefix = f"{what} {path}" if what else str(path)
+    if is_parquet(path):
+        import pyarrow.dataset as ds
+
+        try:
+            return list(ds.dataset(str(path), format="parquet").schema.names)
+        except (OSError, ValueError) as e:  # pyarrow: ArrowInvalid is a ValueError
+            raise InputError(
+                f"{prefix}: not a readable Parquet file or folder ({str(e).splitlines()[0][:160]})"
+            ) from None
     if not Path(path).is_file():
         raise InputError(f"{prefix}: file not found")
     try:

@@ -5,6 +5,7 @@ Nothing here knows about pytest or MLflow.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -234,15 +235,57 @@ def feature_drift(
     for col in categorical:
         a = train[col].fillna("<missing>").value_counts()
         b = evaluation[col].fillna("<missing>").value_counts()
-        table = pd.concat([a, b], axis=1).fillna(0).to_numpy()
-        shares = table / table.sum(axis=0)
-        tvd = 0.5 * float(np.abs(shares[:, 0] - shares[:, 1]).sum())
-        try:
-            p = float(stats.chi2_contingency(table + 0.5).pvalue)
-        except ValueError:
-            p = float("nan")
-        out.append(Drift(col, tvd, p))
+        out.append(category_drift(col, a, b))
     return sorted(out, key=lambda d: d.statistic, reverse=True)
+
+
+def category_drift(column: str, train_counts: pd.Series, eval_counts: pd.Series) -> Drift:
+    """Total variation distance between two sides' category shares (counts by category), with a
+    chi-square p-value beside it."""
+    table = pd.concat([train_counts, eval_counts], axis=1).fillna(0).to_numpy()
+    shares = table / table.sum(axis=0)
+    tvd = 0.5 * float(np.abs(shares[:, 0] - shares[:, 1]).sum())
+    try:
+        p = float(stats.chi2_contingency(table + 0.5).pvalue)
+    except ValueError:
+        p = float("nan")
+    return Drift(column, tvd, p)
+
+
+def ks_from_groups(
+    column: str,
+    train_sorted: np.ndarray,
+    distinct: np.ndarray,
+    groups: dict[int, tuple[float, int, int]],
+    n_eval: int,
+    p_value: Callable[[int, int, float, float], tuple[float, float]],
+) -> Drift:
+    """The two-sample Kolmogorov-Smirnov statistic of the training values (`train_sorted`, their
+    `distinct` values) against evaluation values known only by group: group k holds the values
+    v with searchsorted(distinct, v, 'right') == k, given as (smallest value, count, how many
+    equal the smallest). The differences of the two distribution functions are scipy's at every
+    value of either side (cdf(x) = #values <= x / n), so the statistic is ks_2samp's;
+    `p_value(n1, n2, largest, smallest difference)` gives (statistic, p-value)."""
+    n1, k_max = len(train_sorted), len(distinct)
+    at_or_below = np.searchsorted(train_sorted, distinct, side="right")  # training values <= each distinct value
+    counts = np.zeros(k_max + 1, dtype=np.int64)
+    lowest = np.full(k_max + 1, np.nan)
+    ties = np.zeros(k_max + 1, dtype=np.int64)
+    for k, (lo, n, t) in groups.items():
+        counts[k], lowest[k], ties[k] = n, lo, t
+    cum = np.cumsum(counts)
+    before = np.concatenate([[0], cum[:-1]])
+    train_cdf = np.concatenate([[0], at_or_below])  # cdf of the training values inside group k
+    present = counts > 0
+    diffs = [
+        train_cdf[present] / n1 - (before[present] + ties[present]) / n_eval,
+        train_cdf[present] / n1 - cum[present] / n_eval,
+    ]
+    equal = np.where(lowest[1:] == distinct, ties[1:], 0)  # evaluation values equal to each distinct training value
+    diffs.append(at_or_below / n1 - (cum[:-1] + equal) / n_eval)
+    every = np.concatenate(diffs)
+    d, p = p_value(n1, n_eval, float(every.max()), float(every.min()))
+    return Drift(column, d, p)
 
 
 def shared_rows(train: pd.DataFrame, evaluation: pd.DataFrame, columns: list[str]) -> int:
@@ -284,6 +327,68 @@ def paired_bootstrap_mae(
     )
 
 
+# Rows per block of the Poisson bootstrap: each block draws its resamples from its own seeded
+# stream, so that an engine that holds the rows in blocks (pipeline.spark: one group per block)
+# draws exactly what the in-process engine draws.
+BOOTSTRAP_BLOCK = 1 << 16
+
+
+def poisson_block_sums(
+    loss_candidate: np.ndarray, loss_champion: np.ndarray, block: int, resamples: int, rate: float, seed: int
+) -> np.ndarray:
+    """One block's part of a Poisson bootstrap: (3, resamples) sums of the candidate's and the
+    champion's per-row loss and of the rows drawn, each resample drawing every row of the
+    block a Poisson(`rate`) number of times.
+
+    Drawn as the block's Poisson(rate x rows) total, then that many rows uniformly with
+    replacement: the same distribution as a Poisson count per row, at a cost of the rows
+    drawn (rate x rows per resample) rather than of every row x resamples."""
+    e_cand, e_champ = np.asarray(loss_candidate, float), np.asarray(loss_champion, float)
+    rows = len(e_cand)
+    out = np.zeros((3, resamples))
+    if rows == 0:
+        return out
+    rng = np.random.default_rng([seed, block])
+    counts = rng.poisson(rate * rows, size=resamples)
+    chunk_rows = 2_000_000  # rows drawn at once: memory stays bounded at any size
+    start = 0
+    while start < resamples:
+        stop, drawn = start + 1, int(counts[start])
+        while stop < resamples and drawn + counts[stop] <= chunk_rows:
+            drawn += int(counts[stop])
+            stop += 1
+        idx = rng.integers(0, rows, size=drawn)
+        which = np.repeat(np.arange(stop - start), counts[start:stop])
+        out[0, start:stop] = np.bincount(which, weights=e_cand[idx], minlength=stop - start)
+        out[1, start:stop] = np.bincount(which, weights=e_champ[idx], minlength=stop - start)
+        start = stop
+    out[2] = counts
+    return out
+
+
+def bootstrap_rate(rows: int, max_rows: int | None) -> float:
+    """Each row's expected draws per resample: 1, or max_rows / rows above max_rows (m-out-of-n)."""
+    return 1.0 if max_rows is None or rows <= max_rows else max_rows / rows
+
+
+def bootstrap_from_sums(delta: float, sums: np.ndarray, confidence: float) -> Bootstrap:
+    """The interval of the relative change from the resamples' summed losses and rows drawn
+    (poisson_block_sums over every block)."""
+    drawn = np.maximum(sums[2], 1.0)
+    mc, mh = sums[0] / drawn, sums[1] / drawn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        samples = (mc - mh) / mh
+    samples = samples[np.isfinite(samples)]
+    alpha = 1 - confidence
+    return Bootstrap(
+        delta=float(delta),
+        lower=float(np.quantile(samples, alpha)),
+        upper=float(np.quantile(samples, 1 - alpha)),
+        confidence=confidence,
+        samples=samples,
+    )
+
+
 def paired_bootstrap_loss(
     loss_candidate: np.ndarray,
     loss_champion: np.ndarray,
@@ -293,33 +398,23 @@ def paired_bootstrap_loss(
     max_rows: int | None = None,
 ) -> Bootstrap:
     """Relative change of the mean per-row loss (absolute error, log loss), candidate vs champion
-    on the same rows, with a paired bootstrap interval.
+    on the same rows, with a paired Poisson bootstrap interval.
 
-    The change itself is computed on every row. Each resample draws n rows with replacement,
-    or max_rows of the n when there are more (m-out-of-n): the interval of a max_rows-row
-    evaluation (wider than all n rows would give), at a cost that stops growing with n.
+    The change itself is computed on every row. Each resample draws every row a Poisson(1)
+    number of times, or Poisson(max_rows / n) where n is above max_rows (m-out-of-n): the
+    interval of a max_rows-row evaluation (wider than all n rows would give), at a cost that
+    stops growing with n. Drawn block by block of BOOTSTRAP_BLOCK rows in data order
+    (poisson_block_sums), the same draws whichever engine holds the rows.
     """
     e_cand, e_champ = np.asarray(loss_candidate, float), np.asarray(loss_champion, float)
-    rng = np.random.default_rng(seed)
     n = len(e_cand)
-    m = n if max_rows is None else min(n, max_rows)
-    samples = np.empty(resamples)
-    # Chunked so that memory stays bounded at any row count.
-    chunk = max(1, 2_000_000 // max(m, 1))
-    for start in range(0, resamples, chunk):
-        stop = min(resamples, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, m))
-        mc, mh = e_cand[idx].mean(axis=1), e_champ[idx].mean(axis=1)
-        samples[start:stop] = (mc - mh) / mh
-    alpha = 1 - confidence
+    rate = bootstrap_rate(n, max_rows)
+    sums = np.zeros((3, resamples))
+    for block, start in enumerate(range(0, n, BOOTSTRAP_BLOCK)):
+        stop = start + BOOTSTRAP_BLOCK
+        sums += poisson_block_sums(e_cand[start:stop], e_champ[start:stop], block, resamples, rate, seed)
     delta = (e_cand.mean() - e_champ.mean()) / e_champ.mean()
-    return Bootstrap(
-        delta=float(delta),
-        lower=float(np.quantile(samples, alpha)),
-        upper=float(np.quantile(samples, 1 - alpha)),
-        confidence=confidence,
-        samples=samples,
-    )
+    return bootstrap_from_sums(float(delta), sums, confidence)
 
 
 def baseline_scores(y_train: np.ndarray, n: int, labels: list[str] | None = None) -> np.ndarray:
@@ -488,35 +583,82 @@ def slice_errors(
     for that alone. Cut by the prediction, a band is the rows a user sees the model place
     there, the slice a decision is made on.
     """
+    groups, n, total, squares = slice_stats(frame, y, p, columns, target, target_bands, metric, band_by)
+    return slices_from_stats(groups, n, total, squares, min_rows, min_positives)
+
+
+def slice_stats(
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    p: np.ndarray,
+    columns: list[str],
+    target: str,
+    target_bands: list[float],
+    metric: str = "mae",
+    band_by: str = "prediction",
+) -> tuple[list[SliceStats], int, float, float]:
+    """Every slice's sufficient statistics of the rows' loss (row_loss of `metric`), with the
+    rows' count, loss sum and sum of squares: what slices_from_stats judges. The statistics of
+    two sets of rows add up (pipeline.spark adds those of each partition)."""
     loss = row_loss(metric, y, p)
-    overall = float(loss.mean())
     keys: dict[str, pd.Series] = {c: frame[c].astype(object).fillna("<missing>").astype(str) for c in columns}
     if target_bands:
         y, p = np.asarray(y, float), np.asarray(p, float)
         edges = [-np.inf, *sorted(target_bands), np.inf]
-        labels = [
-            f"<{_band(hi)}" if np.isinf(lo) else (f">={_band(lo)}" if np.isinf(hi) else f"{_band(lo)}-{_band(hi)}")
-            for lo, hi in zip(edges[:-1], edges[1:])
-        ]
+        labels = [band_label(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
         by, name = (p, f"predicted {target} band") if band_by == "prediction" else (y, f"{target} band")
         keys[name] = pd.Series(pd.cut(by, edges, labels=labels, right=False).astype(str), index=frame.index)
+    groups: list[SliceStats] = []
+    frame_loss = pd.DataFrame({"s": loss, "q": loss**2, "e": (np.asarray(y) == 1).astype(np.int64)}, index=frame.index)
+    for col, key in keys.items():
+        grouped = frame_loss.groupby(key.to_numpy())
+        sums, sizes = grouped.sum(), grouped.size()
+        for value in sizes.index:
+            groups.append(
+                SliceStats(
+                    col,
+                    str(value),
+                    int(sizes[value]),
+                    float(sums.at[value, "s"]),
+                    float(sums.at[value, "q"]),
+                    int(sums.at[value, "e"]),
+                )
+            )
+    return groups, len(loss), float(loss.sum()), float((loss**2).sum())
+
+
+@dataclass(frozen=True)
+class SliceStats:
+    """A slice's sufficient statistics: rows, the sum and the sum of squares of their per-row
+    loss, and (a binary task's) how many are positives."""
+
+    column: str
+    value: str
+    rows: int
+    total: float
+    squares: float
+    events: int = 0
+
+
+def slices_from_stats(
+    groups: list[SliceStats], n: int, total: float, squares: float, min_rows: int, min_positives: int | None = None
+) -> Slices:
+    """slice_errors from every slice's sufficient statistics and the whole's (n rows, their loss's
+    sum and sum of squares): each slice's mean loss over the whole's, and its one-sided Welch
+    test against the other rows, Holm-adjusted; whichever engine counted them."""
+    overall = total / n
     out: list[SliceError] = []
     raw: list[float] = []
     few = 0
-    err = pd.Series(loss, index=frame.index)
-    positive = pd.Series(np.asarray(y) == 1, index=frame.index)
-    for col, key in keys.items():
-        codes = key.to_numpy()
-        grouped = err.groupby(codes)
-        events = positive.groupby(codes).sum()
-        for value, rows, m in zip(grouped.size().index, grouped.size().to_numpy(), grouped.mean().to_numpy()):
-            if rows < min_rows:
-                continue
-            if min_positives is not None and events[value] < min_positives:
-                few += 1
-                continue
-            out.append(SliceError(col, str(value), int(rows), float(m), float(m / overall)))
-            raw.append(_worse_than_rest(loss, codes == value))
+    for g in groups:
+        if g.rows < min_rows:
+            continue
+        if min_positives is not None and g.events < min_positives:
+            few += 1
+            continue
+        m = g.total / g.rows
+        out.append(SliceError(g.column, g.value, g.rows, float(m), float(m / overall)))
+        raw.append(_worse_than_rest(g.rows, g.total, g.squares, n - g.rows, total - g.total, squares - g.squares))
     if out:
         from statsmodels.stats.multitest import multipletests
 
@@ -528,19 +670,29 @@ def slice_errors(
     return Slices(sorted(out, key=lambda s: s.ratio, reverse=True), few)
 
 
-def _worse_than_rest(abs_err: np.ndarray, inside: np.ndarray) -> float:
-    """One-sided Welch t-test p-value: the slice's errors are larger than the other rows'."""
-    a, b = abs_err[inside], abs_err[~inside]
-    if len(a) < 2 or len(b) < 2:
+def _worse_than_rest(n_a: int, sum_a: float, sq_a: float, n_b: int, sum_b: float, sq_b: float) -> float:
+    """One-sided Welch t-test p-value that the slice's losses (n, sum, sum of squares) are
+    larger than the other rows'."""
+    if n_a < 2 or n_b < 2:
         return float("nan")
-    with warnings.catch_warnings():  # identical errors (a test's constant data): no p-value, not a warning
+    mean_a, mean_b = sum_a / n_a, sum_b / n_b
+    var_a = max(0.0, (sq_a - sum_a * mean_a) / (n_a - 1))
+    var_b = max(0.0, (sq_b - sum_b * mean_b) / (n_b - 1))
+    with warnings.catch_warnings(), np.errstate(all="ignore"):  # identical errors: no p-value, not a warning
         warnings.simplefilter("ignore", RuntimeWarning)
-        t = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
+        t = stats.ttest_ind_from_stats(
+            mean_a, math.sqrt(var_a), n_a, mean_b, math.sqrt(var_b), n_b, equal_var=False, alternative="greater"
+        )
     return float(t.pvalue) if np.isfinite(t.pvalue) else float("nan")
 
 
 def _band(x: float) -> str:
     return f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}"
+
+
+def band_label(lo: float, hi: float) -> str:
+    """A target band's name: "<lo", "lo-hi" or ">=hi"."""
+    return f"<{_band(hi)}" if np.isinf(lo) else (f">={_band(lo)}" if np.isinf(hi) else f"{_band(lo)}-{_band(hi)}")
 
 
 def residuals(y: np.ndarray, p: np.ndarray, scale: str) -> np.ndarray:

@@ -56,6 +56,11 @@ def finish(plugin, result) -> None:
         signer=signing.key_id(key.public_key()) if key is not None else None,
     )
     doc["timings_s"] = {k: round(v, 3) for k, v in gs.timings.items()}
+    if gs.engine != "local":  # where the figures were computed, and which gates read a sample
+        try:
+            doc["engine"] = gs.evaluation.facts()
+        except PipelineError:
+            pass
     try:  # the holder the champion gates compared with (read when they ran): a promotion replaces only it
         doc["champion"] = {"alias": settings.champion_alias, "version": gs.champion_holder}
     except PipelineError:

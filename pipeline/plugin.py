@@ -20,7 +20,7 @@ import pytest
 
 from pipeline import catalogue, checks, gating, registry, signing
 from pipeline import config as config_mod
-from pipeline.config import Settings, Threshold
+from pipeline.config import ENGINES, Settings, Threshold
 from pipeline.errors import InputError, PipelineError, PromotionRefused
 from pipeline.evidence import FAMILIES, GateReport, figure_dict
 from pipeline.judge import judge
@@ -104,6 +104,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Evaluate on this CSV (checked by the same contract) instead of the held-out split. "
         "Default: the seeded split of the configured data.",
+    )
+    group.addoption(
+        "--engine",
+        dest="engine",
+        choices=ENGINES,
+        default="local",
+        help="Where the figures over every evaluation row are computed: local (in this process) or spark "
+        "(Spark aggregations, predictions by mlflow.pyfunc.spark_udf; needs pyspark and Java). Default: local.",
+    )
+    group.addoption(
+        "--spark-master",
+        dest="spark_master",
+        metavar="URL",
+        default=None,
+        help="Spark master for --engine spark (local[*], spark://host:7077, yarn, ...). Default: the config's spark.master.",
     )
     group.addoption(
         "--evidence-dir",
@@ -245,7 +260,10 @@ class GatePlugin:
         from pipeline.session import GateSession
 
         if self._session is None:
-            self._session = GateSession(self.settings, self.model_uri, self.eval_data)
+            opt = self.config.option
+            self._session = GateSession(
+                self.settings, self.model_uri, self.eval_data, engine=opt.engine, spark_master=opt.spark_master
+            )
         return self._session
 
     def required_in_family(self, family: str) -> list[str]:
@@ -326,9 +344,19 @@ class GatePlugin:
                 + "; run the whole suite and select with -k or -m (a deselected required gate refuses promotion), "
                 "or mark the line required: false"
             )
-        if self.eval_data is not None:
-            from pipeline import data as data_mod
+        from pipeline import data as data_mod
 
+        if self.config.option.engine == "spark":
+            from pipeline import spark
+
+            why = spark.available() or spark.unusable(s, self.model_uri)
+            if why:
+                raise pytest.UsageError(f"--engine spark: {why}")
+        elif self.eval_data is not None and data_mod.is_parquet(Path(self.eval_data)):
+            raise pytest.UsageError(
+                f"--eval-data {self.eval_data}: a Parquet file or folder is read by --engine spark only"
+            )
+        if self.eval_data is not None:
             try:
                 data_mod.check_header(Path(self.eval_data), s.data, "--eval-data")
             except InputError as e:

@@ -62,7 +62,10 @@ _REGISTRY = object()  # champion: look it up in the registry
 class GateSession:
     """`model`: the candidate, given (bench/minimal.py: loaded from its file), instead of loaded
     from `model_uri` or fitted. `champion`: "self" (the candidate holds the alias), None (no
-    model does), or, by default, whatever the registry says holds the champion alias."""
+    model does), or, by default, whatever the registry says holds the champion alias. `engine`:
+    where the figures over every evaluation row are computed (pipeline.evaluation: "local", in
+    this process, or "spark" at `spark_master`); on Spark the session's own evaluation rows
+    (eval_frame, predictions: what the other gates read) are a seeded sample of them."""
 
     def __init__(
         self,
@@ -72,6 +75,8 @@ class GateSession:
         *,
         model: Any = None,
         champion: Any = _REGISTRY,
+        engine: str = "local",
+        spark_master: str | None = None,
     ):
         self.settings = settings
         self.model_uri = model_uri
@@ -79,6 +84,8 @@ class GateSession:
         self.timings: dict[str, float] = {}
         self._shared: dict[str, Any] = {}
         self._champion = champion
+        self.engine = engine
+        self.spark_master = spark_master
         if model is not None:
             self.__dict__["model"] = model
 
@@ -118,6 +125,17 @@ class GateSession:
         return self.eval_data if self.eval_data is not None else Path(self.settings.data.path)
 
     @functools.cached_property
+    def evaluation(self) -> Any:
+        """The figures over every evaluation row (pipeline.evaluation.Evaluation), by the session's engine."""
+        if self.engine == "spark":
+            from pipeline.spark import SparkEvaluation
+
+            return SparkEvaluation(self, self.spark_master)
+        from pipeline.evaluation import InProcess
+
+        return InProcess(self)
+
+    @functools.cached_property
     def eval_frame(self) -> pd.DataFrame:
         """Contract-checked evaluation rows the model never saw.
 
@@ -125,6 +143,8 @@ class GateSession:
         checked one (at a million rows that is ~0.8 GB). A file that breaks the contract
         raises InputError here, every time it is asked for (the data contract gate records it).
         """
+        if self.engine == "spark":
+            return self.evaluation.sample()
         if self.eval_data is None:
             return self.split.eval
         path = self.eval_data
@@ -139,6 +159,8 @@ class GateSession:
 
     @functools.cached_property
     def eval_digest(self) -> str:
+        if self.engine == "spark":
+            return self.evaluation.digest()
         return data_mod.frame_digest(self.eval_frame)
 
     @functools.cached_property
@@ -205,9 +227,8 @@ class GateSession:
 
     @functools.cached_property
     def residuals(self) -> checks.ResidualSample:
-        """Residuals on the configured scale, a bounded seeded sample kept in data order."""
-        cfg, pr = self.settings.gates.residuals, self.predictions
-        return checks.residual_sample(pr.y, pr.p, cfg.scale, cfg.sample_size, self.settings.seed, cfg.censored)
+        """Residuals on the configured scale, a bounded seeded sample of every evaluation row kept in data order."""
+        return self.evaluation.residuals(ordered=False)
 
     @functools.cached_property
     def baseline_predictions(self) -> np.ndarray:
@@ -223,17 +244,14 @@ class GateSession:
     @functools.cached_property
     def ordered_residuals(self) -> checks.ResidualSample:
         """The same kind of sample, of the rows sorted by gates.residuals.order_by (stable)."""
-        cfg, pr = self.settings.gates.residuals, self.predictions
-        missing = [c for c in cfg.order_by or [] if c not in pr.frame.columns]
+        cfg, frame = self.settings.gates.residuals, self.predictions.frame
+        missing = [c for c in cfg.order_by or [] if c not in frame.columns]
         if missing:
             raise InputError(
                 f"{self.settings.config_path}: gates.residuals.order_by: column '{missing[0]}' is neither a feature "
                 "nor one of data.id_columns of the evaluation data"
             )
-        order = checks.in_order(pr.frame, cfg.order_by)
-        return checks.residual_sample(
-            pr.y[order], pr.p[order], cfg.scale, cfg.sample_size, self.settings.seed, cfg.censored
-        )
+        return self.evaluation.residuals(ordered=True)
 
     @functools.cached_property
     def compared(self) -> tuple[pd.DataFrame, np.ndarray]:

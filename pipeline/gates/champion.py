@@ -1,7 +1,5 @@
 """Champion gates: the candidate is not worse than the model holding the champion alias."""
 
-from collections.abc import Callable
-
 from pipeline import checks
 from pipeline.catalogue import Inputs, NotApplicable, export, spec
 from pipeline.checks import Finding
@@ -22,7 +20,7 @@ def champion_mae(run: Inputs) -> Finding | NotApplicable:
 
     non_inferiority (default): fails unless the candidate is, with the configured confidence,
     at most the margin worse; not_confidently_worse: only when it is confidently worse."""
-    return _against_champion(run, checks.champion_mae, "MAE")
+    return _against_champion(run, "champion_mae", "mae", "MAE")
 
 
 @spec(
@@ -37,25 +35,25 @@ def champion_mae(run: Inputs) -> Finding | NotApplicable:
 def champion_log_loss(run: Inputs) -> Finding | NotApplicable:
     """The paired bootstrap of the relative log-loss change, candidate vs champion, on the same rows
     (a classifier's champion_mae: the same tests, resamples and confidence)."""
-    return _against_champion(run, checks.champion_log_loss, "log loss")
+    return _against_champion(run, "champion_log_loss", "log_loss", "log loss")
 
 
-def _against_champion(run: Inputs, check: Callable[..., Finding], loss: str) -> Finding | NotApplicable:
-    """`check` (a paired bootstrap of `loss`) of the candidate against the champion's predictions
-    on the same rows, with the gates.champion settings; not applicable where no model holds the alias."""
+def _against_champion(run: Inputs, name: str, metric: str, loss: str) -> Finding | NotApplicable:
+    """The paired bootstrap of the per-row `metric` (figures.row_loss; `loss` names it), the candidate
+    against the champion on the same rows, by the session's engine, with the gates.champion
+    settings; not applicable where no model holds the alias."""
     s, settings = run.session, run.settings
     champion, cfg = s.champion, settings.gates.champion
     if champion is None:
         return NotApplicable(checks.champion_absent(settings.champion_alias, cfg.test, loss).detail)
-    pr = s.predictions
-    return check(
-        pr.y,
-        pr.p,
-        champion.predictions,
+    ev = s.evaluation
+    boot = ev.bootstrap(metric, cfg.bootstrap_resamples, cfg.confidence, settings.seed, cfg.bootstrap_rows)
+    return checks.champion_finding(
+        name,
+        loss,
+        boot,
         champion=f"{champion.who} @{settings.champion_alias}",
-        resamples=cfg.bootstrap_resamples,
-        confidence=cfg.confidence,
-        seed=settings.seed,
+        rows=ev.rows(),
         max_rows=cfg.bootstrap_rows,
         test=cfg.test,
     )

@@ -35,7 +35,8 @@ def train_eval_overlap(run: Inputs) -> Finding:
     columns, what = record_columns(
         s.eval_frame, list(s.features.columns), data.target, data.id_columns, data.classifier
     )
-    return checks.train_eval_overlap(s.train_frame, s.eval_frame, columns, what=what, grouped=s.split.grouped)
+    ev = s.evaluation
+    return checks.overlap_finding(ev.shared_rows(columns), ev.rows(), len(columns), what=what, grouped=s.split.grouped)
 
 
 @spec(
@@ -46,14 +47,9 @@ def train_eval_overlap(run: Inputs) -> Finding:
 )
 def feature_drift(run: Inputs) -> Finding:
     """The worst feature's drift between the training and the evaluation rows."""
-    s = run.session
-    return checks.feature_drift(
-        s.train_frame,
-        s.eval_frame,
-        list(s.features.numeric),
-        list(s.features.categorical),
-        run.settings.gates.drift.min_rows,
-    )
+    s, min_rows = run.session, run.settings.gates.drift.min_rows
+    drift = s.evaluation.drift(list(s.features.numeric), list(s.features.categorical), min_rows)
+    return checks.drift_finding(drift, min_rows)
 
 
 @spec(

@@ -23,8 +23,8 @@ from pipeline.config import CLASSIFIERS, REGRESSION
 )
 def r2(run: Inputs) -> Finding:
     """R2 of the evaluation rows."""
-    pr = run.session.predictions
-    return checks.r2(pr.y, pr.p)
+    ev = run.session.evaluation
+    return checks.baseline_finding("r2", "R2", ev.metric("r2"), None, ev.rows())
 
 
 @spec(
@@ -37,8 +37,7 @@ def r2(run: Inputs) -> Finding:
 )
 def mae(run: Inputs) -> Finding:
     """Mean absolute error, and its ratio to the baseline's."""
-    pr = run.session.predictions
-    return checks.mae(pr.y, pr.p, run.session.baseline_predictions)
+    return _against_baseline(run, "mae", "MAE")
 
 
 @spec(
@@ -51,8 +50,7 @@ def mae(run: Inputs) -> Finding:
 )
 def rmse(run: Inputs) -> Finding:
     """Root mean squared error, and its ratio to the baseline's."""
-    pr = run.session.predictions
-    return checks.rmse(pr.y, pr.p, run.session.baseline_predictions)
+    return _against_baseline(run, "rmse", "RMSE")
 
 
 @spec(
@@ -65,8 +63,13 @@ def rmse(run: Inputs) -> Finding:
 )
 def mape(run: Inputs) -> Finding:
     """Mean absolute percentage error, and its ratio to the baseline's."""
-    pr = run.session.predictions
-    return checks.mape(pr.y, pr.p, run.session.baseline_predictions)
+    return _against_baseline(run, "mape", "MAPE")
+
+
+def _against_baseline(run: Inputs, name: str, label: str) -> Finding:
+    """A regressor's error figure on every evaluation row with the baseline's, by the session's engine."""
+    ev = run.session.evaluation
+    return checks.baseline_finding(name, label, ev.metric(name), ev.metric(name, of="baseline"), ev.rows())
 
 
 @spec(

@@ -5,6 +5,7 @@ from pipeline import checks
 from pipeline.catalogue import Inputs, NotApplicable, export, spec
 from pipeline.checks import Finding
 from pipeline.config import TASKS
+from pipeline.evaluation import slice_arguments
 
 
 @spec(
@@ -21,24 +22,20 @@ def slice_error(run: Inputs) -> Finding | NotApplicable:
     names nothing to slice by (no gates.slices.columns nor target bands: init's choice where a
     file has no categorical column of a few levels)."""
     settings = run.settings
-    pr, cfg = run.session.predictions, settings.gates.slices
+    cfg = settings.gates.slices
     if not cfg.columns and not cfg.target_bands:
         return NotApplicable(
             "nothing to slice by: gates.slices.columns and target_bands are empty",
             stated="columns" in cfg.model_fields_set,  # columns: [] says so; left out, nobody did
             how="name the columns to slice by under gates.slices.columns, or state columns: [] where there are none",
         )
-    return checks.slice_error(
-        pr.frame,
-        pr.y,
-        pr.p,
-        columns=cfg.columns,
-        target=settings.data.target,
-        target_bands=cfg.target_bands,
-        min_rows=cfg.min_rows,
-        metric=settings.slice_metric,
-        band_by=cfg.band_by,
-        min_positives=cfg.min_positives if settings.data.task == "binary" else None,
+    a = slice_arguments(run.session)
+    return checks.slices_finding(
+        run.session.evaluation.slices(),
+        columns=a["columns"],
+        min_rows=a["min_rows"],
+        metric=a["metric"],
+        min_positives=a["min_positives"],
     )
 
 
