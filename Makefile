@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 # plugin's modules again (hypothesis alone: 0.8 s of a 2 s collection).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test lint test-harness gates bench bench-compare perf perf-verdicts perf-scale corpus check docker-build clean
+.PHONY: install run test lint test-harness gates bench bench-compare perf perf-verdicts perf-scale perf-spark corpus check docker-build clean
 
 # One install step for everything; constraints.txt pins every package (and keys CI's cache).
 $(STAMP): pyproject.toml constraints.txt
@@ -93,6 +93,10 @@ perf-verdicts: $(STAMP)
 ## perf-scale: every gate family on 10k, 100k and 1M resampled rows (bench/data/, ~0.5 GB)
 perf-scale: $(STAMP)
 	$(BIN)/python bench/run.py --skip-main --scale 10000 100000 1000000
+
+## perf-spark: the Spark engine's gate run on generated Parquet at 1M, 3M and 10M rows, and the in-process engine at 1M (bench/README.md)
+perf-spark: $(STAMP)
+	$(BIN)/python bench/spark.py
 
 ## docker-build: the serving image (Dockerfile)
 docker-build:

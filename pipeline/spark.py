@@ -81,9 +81,19 @@ def _which(name: str) -> str | None:
     return shutil.which(name)
 
 
-@functools.cache
+_SESSIONS: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+
+
 def spark_session(master: str, conf: tuple[tuple[str, str], ...] = ()) -> Any:
-    """One SparkSession per master for the process (Spark allows one active context)."""
+    """One SparkSession per master and settings for the process (Spark allows one active
+    context: a second master in one process reuses the first's)."""
+    key = (master, conf)
+    if key not in _SESSIONS:
+        _SESSIONS[key] = _start(master, conf)
+    return _SESSIONS[key]
+
+
+def _start(master: str, conf: tuple[tuple[str, str], ...]) -> Any:
     from pyspark.sql import SparkSession
 
     if master.startswith("local"):  # the workers run this interpreter, with its packages (a cluster's: its own)
@@ -191,6 +201,10 @@ class SparkEvaluation:
             raise InputError(f"{path}: column '{missing[0]}' the model needs is missing")
         numeric = {self.target, *self.session.features.numeric}
         cols = [c for c in self._columns() if c in df.columns]
+        stored = {f.name: f.dataType.typeName() for f in df.schema.fields}
+        # A number column stored as text (every CSV column) keeps its text beside it, for the
+        # contract to name a cell that is not a number; one stored as a number cannot hold one.
+        texts = {c: f"_text_{i}" for i, c in enumerate(cols) if c in numeric and stored[c] == "string"}
         typed = df.select(
             *[
                 F.expr(f"try_cast(`{c}` as double)").alias(c)
@@ -198,26 +212,53 @@ class SparkEvaluation:
                 else F.col(f"`{c}`").cast("string").alias(c)
                 for c in cols
             ],
-            *[F.col(f"`{c}`").cast("string").alias(f"_text_{i}") for i, c in enumerate(cols) if c in numeric],
+            *[F.col(f"`{c}`").alias(t) for c, t in texts.items()],
         )
         # Positions in read order: a CSV file's line order (a Parquet folder's part files, in the order Spark reads them).
-        from pyspark import StorageLevel
-
-        rdd = typed.rdd.zipWithIndex().map(lambda t: (*t[0], t[1]))
-        with_row = rdd.toDF(typed.schema.add(ROW, "long")).persist(StorageLevel.MEMORY_AND_DISK)
-        self._read_cache = with_row  # released once the scored rows are cached
-        self._contract(with_row, path, [c for c in cols if c in numeric])
+        # Not cached: the contract's two passes read the file again (Parquet: the columns they
+        # need), and the scored rows are cached without the text copies.
+        with_row = self._positions(typed, ROW)
+        self._contract(with_row, path, texts)
         out = with_row.select(ROW, *[F.col(f"`{c}`") for c in cols])
         return out
 
-    def _contract(self, df: Any, path: Path, numeric: list[str]) -> None:
+    def _positions(self, df: Any, name: str) -> Any:
+        """`df` with column `name`: each row's position 0..n-1 in the order of its partitions and
+        of the rows in each (a file's read order; after an orderBy, the sorted order). From
+        monotonically_increasing_id (partition << 33 | offset) and each partition's row count,
+        in the JVM: no row goes through Python."""
+        from pyspark.sql import functions as F
+
+        tagged = df.withColumn("_mid", F.monotonically_increasing_id())
+        tagged = tagged.withColumn("_part", F.shiftright(F.col("_mid"), 33))
+        counts = {
+            int(r["_part"]): int(r["count"])
+            for r in df.groupBy(F.spark_partition_id().alias("_part")).count().collect()
+        }
+        start, offsets = 0, {}
+        for part in sorted(counts):
+            offsets[part] = start
+            start += counts[part]
+        table = self.spark.createDataFrame([(k, v) for k, v in offsets.items()], "_part long, _start long")
+        out = tagged.join(F.broadcast(table), "_part").withColumn(
+            name, F.col("_start") + (F.col("_mid") - F.shiftleft(F.col("_part"), 33))
+        )
+        return out.drop("_mid", "_part", "_start")
+
+    def _pick(self, df: Any, column: str, at: np.ndarray) -> pd.DataFrame:
+        """The rows of `df` whose `column` is one of the positions `at`, to the driver in that order (a broadcast join)."""
+        from pyspark.sql import functions as F
+
+        wanted = self.spark.createDataFrame(pd.DataFrame({column: np.asarray(at, dtype="int64")}))
+        return df.join(F.broadcast(wanted), column).toPandas().sort_values(column)
+
+    def _contract(self, df: Any, path: Path, texts: dict[str, str]) -> None:
         """The data contract's checks as one aggregation pass (then a look for the first offending
         row where a check failed): text in a number column, a missing target, the minimum rows,
         each feature's missing share, infinite values, the ranges, duplicate records."""
         from pyspark.sql import functions as F
 
         c = self.settings.data.contract
-        texts = {col: f"_text_{i}" for i, col in enumerate(numeric)}
         ranged = [self.target, *self.session.features.numeric]
 
         def col(name: str) -> Any:
@@ -272,8 +313,15 @@ class SparkEvaluation:
                     f"{path}: column '{name}': missing in {share:.1%} of rows > {limit:.1%} allowed (data.contract)"
                 )
         if not c.allow_duplicate_rows:
+            record = [col(x) for x in [self.target, *self.features]]
+            # Rows whose record hash repeats (an 8-byte shuffle), then only those compared on the record itself.
+            hashed = df.withColumn("_h", F.xxhash64(*record))
+            repeated = hashed.groupBy("_h").count().where(F.col("count") > 1).select("_h")
+            if repeated.limit(1).count() == 0:
+                return
+            df = hashed.join(F.broadcast(repeated), "_h")
             dup = (
-                df.groupBy(*[col(x) for x in [self.target, *self.features]])
+                df.groupBy(*record)
                 .agg(F.count(F.lit(1)).alias("n"), F.array_sort(F.collect_list(ROW)).alias("at"))
                 .where(F.col("n") > 1)
                 .select(F.element_at("at", 1).alias("first"), F.element_at("at", 2).alias("second"))
@@ -309,9 +357,6 @@ class SparkEvaluation:
             df = df.withColumn(CHAMP, F.col(PRED))
         df = df.persist(StorageLevel.MEMORY_AND_DISK)
         self._rows = df.count()
-        cache = getattr(self, "_read_cache", None)
-        if cache is not None:
-            cache.unpersist()
         return df
 
     def rows(self) -> int:
@@ -325,9 +370,8 @@ class SparkEvaluation:
         at = RowSample(self.settings.seed, self.settings.spark.sample_rows).positions(n)
         if s.eval_data is None:
             return s.split.eval.iloc[at]
-        from pyspark.sql import functions as F
 
-        picked = self.scored.drop(PRED, CHAMP).where(F.col(ROW).isin([int(i) for i in at])).toPandas().sort_values(ROW)
+        picked = self._pick(self.scored.drop(PRED, CHAMP), ROW, at)
         picked.index = picked.pop(ROW).to_numpy()
         for col in self.session.features.categorical:
             picked[col] = picked[col].astype(object).where(picked[col].notna(), None)
@@ -588,19 +632,14 @@ class SparkEvaluation:
         n = self.rows()
         if not by and cfg.censored.max is None and cfg.censored.min is None:  # every row, in data order: rank = ROW
             at = checks.sample_positions(n, cfg.sample_size, self.settings.seed)
-            picked = df.where(F.col(ROW).isin([int(i) for i in at])).toPandas().sort_values(ROW)
+            picked = self._pick(df, ROW, at)
             return checks.residuals_of(picked["y"].to_numpy(), picked["p"].to_numpy(), cfg.scale)
         df = df.where(kept)
         order = [*[F.col(f"`{c}`").asc_nulls_last() for c in by], F.col(ROW)]
-        ranked = (
-            df.orderBy(*order)
-            .rdd.zipWithIndex()
-            .map(lambda t: (t[1], float(t[0]["y"]), float(t[0]["p"])))
-            .toDF(["_rank", "y", "p"])
-        )
+        ranked = self._positions(df.orderBy(*order).select("y", "p"), "_rank")
         n_kept = ranked.count()
         at = checks.sample_positions(n_kept, cfg.sample_size, self.settings.seed)
-        picked = ranked.where(F.col("_rank").isin([int(i) for i in at])).toPandas().sort_values("_rank")
+        picked = self._pick(ranked, "_rank", at)
         return checks.residuals_of(picked["y"].to_numpy(), picked["p"].to_numpy(), cfg.scale, censored=n - n_kept)
 
     def facts(self) -> dict[str, Any]:
