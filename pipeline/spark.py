@@ -431,7 +431,6 @@ class SparkEvaluation:
 
     def slices(self) -> figures.Slices:
         """figures.slice_stats of each partition (the in-process code, on its rows), added up."""
-        from pyspark.sql import types as T
 
         a = slice_arguments(self.session)
         target = self.target
@@ -454,16 +453,7 @@ class SparkEvaluation:
                 frame = pd.DataFrame(rows, columns=["column", "value", "rows", "total", "squares", "events"])
                 yield frame.astype({"column": object, "value": object})  # not pandas 3's arrow strings
 
-        schema = T.StructType(
-            [
-                T.StructField("column", T.StringType()),
-                T.StructField("value", T.StringType()),
-                T.StructField("rows", T.LongType()),
-                T.StructField("total", T.DoubleType()),
-                T.StructField("squares", T.DoubleType()),
-                T.StructField("events", T.LongType()),
-            ]
-        )
+        schema = "column string, value string, rows long, total double, squares double, events long"
         got = self.scored.select(*[F_col(c) for c in cols]).mapInPandas(part, schema).toPandas()
         whole = got[got["column"] == ""]
         sums = (
@@ -485,7 +475,6 @@ class SparkEvaluation:
         among the training values' distinct values (figures.ks_from_groups), each categorical
         column's counts; both added up over the partitions on the driver (bounded by the
         training rows' distinct values and the categories)."""
-        from pyspark.sql import types as T
 
         train = self.session.train_frame
         sorted_train = {c: np.sort(train[c].dropna().to_numpy(float)) for c in numeric}
@@ -522,16 +511,7 @@ class SparkEvaluation:
                 if out:
                     yield pd.concat(out, ignore_index=True)[["col", "k", "lo", "n", "t", "cat"]].astype({"cat": object})
 
-        schema = T.StructType(
-            [
-                T.StructField("col", T.LongType()),
-                T.StructField("k", T.LongType()),
-                T.StructField("lo", T.DoubleType()),
-                T.StructField("n", T.LongType()),
-                T.StructField("t", T.LongType()),
-                T.StructField("cat", T.StringType()),
-            ]
-        )
+        schema = "col long, k long, lo double, n long, t long, cat string"
         cols = list(dict.fromkeys([*numeric, *categorical]))
         got = self.scored.select(*[F_col(c) for c in cols]).mapInPandas(part, schema).toPandas()
         out: list[figures.Drift] = []
@@ -552,7 +532,6 @@ class SparkEvaluation:
         return sorted(out, key=lambda d: d.statistic, reverse=True)
 
     def shared_rows(self, columns: list[str]) -> int:
-        from pyspark.sql import types as T
 
         train_hashes = np.unique(pd.util.hash_pandas_object(self.session.train_frame[columns], index=False).to_numpy())
         bh = self.spark.sparkContext.broadcast(train_hashes)
@@ -569,14 +548,11 @@ class SparkEvaluation:
                 h = pd.util.hash_pandas_object(frame, index=False).to_numpy()
                 yield pd.DataFrame({"n": [int(np.isin(h, bh.value).sum())]})
 
-        got = self.scored.select(*[f"`{c}`" for c in columns]).mapInPandas(
-            count, T.StructType([T.StructField("n", T.LongType())])
-        )
+        got = self.scored.select(*[f"`{c}`" for c in columns]).mapInPandas(count, "n long")
         return int(sum(r["n"] for r in got.collect()))
 
     def bootstrap(self, loss: str, resamples: int, confidence: float, seed: int, max_rows: int) -> figures.Bootstrap:
         from pyspark.sql import functions as F
-        from pyspark.sql import types as T
 
         if loss not in ("mae", "mape"):
             raise InputError(f"the Spark engine's champion bootstrap takes a regressor's loss, not {loss}")
@@ -600,15 +576,7 @@ class SparkEvaluation:
             )
             return pd.DataFrame({BLOCK: block, "b": np.arange(resamples), "c": sums[0], "h": sums[1], "w": sums[2]})
 
-        schema = T.StructType(
-            [
-                T.StructField(BLOCK, T.LongType()),
-                T.StructField("b", T.LongType()),
-                T.StructField("c", T.DoubleType()),
-                T.StructField("h", T.DoubleType()),
-                T.StructField("w", T.DoubleType()),
-            ]
-        )
+        schema = f"{BLOCK} long, b long, c double, h double, w double"
         parts = df.groupBy(BLOCK).applyInPandas(block_sums, schema).toPandas().sort_values([BLOCK, "b"])
         sums = np.zeros((3, resamples))
         for _, part in parts.groupby(BLOCK, sort=True):  # in block order, as the in-process engine adds them
