@@ -30,7 +30,6 @@ if int(pd.__version__.split(".")[0]) >= 3 and "pyspark.pandas" not in sys.module
     sys.modules["pyspark.pandas"] = None  # type: ignore[assignment]
 import pandera.pandas as pa  # noqa: E402
 from pandera.errors import SchemaErrors
-from sklearn.model_selection import train_test_split
 
 from pipeline.config import DataSettings, Settings
 from pipeline.errors import InputError
@@ -537,6 +536,10 @@ def split(settings: Settings, data: Dataset) -> Split:
     codes, uniques = pd.factorize(pd.util.hash_pandas_object(frame[columns], index=False), sort=False)
     # A classifier's split keeps each label's share on both sides (stratified by record).
     strata = _record_labels(settings, data, codes) if settings.data.classifier else None
+    from sklearn.model_selection import (
+        train_test_split,
+    )  # here: `run-pipeline check` reads data, never splits it (sklearn: 1 s)
+
     train_rec, eval_rec = train_test_split(
         np.arange(len(uniques)), test_size=settings.split.test_size, random_state=settings.split.seed, stratify=strata
     )

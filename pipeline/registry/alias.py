@@ -4,12 +4,13 @@ its history), listing versions."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import InputError, PromotionRefused
-from pipeline.registry import store
+from pipeline.registry import sqlite_view, store
 from pipeline.registry.text import record_json, tag_records, tag_stamp
 
 # mlflow (1.1 s) is imported inside functions: importing pipeline.registry stays 0.19 s without it (see store.py).
@@ -181,8 +182,12 @@ def rollback_alias(settings: Settings, name: str, alias: str, who: str, forced: 
 
 def _held(registered_model) -> dict[str, tuple[str, ...]]:
     """version -> the aliases it holds, sorted."""
+    return _held_by(registered_model.aliases or {})
+
+
+def _held_by(aliases: Mapping[str, object]) -> dict[str, tuple[str, ...]]:
     held: dict[str, list[str]] = {}
-    for alias, v in (registered_model.aliases or {}).items():
+    for alias, v in aliases.items():
         held.setdefault(str(v), []).append(alias)
     return {v: tuple(sorted(a)) for v, a in held.items()}
 
@@ -202,6 +207,16 @@ def _listed(settings: Settings, name: str) -> list[tuple[Any, tuple[str, ...]]]:
 
 def versions(settings: Settings, name: str) -> list[VersionInfo]:
     """All versions of a registered model, newest first, with their aliases and run metrics."""
+    with sqlite_view.open_view(settings) as view:
+        if view is not None:
+            model = view.model(name)
+            if model is None:
+                return []
+            held = _held_by(model[1])
+            return [
+                VersionInfo(name, v.version, v.run_id, held.get(v.version, ()), v.tags, v.created, v.metrics)
+                for v in view.versions(name)
+            ]
     client = store.connect(settings)
     out = []
     for mv, aliases in _listed(settings, name):
@@ -226,6 +241,10 @@ def versions(settings: Settings, name: str) -> list[VersionInfo]:
 
 def alias_map(settings: Settings, name: str) -> dict[str, str]:
     """alias -> version for every alias of the registered model ({} when there is no such model)."""
+    with sqlite_view.open_view(settings) as view:
+        if view is not None:
+            model = view.model(name)
+            return _by_alias(_held_by(model[1])) if model else {}
     from mlflow.exceptions import MlflowException
 
     client = store.connect(settings)
@@ -236,6 +255,10 @@ def alias_map(settings: Settings, name: str) -> dict[str, str]:
             if "RESOURCE_DOES_NOT_EXIST" in str(e.error_code):
                 return {}
             raise
+    return _by_alias(held)
+
+
+def _by_alias(held: dict[str, tuple[str, ...]]) -> dict[str, str]:
     return {a: v for v, aliases in sorted(held.items(), key=lambda kv: -int(kv[0])) for a in aliases}
 
 
@@ -283,6 +306,10 @@ def record_move(settings: Settings, name: str, move: Move) -> None:
 
 def history(settings: Settings, name: str) -> list[Move]:
     """Every recorded alias move of `name`, oldest first ([] when there is no such model)."""
+    with sqlite_view.open_view(settings) as view:
+        if view is not None:
+            model = view.model(name)
+            return tag_records(model[0], HISTORY, Move, name, "a history record") if model else []
     from mlflow.exceptions import MlflowException
 
     client = store.connect(settings)
