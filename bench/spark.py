@@ -10,7 +10,9 @@ every row. bench/data/ames_<rows>.parquet is written by Spark from data/raw/ames
 resampled with replacement and noised by bench/make_data.py's `noisy` (one seeded generator
 per partition), once per size and kept. Each size then runs `pytest model_tests -m gates
 --engine spark --eval-data <parquet>` in a subprocess (through bench/pytest_rss.py), and the
-in-process engine runs the same gates on the same 1M rows as CSV beside it.
+in-process engine runs the same gates on the same 1M rows beside it (a CSV that Spark writes
+from the Parquet, in the order the engine reads it); every figure computed over every row is
+compared between the two.
 
 Printed per run: wall time, exit code, the peak RSS of the Python driver (the harness's
 process) and of the JVM beside it (Spark's driver and, in local mode, its executors; sampled
@@ -84,6 +86,69 @@ def make_parquet(rows: int, master: str, seed: int = 0) -> Path:
     ids = spark.range(parts, numPartitions=parts)
     ids.mapInPandas(draw, schema).write.mode("overwrite").parquet(str(path))
     return path
+
+
+def csv_of(parquet: Path, master: str) -> Path:
+    """The Parquet rows as one CSV file, in the order the Spark engine reads them (its row
+    positions): written by Spark from one partition, so the in-process engine gates the same rows."""
+    from pipeline import spark as spark_mod
+
+    out = parquet.with_suffix(".csv")
+    if out.exists():
+        return out
+    spark = spark_mod.spark_session(master, (("spark.driver.memory", "6g"),))
+    folder = out.with_suffix(".csv-parts")
+    spark.read.parquet(str(parquet)).coalesce(1).write.mode("overwrite").csv(str(folder), header=True)
+    (part,) = folder.glob("part-*.csv")
+    part.rename(out)
+    for f in folder.iterdir():
+        f.unlink()
+    folder.rmdir()
+    return out
+
+
+# Gates whose figures come from rows in one place: on Spark, from the seeded sample of
+# spark.sample_rows rows, not from every row; and the timings.
+SAMPLED = {"target_leak", "noise_stability"}
+SAMPLED_FAMILIES = {"robustness", "determinism", "latency", "serving"}
+
+
+def compare(spark_doc: dict[str, Any], local_doc: dict[str, Any]) -> dict[str, Any]:
+    """Every figure of the gates over every row, Spark against in process: the worst relative difference."""
+
+    def figures(doc: dict[str, Any]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for g in doc.get("gates", []):
+            if g["gate"] in SAMPLED or g["family"] in SAMPLED_FAMILIES:
+                continue
+            if (g.get("figure") or {}).get("value") is not None:
+                out[g["gate"]] = g["figure"]["value"]
+            for k, v in (g.get("reported") or {}).items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    out[f"{g['gate']}.{k}"] = v
+        return out
+
+    a, b = figures(spark_doc), figures(local_doc)
+    diffs = {}
+    for k in sorted(set(a) & set(b)):
+        x, y = float(a[k]), float(b[k])
+        same = x == y or (x != x and y != y)
+        diffs[k] = 0.0 if same else abs(x - y) / max(abs(x), abs(y))
+    worst = max(diffs, key=diffs.__getitem__) if diffs else None
+    outcomes = {
+        g["gate"]: g["outcome"]
+        for g in spark_doc.get("gates", [])
+        if g["gate"] not in SAMPLED and g["family"] not in SAMPLED_FAMILIES
+    }
+    local_outcomes = {g["gate"]: g["outcome"] for g in local_doc.get("gates", []) if g["gate"] in outcomes}
+    return {
+        "figures": len(diffs),
+        "only_one_side": sorted(set(a) ^ set(b)),
+        "worst": worst,
+        "worst_relative_difference": diffs.get(worst) if worst else None,
+        "above_1e-6": {k: (a[k], b[k]) for k, d in diffs.items() if d > 1e-6},
+        "outcomes_differ": {k: (v, local_outcomes.get(k)) for k, v in outcomes.items() if local_outcomes.get(k) != v},
+    }
 
 
 def _stop_spark() -> None:
@@ -170,6 +235,7 @@ def gate_run(prep: dict[str, Any], tmp: Path, tag: str, data: Path, engine: str,
         "failed": failed,
         "timings_s": doc.get("timings_s", {}),
         "log": str(out),
+        "evidence": doc,  # for compare(); not written to the results file
     }
 
 
@@ -211,14 +277,26 @@ def main(argv: list[str] | None = None) -> int:
             f"JVM {r['jvm_and_workers_rss_mb']:.0f} MB, {r['outcomes']}"
         )
     if not args.skip_local:
-        csv = DATA / "ames_1000000.csv"
-        if not csv.exists():
-            make_data.make(1_000_000)
-        r = gate_run(prep, tmp, "local-1000000", csv, "local", args.master, env)
+        rows = 1_000_000
+        csv = csv_of(make_parquet(rows, args.master), args.master)
+        _stop_spark()
+        r = gate_run(prep, tmp, f"local-{rows}", csv, "local", args.master, env)
         results.append(r)
         log(
-            f"local  1,000,000 rows: {r['wall_s']:.1f} s, exit {r['exit']}, driver {r['driver_rss_mb']:.0f} MB, {r['outcomes']}"
+            f"local  {rows:,} rows (the same rows as CSV): {r['wall_s']:.1f} s, exit {r['exit']}, "
+            f"driver {r['driver_rss_mb']:.0f} MB, {r['outcomes']}"
         )
+        spark_run = next((x for x in results if x["tag"] == f"spark-{rows}"), None)
+        if spark_run is not None:
+            same = compare(spark_run.pop("evidence"), r.pop("evidence"))
+            results.append({"tag": f"compare-{rows}", **same})
+            log(
+                f"figures over every row at {rows:,}: {same['figures']} compared, worst relative difference "
+                f"{same['worst_relative_difference']:.2e} ({same['worst']}); above 1e-6: {same['above_1e-6'] or 'none'}; "
+                f"outcomes that differ: {same['outcomes_differ'] or 'none'}"
+            )
+    for r in results:
+        r.pop("evidence", None)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"spark-{stamp}.json"
     out.write_text(json.dumps({"machine": machine, "master": args.master, "results": results}, indent=1))
@@ -228,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
+        if "engine" not in r:  # the comparison, printed above
+            continue
         print(
             f"| {r['engine']} | {r['rows'] or r['tag'].split('-')[-1]} | {r['wall_s']:.1f} | {r['exit']} | {r['driver_rss_mb']:.0f} | "
             f"{r['jvm_and_workers_rss_mb']:.0f} | {r['executors'] or '-'} | {r['parallelism'] or '-'} | "

@@ -473,8 +473,10 @@ class SparkEvaluation:
     def drift(self, numeric: list[str], categorical: list[str], min_rows: int) -> list[figures.Drift]:
         """One pass over the evaluation rows: each numeric column's values grouped by their place
         among the training values' distinct values (figures.ks_from_groups), each categorical
-        column's counts; both added up over the partitions on the driver (bounded by the
-        training rows' distinct values and the categories)."""
+        column's counts; both added up in Spark, so the driver holds one row per group (bounded
+        by the training rows' distinct values and the categories)."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
 
         train = self.session.train_frame
         sorted_train = {c: np.sort(train[c].dropna().to_numpy(float)) for c in numeric}
@@ -513,7 +515,16 @@ class SparkEvaluation:
 
         schema = "col long, k long, lo double, n long, t long, cat string"
         cols = list(dict.fromkeys([*numeric, *categorical]))
-        got = self.scored.select(*[F_col(c) for c in cols]).mapInPandas(part, schema).toPandas()
+        per_batch = self.scored.select(*[F_col(c) for c in cols]).mapInPandas(part, schema)
+        # Added up in Spark first: one row per (column, group) reaches the driver, not one per
+        # Arrow batch and group (10M rows sent 15M such rows to the driver's pandas).
+        low = F.min("lo").over(Window.partitionBy("col", "k", "cat"))
+        got = (
+            per_batch.withColumn("t", F.when(F.col("lo") == low, F.col("t")).otherwise(F.lit(0)))
+            .groupBy("col", "k", "cat")
+            .agg(F.min("lo").alias("lo"), F.sum("n").alias("n"), F.sum("t").alias("t"))
+            .toPandas()
+        )
         out: list[figures.Drift] = []
         for i, c in enumerate(numeric):
             rows = got[got["col"] == i]

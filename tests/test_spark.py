@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import AMES, run_gates_in_process, write_project
+from conftest import AMES, CHEAP, LIGHT_MODEL, SHARED_MACHINE, deep_merge, run_gates_in_process, write_project
 from pipeline import config as config_mod
 from pipeline import spark as spark_mod
 
@@ -35,18 +35,21 @@ def spark_ready():
 
 @pytest.fixture(scope="module")
 def ames(tmp_path_factory, spark_ready) -> tuple[Path, Path]:
-    """An Ames project with version 1 at @staging and version 2 (a smaller ensemble) registered beside it."""
+    """An Ames project (the tests' cheap gate settings and latency bounds a shared machine meets,
+    the light model) with version 1 at @staging and version 2 (a larger ensemble) registered beside it."""
     from pipeline import cli
 
     folder = tmp_path_factory.mktemp("spark-ames")
-    config = write_project(folder)
+    config = write_project(folder, deep_merge(CHEAP, SHARED_MACHINE), model=LIGHT_MODEL)
     old = os.environ.get("MLFLOW_TRACKING_URI")
     cwd = os.getcwd()
     try:
         os.chdir(folder)
         assert cli.main(["run", "--config", str(config), "--json"]) == 0
         model_file = folder / "model_config.yaml"
-        model_file.write_text(model_file.read_text().replace("max_iter: 600", "max_iter: 200"))
+        text = model_file.read_text()
+        assert f"max_iter: {LIGHT_MODEL['params']['max_iter']}" in text
+        model_file.write_text(text.replace(f"max_iter: {LIGHT_MODEL['params']['max_iter']}", "max_iter: 250"))
         assert cli.main(["run", "--config", str(config), "--no-promote", "--json"]) == 0
     finally:
         os.chdir(cwd)
