@@ -26,6 +26,7 @@ from typing import Any
 from pipeline import registry
 from pipeline.config import Settings
 from pipeline.errors import InputError
+from pipeline.live import payload
 from pipeline.live.log import PredictionLog, answer_columns, answer_rows, features_text, shown_url
 from pipeline.live.metrics import Metrics
 from pipeline.live.shadow import ShadowScorer
@@ -94,7 +95,7 @@ class Service:
                 raise InputError(f"--challenger {challenger}: is the production alias of {settings.env} itself")
             self.aliases[CHALLENGER] = challenger
         self.arms: dict[str, Arm] = {arm: self._load(arm, alias) for arm, alias in self.aliases.items()}
-        self.schema = self.arms[PRODUCTION].model.metadata.get_input_schema()
+        self._set_schema(self.arms[PRODUCTION].model.metadata.get_input_schema())
         self._shadow = None
         if CHALLENGER in self.aliases:
             self._shadow = ShadowScorer(settings, self._scored, maxsize=SHADOW_QUEUE)
@@ -102,6 +103,9 @@ class Service:
         self._threads: list[threading.Thread] = []
         self.poll_error: str | None = None
         self.metrics = Metrics(self)
+
+    def _set_schema(self, schema) -> None:
+        self.schema, self._casts = schema, payload.simple_casts(schema)
 
     @staticmethod
     def check(settings: Settings, challenger: str | None) -> None:
@@ -136,7 +140,7 @@ class Service:
                     arms[arm] = replace(arms[arm], stopped=stopped)
                     changed.append(f"@{alias} v{version} stopped")
         if arms[PRODUCTION] is not self.arms[PRODUCTION]:
-            self.schema = arms[PRODUCTION].model.metadata.get_input_schema()
+            self._set_schema(arms[PRODUCTION].model.metadata.get_input_schema())
         self.arms = arms  # one assignment: a request holds either the old arms or the new
         return changed
 
@@ -177,7 +181,7 @@ class Service:
         """The request's rows as a DataFrame, as `mlflow models serve` reads them (dataframe_split,
         dataframe_records, or CSV); BadRequest naming what is wrong."""
         from mlflow.exceptions import MlflowException
-        from mlflow.pyfunc.scoring_server import infer_and_parse_data, parse_csv_input
+        from mlflow.pyfunc.scoring_server import parse_csv_input
 
         mime = (content_type or "").split(";")[0].strip().lower()
         try:
@@ -191,7 +195,9 @@ class Service:
                 if not isinstance(doc, dict):
                     raise BadRequest("body: expected a JSON object with dataframe_split or dataframe_records")
                 # With the schema, as `mlflow models serve` parses (numbers sent as text are cast, as there).
-                frame = infer_and_parse_data({k: v for k, v in doc.items() if k != "params"}, self.schema)
+                frame = payload.frame_from_json(
+                    {k: v for k, v in doc.items() if k != "params"}, self.schema, self._casts
+                )
             else:
                 raise BadRequest(f"Content-Type {mime}: expected application/json or text/csv", 415)
         except BadRequest:
