@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             + " |"
         )
     print(f"\nresults: {out}")
-    return 0 if all(r["exit"] in (0, 1) for r in results) else 1
+    return 0 if all(r["exit"] in (0, 1) for r in results if "exit" in r) else 1
 
 
 if __name__ == "__main__":
