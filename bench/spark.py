@@ -93,7 +93,7 @@ def csv_of(parquet: Path, master: str) -> Path:
     positions): written by Spark from one partition, so the in-process engine gates the same rows."""
     from pipeline import spark as spark_mod
 
-    out = parquet.with_suffix(".csv")
+    out = parquet.with_name(f"{parquet.stem}-as-read.csv")  # not make_data's ames_<rows>.csv: other rows
     if out.exists():
         return out
     spark = spark_mod.spark_session(master, (("spark.driver.memory", "6g"),))
