@@ -98,7 +98,10 @@ def csv_of(parquet: Path, master: str) -> Path:
         return out
     spark = spark_mod.spark_session(master, (("spark.driver.memory", "6g"),))
     folder = out.with_suffix(".csv-parts")
-    spark.read.parquet(str(parquet)).coalesce(1).write.mode("overwrite").csv(str(folder), header=True)
+    # Spark's CSV writer trims text by default: Ames' "WD " would come back as "WD".
+    spark.read.parquet(str(parquet)).coalesce(1).write.mode("overwrite").csv(
+        str(folder), header=True, ignoreLeadingWhiteSpace=False, ignoreTrailingWhiteSpace=False
+    )
     (part,) = folder.glob("part-*.csv")
     part.rename(out)
     for f in folder.iterdir():
