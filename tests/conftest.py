@@ -41,6 +41,14 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def missing_on_this_machine(reason: str, what: str) -> None:
+    """A test's server or runtime is not here: a failure where CI=true (CI must run `what`),
+    a skip that says why elsewhere (a user's machine may have no PostgreSQL or Java)."""
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(f"{reason}, and CI=true requires the {what} to run")
+    pytest.skip(reason)
+
+
 def empty_store() -> Path:
     """An empty MLflow store (SQLite) migrated to the installed MLflow's schema, made once per
     machine and MLflow version in the temporary folder: migrating a new store takes ~2.5 s of

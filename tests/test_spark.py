@@ -13,7 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import AMES, CHEAP, LIGHT_MODEL, SHARED_MACHINE, deep_merge, run_gates_in_process, write_project
+from conftest import (
+    AMES,
+    CHEAP,
+    LIGHT_MODEL,
+    SHARED_MACHINE,
+    deep_merge,
+    missing_on_this_machine,
+    run_gates_in_process,
+    write_project,
+)
 from pipeline import config as config_mod
 from pipeline import spark as spark_mod
 
@@ -28,9 +37,7 @@ TIMED = ("latency", "serving")
 def spark_ready():
     why = spark_mod.available()
     if why:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(f"{why}, and CI=true requires the spark tests to run")
-        pytest.skip(why)
+        missing_on_this_machine(why, "spark tests")
 
 
 @pytest.fixture(scope="module")

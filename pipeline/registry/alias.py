@@ -212,11 +212,7 @@ def versions(settings: Settings, name: str) -> list[VersionInfo]:
             model = view.model(name)
             if model is None:
                 return []
-            held = _held_by(model[1])
-            return [
-                VersionInfo(name, v.version, v.run_id, held.get(v.version, ()), v.tags, v.created, v.metrics)
-                for v in view.versions(name)
-            ]
+            return view.versions(name, _held_by(model[1]))
     client = store.connect(settings)
     out = []
     for mv, aliases in _listed(settings, name):

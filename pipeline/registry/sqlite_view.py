@@ -16,10 +16,13 @@ import contextlib
 import math
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.config import Settings
+
+if TYPE_CHECKING:
+    from pipeline.registry.alias import VersionInfo
 
 # The alembic revisions of MLflow's tracking schema whose tables are read as below (workspace
 # columns, latest_metrics): the head of the pinned MLflow (3.17.2). Another revision (an older
@@ -27,15 +30,6 @@ from pipeline.config import Settings
 SCHEMA_REVISIONS = frozenset({"dc11669786a5"})
 WORKSPACE = "default"
 DELETED_STAGE = "Deleted_Internal"  # MLflow's soft-deleted model versions, which its searches leave out
-
-
-@dataclass(frozen=True, slots=True)
-class Version:
-    version: str
-    run_id: str | None
-    created: int | None
-    tags: dict[str, str]
-    metrics: dict[str, float]
 
 
 class View:
@@ -61,9 +55,12 @@ class View:
         }
         return tags, aliases
 
-    def versions(self, name: str) -> list[Version]:
-        """Every version of `name` MLflow's search lists (not soft-deleted), newest first, with its
-        tags and its run's latest metrics (NaN where MLflow stored one)."""
+    def versions(self, name: str, held: dict[str, tuple[str, ...]]) -> list[VersionInfo]:
+        """Every version of `name` MLflow's search lists (not soft-deleted), newest first, with the
+        aliases it holds (`held`: version -> aliases), its tags and its run's latest metrics (NaN
+        where MLflow stored one)."""
+        from pipeline.registry.alias import VersionInfo  # alias.py reads through this module
+
         q = self.con.execute
         rows = q(
             "SELECT version, run_id, creation_time FROM model_versions"
@@ -84,7 +81,9 @@ class View:
         ):
             metrics.setdefault(run, {})[key] = math.nan if is_nan else float(value)
         return [
-            Version(str(v), run or None, created, tags.get(v, {}), dict(metrics.get(run, {})))
+            VersionInfo(
+                name, str(v), run or None, held.get(str(v), ()), tags.get(v, {}), created, dict(metrics.get(run, {}))
+            )
             for v, run, created in rows
         ]
 
