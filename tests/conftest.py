@@ -409,10 +409,10 @@ def run_gates_in_process(folder: Path, config: Path, *extra: str, expect_evidenc
 
 # ---------------------------------------------------------------- spreading the suite over workers
 #
-# `pytest tests -n 2 --dist loadscope` (make test) hands each worker one unit at a time: a
+# `pytest tests -n 3 --dist loadscope` (make test) hands each worker one unit at a time: a
 # module that defines a module-scoped fixture (a fitted model, a store with versions, a run of
 # the CLI) is one unit, so that fixture is built once; every other test is a unit of its own,
-# so the two workers finish together instead of one waiting on the other's last file. Units go
+# so the workers finish together instead of one waiting on the other's last file. Units go
 # out in collection order, and modules marked `slow` are collected first: the long work starts
 # first and the short tests fill the end. (xdist's own `loadgroup` cannot carry this: with
 # pytest 9 the group it appends to a node id is lost.)
