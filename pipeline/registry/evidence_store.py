@@ -82,22 +82,34 @@ def gate_metrics(doc: dict[str, Any], model_id: str | None) -> list:
 
 
 def load_evidence(settings: Settings, name: str, version: str) -> dict[str, tuple[dict[str, Any], str]]:
-    """Evidence recorded on a version, per environment: (document, digest in the tag)."""
-    mv = model.get_version(settings, name, version)
-    tags = mv.tags or {}
+    """Evidence recorded on a version, per environment: (document, digest in the tag). Read in
+    the run's artifact folder where the embedded store keeps it on this machine, else downloaded
+    through MLflow (which also names what is wrong with an artifact that is not there)."""
+    stored = model.stored_version(settings, name, version)
+    if stored is not None:
+        run_id, tags = stored.run_id, stored.tags
+    else:
+        mv = model.get_version(settings, name, version)
+        run_id, tags = mv.run_id, dict(mv.tags or {})
     out: dict[str, tuple[dict[str, Any], str]] = {}
-    client = store.connect(settings)
     for key, path in tags.items():
         if not (key.startswith("gates.") and key.endswith(".evidence")):
             continue
         env = key[len("gates.") : -len(".evidence")]
-        with store.reachable(settings), tempfile.TemporaryDirectory() as tmp:
-            try:
-                local = client.download_artifacts(mv.run_id, path, tmp)
-            except Exception as e:  # a missing artifact is a refusal, not a crash
-                raise InputError(
-                    f"{name} version {version}: evidence artifact {path} unreadable: {str(e).splitlines()[0][:120]}"
-                ) from None
+        with tempfile.TemporaryDirectory() as tmp:
+            root = stored.run_artifacts if stored is not None else None
+            here = (root / path).resolve() if root is not None else None
+            # A tag's path that leads out of the run's folder is MLflow's to refuse.
+            if root is not None and here is not None and here.is_file() and here.is_relative_to(root.resolve()):
+                local = str(here)
+            else:
+                try:
+                    with store.reachable(settings):
+                        local = store.connect(settings).download_artifacts(run_id, path, tmp)
+                except Exception as e:  # a missing artifact is a refusal, not a crash
+                    raise InputError(
+                        f"{name} version {version}: evidence artifact {path} unreadable: {str(e).splitlines()[0][:120]}"
+                    ) from None
             try:
                 doc = json.loads(Path(local).read_bytes())
             except ValueError as e:  # truncated, replaced or not text at all
@@ -115,7 +127,7 @@ def load_evidence(settings: Settings, name: str, version: str) -> dict[str, tupl
 
 def evidence_signature(settings: Settings, name: str, version: str, env: str):
     """The signature stored beside a version's `env` evidence (a signing.Signature), or None."""
-    tag = (model.get_version(settings, name, version).tags or {}).get(f"gates.{env}.signature", "")
+    tag = model.version_tags(settings, name, version).get(f"gates.{env}.signature", "")
     key_id, _, value = tag.partition(" ")
     return Signature(key_id, value) if key_id and value else None
 
@@ -171,5 +183,5 @@ def record_approval(settings: Settings, name: str, approval: Approval) -> str:
 
 def approvals(settings: Settings, name: str, version: str, env: str) -> list[Approval]:
     """Every approval of `version` for `env`, oldest first."""
-    tags = model.get_version(settings, name, version).tags or {}
+    tags = model.version_tags(settings, name, version)
     return tag_records(tags, f"{APPROVAL}{env}.", Approval, f"{name} version {version}", "an approval record")

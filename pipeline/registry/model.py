@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 from pipeline.errors import InputError
-from pipeline.registry import store
+from pipeline.registry import sqlite_view, store
 
 if TYPE_CHECKING:  # annotations only: `list`, `promote` and `rollback` need neither pandas nor pandera
     import pandas as pd
@@ -108,8 +108,58 @@ def directory_digest(root: Path) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class StoredVersion:
+    """A registered version as the embedded store's file records it: its run, its tags, and the
+    folders on this machine that hold its run's artifacts and its model's files (None where the
+    store keeps them elsewhere: a server, an object store)."""
+
+    run_id: str | None
+    tags: dict[str, str]
+    run_artifacts: Path | None
+    model_files: Path | None
+
+
+def _local_folder(uri: str | None) -> Path | None:
+    """The folder a file: URI (or an absolute path) names; None for any other location."""
+    if not uri:
+        return None
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        parsed = urlparse(uri)
+        return Path(unquote(parsed.path)) if parsed.netloc in ("", "localhost") else None
+    return Path(uri) if Path(uri).is_absolute() else None
+
+
+def stored_version(settings: Settings, name: str, version: str) -> StoredVersion | None:
+    """Version `version` of `name` read from the embedded store's file (sqlite_view), or None
+    where that file is not read that way or holds no such version: then MLflow answers, in its
+    own words."""
+    with sqlite_view.open_view(settings) as view:
+        found = view.version(name, version) if view is not None else None
+        if view is None or found is None:
+            return None
+        run_id, files_uri, tags = found
+        artifacts = view.artifact_uri(run_id) if run_id else None
+    return StoredVersion(run_id, tags, _local_folder(artifacts), _local_folder(files_uri))
+
+
+def version_tags(settings: Settings, name: str, version: str) -> dict[str, str]:
+    """A version's tags: from the store's file where sqlite_view reads it, else from MLflow."""
+    stored = stored_version(settings, name, version)
+    return stored.tags if stored is not None else dict(get_version(settings, name, version).tags or {})
+
+
 def model_digest(settings: Settings, model_uri: str) -> str:
-    """SHA-256 of a model's artifact files as the store holds them now."""
+    """SHA-256 of a model's artifact files as the store holds them now: read in the store's own
+    folder where the embedded store keeps them on this machine (the same files MLflow's
+    download copies), else downloaded through MLflow."""
+    parsed = parse_model_uri(model_uri)
+    if parsed is not None and not parsed[1].startswith("@"):
+        stored = stored_version(settings, *parsed)
+        if stored is not None and stored.model_files is not None and stored.model_files.is_dir():
+            return directory_digest(stored.model_files)
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 

@@ -1,5 +1,7 @@
 """The embedded store read without MLflow: the registry's versions, aliases, tags and run metrics
-straight from the SQLite file, for the CLI's read commands (`list`, `history`, `audit`'s holders).
+straight from the SQLite file, for the CLI's read commands (`list`, `history`, `audit`), and
+where a version's run artifacts and model files lie, so that evidence and model digests are
+read from the store's own folders without MLflow's download (model.stored_version).
 
 Importing MLflow and building its SQLAlchemy store costs ~2.5 s of a `run-pipeline list` that
 then reads a few rows. This module reads those rows with the standard library's sqlite3, in
@@ -86,6 +88,34 @@ class View:
             )
             for v, run, created in rows
         ]
+
+    def version(self, name: str, version: str) -> tuple[str | None, str | None, dict[str, str]] | None:
+        """(run id, where its model's files are, tags) of one version, as MLflow's
+        get_model_version and get_model_version_download_uri give them; None where MLflow's
+        get finds none (no such number, soft-deleted, not a number at all)."""
+        try:
+            number = int(version)
+        except ValueError:
+            return None
+        q = self.con.execute
+        key = (WORKSPACE, name, number)
+        row = q(
+            "SELECT run_id, storage_location, source FROM model_versions"
+            " WHERE workspace = ? AND name = ? AND version = ? AND (current_stage IS NULL OR current_stage != ?)",
+            (*key, DELETED_STAGE),
+        ).fetchone()
+        if row is None:
+            return None
+        tags = dict(
+            q("SELECT key, value FROM model_version_tags WHERE workspace = ? AND name = ? AND version = ?", key)
+        )
+        run_id, storage_location, source = row
+        return run_id or None, storage_location or source or None, tags
+
+    def artifact_uri(self, run_id: str) -> str | None:
+        """A run's artifact root, as MLflow recorded it when the run started."""
+        row = self.con.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+        return row[0] if row and row[0] else None
 
 
 def _path(settings: Settings) -> Path | None:
