@@ -134,8 +134,7 @@ def test_a_changed_evidence_file_or_model_file_is_what_the_direct_read_sees(stor
     settings, _ = store
     name = settings.mlflow.registered_model
     stored = registry_model.stored_version(settings, name, "2")
-    (path,) = [p for k, p in stored.tags.items() if k.startswith("gates.") and k.endswith(".evidence")]
-    evidence_file = stored.run_artifacts / path
+    evidence_file = stored.run_artifacts / stored.tags["gates.staging.evidence"]
     model_file = next(f for f in sorted(stored.model_files.rglob("*")) if f.is_file() and f.name != "registered_model_meta")
     saved = evidence_file.read_bytes(), model_file.read_bytes()
     try:

@@ -81,46 +81,45 @@ def gate_metrics(doc: dict[str, Any], model_id: str | None) -> list:
     return out
 
 
+def _artifact_bytes(settings: Settings, run_id: str | None, root: Path | None, path: str, whose: str) -> bytes:
+    """A run artifact's bytes: read in the run's folder `root` where the embedded store keeps it
+    on this machine, else downloaded through MLflow, which also refuses a path that leads out of
+    the run's folder; an artifact it cannot give is InputError naming `whose` artifact it is."""
+    here = (root / path).resolve() if root is not None else None
+    if root is not None and here is not None and here.is_file() and here.is_relative_to(root.resolve()):
+        return here.read_bytes()
+    with store.reachable(settings), tempfile.TemporaryDirectory() as tmp:
+        try:
+            return Path(store.connect(settings).download_artifacts(run_id, path, tmp)).read_bytes()
+        except Exception as e:  # a missing artifact is a refusal, not a crash
+            raise InputError(f"{whose}: evidence artifact {path} unreadable: {str(e).splitlines()[0][:120]}") from None
+
+
 def load_evidence(settings: Settings, name: str, version: str) -> dict[str, tuple[dict[str, Any], str]]:
-    """Evidence recorded on a version, per environment: (document, digest in the tag). Read in
-    the run's artifact folder where the embedded store keeps it on this machine, else downloaded
-    through MLflow (which also names what is wrong with an artifact that is not there)."""
+    """Evidence recorded on a version, per environment: (document, digest in the tag)."""
     stored = model.stored_version(settings, name, version)
     if stored is not None:
-        run_id, tags = stored.run_id, stored.tags
+        run_id, tags, root = stored.run_id, stored.tags, stored.run_artifacts
     else:
         mv = model.get_version(settings, name, version)
-        run_id, tags = mv.run_id, dict(mv.tags or {})
+        run_id, tags, root = mv.run_id, dict(mv.tags or {}), None
     out: dict[str, tuple[dict[str, Any], str]] = {}
     for key, path in tags.items():
         if not (key.startswith("gates.") and key.endswith(".evidence")):
             continue
         env = key[len("gates.") : -len(".evidence")]
-        with tempfile.TemporaryDirectory() as tmp:
-            root = stored.run_artifacts if stored is not None else None
-            here = (root / path).resolve() if root is not None else None
-            # A tag's path that leads out of the run's folder is MLflow's to refuse.
-            if root is not None and here is not None and here.is_file() and here.is_relative_to(root.resolve()):
-                local = str(here)
-            else:
-                try:
-                    with store.reachable(settings):
-                        local = store.connect(settings).download_artifacts(run_id, path, tmp)
-                except Exception as e:  # a missing artifact is a refusal, not a crash
-                    raise InputError(
-                        f"{name} version {version}: evidence artifact {path} unreadable: {str(e).splitlines()[0][:120]}"
-                    ) from None
-            try:
-                doc = json.loads(Path(local).read_bytes())
-            except ValueError as e:  # truncated, replaced or not text at all
-                raise InputError(
-                    f"{name} version {version}: evidence artifact {path} is not a JSON document "
-                    f"({type(e).__name__} at character {getattr(e, 'pos', '?')}); re-run the gates"
-                ) from None
-            if not isinstance(doc, dict):
-                raise InputError(
-                    f"{name} version {version}: evidence artifact {path} is not an evidence document (a JSON {type(doc).__name__})"
-                )
+        raw = _artifact_bytes(settings, run_id, root, path, f"{name} version {version}")
+        try:
+            doc = json.loads(raw)
+        except ValueError as e:  # truncated, replaced or not text at all
+            raise InputError(
+                f"{name} version {version}: evidence artifact {path} is not a JSON document "
+                f"({type(e).__name__} at character {getattr(e, 'pos', '?')}); re-run the gates"
+            ) from None
+        if not isinstance(doc, dict):
+            raise InputError(
+                f"{name} version {version}: evidence artifact {path} is not an evidence document (a JSON {type(doc).__name__})"
+            )
         out[env] = (doc, tags.get(f"gates.{env}.evidence_sha256", ""))
     return out
 
