@@ -10,9 +10,10 @@ in one run, with the load average beside every figure:
     challenger in split mode (the other arm scores every row in the shadow), (d) the same in
     shadow mode (production answers, the challenger scores every row), (e) behind `mlflow
     models serve`; the rounds interleave (a, b, c, d, e, a, ...) so a stretch of load falls on
-    all of them; how many rows (c) and (d) scored in the shadow, and skipped;
-  - throughput of (b) with two clients for --seconds, and how many requests were lost (any
-    answer but 200, or none);
+    all of them; how many rows (c) and (d) scored in the shadow, and skipped; every HTTP client
+    holds one persistent connection, as a router or a pool does;
+  - throughput of (b), then of (e), with two clients for --seconds each, and how many requests
+    were lost (any answer but 200, or none);
   - prediction log rows written per second (SQLite, batched), straight through the writer.
 
 The closing line quotes the ratios measured in this run.
@@ -32,6 +33,24 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
+
+
+class KeepAlive:
+    """One client's persistent HTTP/1.1 connection, as a router or a connection pool holds one: what
+    a request costs the server, without a TCP handshake and urllib's opener per request (~1 ms
+    here, the client's own cost and the same for every server measured)."""
+
+    def __init__(self, url: str):
+        import http.client
+        from urllib.parse import urlsplit
+
+        where = urlsplit(url)
+        self.conn = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        self.conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
+        r = self.conn.getresponse()
+        return r.status, r.read()
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
@@ -102,12 +121,16 @@ def main() -> int:
         result: dict = {"loadavg_start": os.getloadavg()}
         say("starting run-pipeline serve (alone and with a challenger) and mlflow models serve")
         with alone.start(120), split.start(120), shadow.start(120), mlflow_srv.start(120):
+            conns = {
+                k: KeepAlive(srv.url)
+                for k, srv in (("alone", alone), ("split", split), ("shadow", shadow), ("mlflow", mlflow_srv))
+            }
             ways = {
                 "in_process": lambda b, r: model.predict(r),
-                "serve": lambda b, r: http(alone.url + "/invocations", b),
-                "serve_with_challenger": lambda b, r: http(split.url + "/invocations", b),
-                "serve_shadow": lambda b, r: http(shadow.url + "/invocations", b),
-                "mlflow_models_serve": lambda b, r: http(mlflow_srv.url + "/invocations", b),
+                "serve": lambda b, r: conns["alone"].post("/invocations", b),
+                "serve_with_challenger": lambda b, r: conns["split"].post("/invocations", b),
+                "serve_shadow": lambda b, r: conns["shadow"].post("/invocations", b),
+                "mlflow_models_serve": lambda b, r: conns["mlflow"].post("/invocations", b),
             }
             for fn in ways.values():  # warm up: first calls load lazily
                 for i in range(10):
@@ -138,42 +161,51 @@ def main() -> int:
                 )
             )
 
-            answered, lost = [0, 0], [0, 0]
-            stop = time.monotonic() + args.seconds
+            def throughput(url: str) -> tuple[int, int]:
+                """Requests answered and lost by `url` with two clients (a connection each) for --seconds."""
+                answered, lost = [0, 0], [0, 0]
+                stop = time.monotonic() + args.seconds
 
-            def client_loop(w: int) -> None:
-                i = w
-                while time.monotonic() < stop:
-                    try:
-                        status, _ = http(
-                            alone.url + "/invocations", bodies[i % len(bodies)], headers={"X-Request-Id": f"t{w}-{i}"}
-                        )
-                    except OSError:
-                        status = 0
-                    if status == 200:
-                        answered[w] += 1
-                    else:
-                        lost[w] += 1
-                    i += 2
+                def client_loop(w: int) -> None:
+                    conn, i = KeepAlive(url), w
+                    while time.monotonic() < stop:
+                        try:
+                            status, _ = conn.post(
+                                "/invocations", bodies[i % len(bodies)], headers={"X-Request-Id": f"t{w}-{i}"}
+                            )
+                        except OSError:
+                            status, conn = 0, KeepAlive(url)
+                        if status == 200:
+                            answered[w] += 1
+                        else:
+                            lost[w] += 1
+                        i += 2
 
-            threads = [threading.Thread(target=client_loop, args=(w,)) for w in range(2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+                threads = [threading.Thread(target=client_loop, args=(w,)) for w in range(2)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                return sum(answered), sum(lost)
+
+            served, served_lost = throughput(alone.url)
+            theirs, theirs_lost = throughput(mlflow_srv.url)
             health = json.loads(http(alone.url + "/health")[1])
             result["throughput"] = {
                 "clients": 2,
                 "seconds": args.seconds,
-                "answered": sum(answered),
-                "lost": sum(lost),
-                "requests_per_s": sum(answered) / args.seconds,
+                "answered": served,
+                "lost": served_lost,
+                "requests_per_s": served / args.seconds,
+                "mlflow_models_serve_requests_per_s": theirs / args.seconds,
+                "mlflow_models_serve_lost": theirs_lost,
                 "log_dropped": health["log"]["dropped"],
                 "loadavg": os.getloadavg(),
             }
             say(
-                f"throughput: {sum(answered) / args.seconds:.0f} requests/s with 2 clients, {sum(lost)} lost, "
-                f"{health['log']['dropped']} log rows dropped"
+                f"throughput with 2 clients: run-pipeline serve {served / args.seconds:.0f} requests/s, {served_lost} lost, "
+                f"{health['log']['dropped']} log rows dropped; mlflow models serve {theirs / args.seconds:.0f} requests/s, "
+                f"{theirs_lost} lost"
             )
 
         log = PredictionLog(f"sqlite:///{folder / 'bench-log.db'}", queue_rows=200_000).start()
@@ -241,7 +273,9 @@ def main() -> int:
             f"in shadow mode {ratios['serve_shadow_over_serve_p50']:.2f}x / {ratios['serve_shadow_over_serve_p99']:.2f}x; "
             f"{s['serve_with_challenger']['shadow']['scored']:.0f} and {s['serve_shadow']['shadow']['scored']:.0f} rows shadow-scored, "
             f"{s['serve_with_challenger']['shadow']['skipped'] + s['serve_shadow']['shadow']['skipped']} skipped); "
-            f"{result['throughput']['requests_per_s']:.0f} requests/s with {result['throughput']['lost']} lost; "
+            f"{result['throughput']['requests_per_s']:.0f} requests/s with {result['throughput']['lost']} lost, "
+            f"{result['throughput']['requests_per_s'] / result['throughput']['mlflow_models_serve_requests_per_s']:.1f}x "
+            f"mlflow models serve's; "
             f"the log writes {result['log']['rows_per_s']:,.0f} rows/s"
         )
     return 0

@@ -933,3 +933,36 @@ def test_a_log_written_before_scores_were_logged_gets_the_column_and_keeps_its_r
     assert frame[["request_id", "prediction", "scores"]].to_dict("records") == [{"request_id": "r1", "prediction": 123.0, "scores": None}]
     assert log.predictions_of("production", [("r1", 0)], "1") == {("r1", 0): 123.0}
     log.close()
+
+
+def test_the_log_writer_gathers_rows_into_one_transaction_and_never_loses_count_of_one(tmp_path, monkeypatch):
+    """Rows queued while the writer lingers go out in one batch; pending() + written never drops
+    below what was put, so a flush (and a clean stop) never returns with a row in nobody's hands."""
+    from pipeline.live import log as log_mod
+
+    log = log_mod.PredictionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    batches = []
+    write = log._write
+    monkeypatch.setattr(log, "_write", lambda batch: batches.append(len(batch)) or write(batch))
+    log.start()
+    row = dict(alias="production", version="1", answered=1, at=0.0, prediction=1.0, latency_ms=1.0, features_sha256="0", features="{}")
+    seen, put, stop = [], [0], threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            before = put[0]
+            seen.append(log.pending() + log.written - before)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    for i in range(40):
+        log.put([{"request_id": f"r{i}", "row": 0, "arm": "production", **row}])
+        put[0] += 1
+        time.sleep(0.001)
+    assert log.flush(10)
+    stop.set()
+    watcher.join()
+    assert log.written == 40 and log.pending() == 0
+    assert min(seen) >= 0, "a row was neither queued, in the writer's hands, nor written"
+    assert len([b for b in batches if b]) < 40 and max(batches) > 1  # not one transaction per row
+    log.close()

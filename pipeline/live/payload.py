@@ -8,6 +8,13 @@ types (numbers, booleans, strings) `frame_from_json` builds the same DataFrame t
 and casts only the columns whose dtype differs, with MLflow's rules; any other payload or
 schema, and any payload that fails on the way, goes to MLflow's parser, which gives MLflow's
 answer or error. tests/test_payload.py compares both on many payloads.
+
+The commonest payload, rows whose every value is already of its column's type (numbers in number
+columns, text or null in text columns), skips pandas' per-cell inference too: `_typed` builds one
+block per dtype from the values and joins them. Its text columns hold Python strings (object
+dtype) as the gate run's frames do (pipeline.data), and so do its column names, where pandas 3 infers its Arrow-backed `str`:
+the same values, and on Ames the model reads an object row ~3 ms faster (each Arrow column is
+converted back to objects in the model's preprocessing).
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ def frame_from_json(doc: dict[str, Any], schema, casts: dict[str, Any] | None):
 
     if casts is not None and len(doc) == 1:
         try:
+            frame = _typed(doc, casts)
+            if frame is not None:
+                return frame
             frame = _frame(doc)
             if frame is not None and frame.columns.is_unique:
                 return _cast(frame, casts)
@@ -76,3 +86,86 @@ def _cast(frame, casts: dict[str, Any]):
         if have != dtype:
             changed[name] = dtype
     return frame.astype(changed) if changed else frame
+
+
+def _rows(doc: dict[str, Any]) -> tuple[list[str], list[list[Any]]] | None:
+    """(columns, rows) of a payload without an index whose columns are unique names; None otherwise."""
+    ((key, value),) = doc.items()
+    if key == SPLIT and isinstance(value, dict) and set(value) == {"columns", "data"}:
+        columns, rows = value["columns"], value["data"]
+    elif key == RECORDS and isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+        columns = list(value[0])
+        if any(list(r) != columns for r in value):  # keys in another order or missing: pandas aligns them
+            return None
+        rows = [list(r.values()) for r in value]
+    else:
+        return None
+    if not (isinstance(columns, list) and isinstance(rows, list) and rows and columns):
+        return None
+    if not all(isinstance(c, str) for c in columns) or len(set(columns)) != len(columns):
+        return None
+    if not all(isinstance(r, list) and len(r) == len(columns) for r in rows):
+        return None
+    return columns, rows
+
+
+def _number(v: Any) -> bool:
+    return (isinstance(v, int | float) and not isinstance(v, bool)) or v is None
+
+
+def _typed(doc: dict[str, Any], casts: dict[str, Any]):
+    """The frame of a payload whose every value already has its column's type, built from one
+    block per dtype: float columns from numbers (null: NaN), integer columns from integers,
+    boolean from booleans, text (object) from strings and nulls (NaN, or None in a column
+    of nulls only, as pandas reads them); None for anything else (a column the schema lacks, a number sent as text), which the slower paths parse."""
+    import numpy as np
+    import pandas as pd
+
+    shape = _rows(doc)
+    if shape is None:
+        return None
+    columns, rows = shape
+    if any(c not in casts for c in columns):
+        return None
+    values = list(zip(*rows))  # per column
+    groups: dict[np.dtype, list[int]] = {}
+    for j, c in enumerate(columns):
+        dtype = np.dtype(casts[c])
+        kind = dtype.kind
+        col = values[j]
+        if kind == "f":
+            ok = all(_number(v) for v in col)
+        elif dtype == np.int64:  # int32: MLflow's cast of what does not fit is left to it
+            ok = all(isinstance(v, int) and not isinstance(v, bool) for v in col)
+        elif kind == "b":
+            ok = all(isinstance(v, bool) for v in col)
+        elif kind == "O":
+            ok = all(isinstance(v, str) or v is None for v in col)
+        else:
+            ok = False
+        if not ok:
+            return None
+        groups.setdefault(dtype, []).append(j)
+    # 0..n-1 as an Index of integers, not pandas' RangeIndex: MLflow's schema enforcement builds its
+    # frame again from one Series per column, and aligning 73 RangeIndexes cost ~1.3 ms of a row's
+    # ~4 ms predict on Ames (the same labels, the same predictions).
+    # The column names as Python strings too: pandas 3 would hold them in an Arrow array, which
+    # every name lookup and iteration (MLflow's enforcement does 73 of each) converts back.
+    index = pd.Index(np.arange(len(rows)))
+    blocks = []
+    for dtype, idx in groups.items():
+        names = pd.Index([columns[j] for j in idx], dtype=object)
+        if dtype.kind == "O":
+            block = np.array([[values[j][i] for j in idx] for i in range(len(rows))], dtype=object)
+            # pandas reads a text column's nulls as NaN, and a column of nulls only as None
+            texts = np.array([any(v is not None for v in values[j]) for j in idx])
+            block[np.equal(block, None) & texts[None, :]] = np.nan
+            blocks.append(pd.DataFrame(block, index=index, columns=names, dtype=object))
+        else:  # float32 as MLflow gets it: the float64 (null: NaN) or int64 pandas reads, then cast
+            via = {"f": np.float64, "i": np.int64, "b": np.bool_}[dtype.kind]
+            block = np.array([[values[j][i] for j in idx] for i in range(len(rows))], dtype=via)
+            blocks.append(pd.DataFrame(block.astype(dtype), index=index, columns=names))
+    frame = blocks[0] if len(blocks) == 1 else pd.concat(blocks, axis=1)
+    order = [columns[j] for idx in groups.values() for j in idx]
+    frame.columns = pd.Index(order, dtype=object)  # concat's union of names would be Arrow's again
+    return frame if order == columns else frame[pd.Index(columns, dtype=object)]
