@@ -966,3 +966,21 @@ def test_the_log_writer_gathers_rows_into_one_transaction_and_never_loses_count_
     assert min(seen) >= 0, "a row was neither queued, in the writer's hands, nor written"
     assert len([b for b in batches if b]) < 40 and max(batches) > 1  # not one transaction per row
     log.close()
+
+
+def test_logged_records_are_the_rows_values_with_missing_as_null():
+    import pandas as pd
+
+    from pipeline.live.service import _records
+
+    frame = pd.DataFrame(
+        {"area": [1.5, np.nan], "rooms": [3, 4], "kind": ["a", np.nan], "none": [None, None], "new": [True, False]}
+    ).astype({"kind": object, "none": object})
+    expected = [
+        {"area": 1.5, "rooms": 3, "kind": "a", "none": None, "new": True},
+        {"area": None, "rooms": 4, "kind": None, "none": None, "new": False},
+    ]
+    assert _records(frame) == expected == json.loads(frame.to_json(orient="records"))
+    assert _records(pd.DataFrame({"x": [0.1 + 0.2]})) == [{"x": 0.1 + 0.2}]  # to the last digit
+    dated = pd.DataFrame({"at": pd.to_datetime(["2026-01-02"]), "v": [np.nan]})  # pandas' writer for the rest
+    assert _records(dated) == json.loads(dated.to_json(orient="records"))

@@ -144,3 +144,16 @@ def test_ames_rows_as_the_client_sends_them_parse_as_mlflows_parser_parses_them(
         assert their_error is None and our_error is None
         assert all(ours[c].dtype == object for c in text)  # `_typed` built it
         pd.testing.assert_frame_equal(ours, _as_objects(theirs), check_dtype=True)
+
+
+def test_the_typed_frame_is_the_same_without_pandas_block_constructor(monkeypatch):
+    """pandas 2 has no pandas.api.internals: the frame is joined from one frame per block instead."""
+    import sys
+
+    casts = payload.simple_casts(SCHEMAS["without"])
+    doc = {"dataframe_records": [ROW, {**ROW, "area": None, "kind": None}]}
+    fast = payload._typed(doc, casts)
+    monkeypatch.setitem(sys.modules, "pandas.api.internals", None)  # importing it raises ImportError
+    joined = payload._typed(doc, casts)
+    pd.testing.assert_frame_equal(joined, fast, check_index_type=True, check_column_type=True)
+    assert [str(t) for t in fast.dtypes] == ["float64", "int64", "object", "bool", "float32", "int64"]

@@ -151,21 +151,31 @@ def _typed(doc: dict[str, Any], casts: dict[str, Any]):
     # ~4 ms predict on Ames (the same labels, the same predictions).
     # The column names as Python strings too: pandas 3 would hold them in an Arrow array, which
     # every name lookup and iteration (MLflow's enforcement does 73 of each) converts back.
-    index = pd.Index(np.arange(len(rows)))
-    blocks = []
+    index, names = pd.Index(np.arange(len(rows))), pd.Index(columns, dtype=object)
+    blocks = []  # (the block's values, one row per column; the columns' places)
     for dtype, idx in groups.items():
-        names = pd.Index([columns[j] for j in idx], dtype=object)
         if dtype.kind == "O":
-            block = np.array([[values[j][i] for j in idx] for i in range(len(rows))], dtype=object)
+            block = np.array([values[j] for j in idx], dtype=object)
             # pandas reads a text column's nulls as NaN, and a column of nulls only as None
             texts = np.array([any(v is not None for v in values[j]) for j in idx])
-            block[np.equal(block, None) & texts[None, :]] = np.nan
-            blocks.append(pd.DataFrame(block, index=index, columns=names, dtype=object))
+            block[np.equal(block, None) & texts[:, None]] = np.nan
         else:  # float32 as MLflow gets it: the float64 (null: NaN) or int64 pandas reads, then cast
             via = {"f": np.float64, "i": np.int64, "b": np.bool_}[dtype.kind]
-            block = np.array([[values[j][i] for j in idx] for i in range(len(rows))], dtype=via)
-            blocks.append(pd.DataFrame(block.astype(dtype), index=index, columns=names))
-    frame = blocks[0] if len(blocks) == 1 else pd.concat(blocks, axis=1)
-    order = [columns[j] for idx in groups.values() for j in idx]
-    frame.columns = pd.Index(order, dtype=object)  # concat's union of names would be Arrow's again
-    return frame if order == columns else frame[pd.Index(columns, dtype=object)]
+            block = np.array([values[j] for j in idx], dtype=via).astype(dtype, copy=False)
+        blocks.append((block, np.array(idx)))
+    return _from_blocks(blocks, index, names)
+
+
+def _from_blocks(blocks, index, columns):
+    """The DataFrame of these blocks as they are (pandas' own constructor for it, where pandas has
+    one: ~0.3 ms less than joining a frame per block, on 73 columns)."""
+    import pandas as pd
+
+    try:
+        from pandas.api.internals import create_dataframe_from_blocks
+    except ImportError:  # pandas 2
+        parts = [pd.DataFrame(b.T, index=index, columns=columns[at], dtype=b.dtype) for b, at in blocks]
+        frame = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+        frame.columns = pd.Index(list(frame.columns), dtype=object)
+        return frame[columns]
+    return create_dataframe_from_blocks(blocks, index=index, columns=columns)
