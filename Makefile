@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 # plugin's modules again (hypothesis alone: 0.8 s of a 2 s collection).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test lint test-harness gates bench bench-compare perf perf-verdicts perf-scale perf-spark corpus check docker-build clean
+.PHONY: install run test lint test-harness gates bench bench-compare perf perf-live perf-verdicts perf-scale perf-spark corpus check docker-build clean
 
 # One install step for everything; constraints.txt pins every package (and keys CI's cache).
 $(STAMP): pyproject.toml constraints.txt
@@ -96,6 +96,10 @@ bench-compare: $(STAMP)
 ## single-row and pyfunc latency, MLflow's share of the main job (bench/README.md; ~8 min)
 perf: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## perf-live: what `run-pipeline serve` adds to a single-row answer over the in-process call, with and without a challenger, and its throughput against mlflow models serve's (~2 min)
+perf-live: $(STAMP)
+	$(BIN)/python bench/live.py
 
 ## perf-verdicts: 10 idle and 10 busy staging gate runs of one model, the same verdicts? (~10 min)
 perf-verdicts: $(STAMP)
