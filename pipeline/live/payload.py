@@ -158,7 +158,7 @@ def _typed(doc: dict[str, Any], casts: dict[str, Any]):
             block = np.array([values[j] for j in idx], dtype=object)
             # pandas reads a text column's nulls as NaN, and a column of nulls only as None
             texts = np.array([any(v is not None for v in values[j]) for j in idx])
-            block[np.equal(block, None) & texts[:, None]] = np.nan
+            block[pd.isna(block) & texts[:, None]] = np.nan  # the only missing values here are None
         else:  # float32 as MLflow gets it: the float64 (null: NaN) or int64 pandas reads, then cast
             via = {"f": np.float64, "i": np.int64, "b": np.bool_}[dtype.kind]
             block = np.array([values[j] for j in idx], dtype=via).astype(dtype, copy=False)
