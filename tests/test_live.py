@@ -524,7 +524,9 @@ def test_a_locked_log_store_never_blocks_an_answer_and_every_row_is_written_or_c
         try:
             # Answered (send asserts 200) while the lock is held: none waited for the store.
             held = replay.send(20, 220)
-            during = json.loads(http(url + "/health")[1])["log"]
+            deadline = time.monotonic() + 10  # the writer's first try waits out the store's 0.5 s, then fails
+            while not (during := json.loads(http(url + "/health")[1])["log"])["last_error"] and time.monotonic() < deadline:
+                time.sleep(0.05)
         finally:
             lock.execute("ROLLBACK")
             lock.close()
