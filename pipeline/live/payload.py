@@ -11,10 +11,10 @@ answer or error. tests/test_payload.py compares both on many payloads.
 
 The commonest payload, rows whose every value is already of its column's type (numbers in number
 columns, text or null in text columns), skips pandas' per-cell inference too: `_typed` builds one
-block per dtype from the values and joins them. Its text columns hold Python strings (object
-dtype) as the gate run's frames do (pipeline.data), and so do its column names, where pandas 3 infers its Arrow-backed `str`:
-the same values, and on Ames the model reads an object row ~3 ms faster (each Arrow column is
-converted back to objects in the model's preprocessing).
+block per dtype from the values. Its text columns and its column names hold Python strings
+(object dtype), as the gate run's frames do (pipeline.data), where pandas 3 infers its
+Arrow-backed `str`: the same values, and on Ames the model reads an object row ~3 ms faster
+(each Arrow column is converted back to objects in the model's preprocessing).
 """
 
 from __future__ import annotations
@@ -116,8 +116,9 @@ def _number(v: Any) -> bool:
 def _typed(doc: dict[str, Any], casts: dict[str, Any]):
     """The frame of a payload whose every value already has its column's type, built from one
     block per dtype: float columns from numbers (null: NaN), integer columns from integers,
-    boolean from booleans, text (object) from strings and nulls (NaN, or None in a column
-    of nulls only, as pandas reads them); None for anything else (a column the schema lacks, a number sent as text), which the slower paths parse."""
+    boolean from booleans, text (object) from strings and nulls (NaN, or None in a column of
+    nulls only, as pandas reads them); None for anything else (a column the schema lacks, a
+    number sent as text, an index), which the slower paths parse."""
     import numpy as np
     import pandas as pd
 
