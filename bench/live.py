@@ -11,7 +11,7 @@ in one run, with the load average beside every figure:
     shadow mode (production answers, the challenger scores every row), (e) behind `mlflow
     models serve`; the rounds interleave (a, b, c, d, e, a, ...) so a stretch of load falls on
     all of them; how many rows (c) and (d) scored in the shadow, and skipped; every HTTP client
-    holds one persistent connection, as a router or a pool does;
+    holds one persistent connection (pipeline.live.client.Connection), as a router or a pool does;
   - throughput of (b), then of (e), with two clients for --seconds each, and how many requests
     were lost (any answer but 200, or none);
   - prediction log rows written per second (SQLite, batched), straight through the writer.
@@ -35,24 +35,6 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 
-class KeepAlive:
-    """One client's persistent HTTP/1.1 connection, as a router or a connection pool holds one: what
-    a request costs the server, without a TCP handshake and urllib's opener per request (~1 ms
-    here, the client's own cost and the same for every server measured)."""
-
-    def __init__(self, url: str):
-        import http.client
-        from urllib.parse import urlsplit
-
-        where = urlsplit(url)
-        self.conn = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
-
-    def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        self.conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
-        r = self.conn.getresponse()
-        return r.status, r.read()
-
-
 def percentiles(ms: list[float]) -> dict[str, float]:
     import numpy as np
 
@@ -72,7 +54,7 @@ def main() -> int:
     from pipeline import config as config_mod
     from pipeline import data as data_mod
     from pipeline import registry, servers
-    from pipeline.live.client import http, scoring_payload
+    from pipeline.live.client import Connection, http, scoring_payload
     from pipeline.live.log import PredictionLog
     from tests.conftest import CHEAP, LIGHT_MODEL, registered_versions, write_project
 
@@ -122,7 +104,7 @@ def main() -> int:
         say("starting run-pipeline serve (alone and with a challenger) and mlflow models serve")
         with alone.start(120), split.start(120), shadow.start(120), mlflow_srv.start(120):
             conns = {
-                k: KeepAlive(srv.url)
+                k: Connection(srv.url)
                 for k, srv in (("alone", alone), ("split", split), ("shadow", shadow), ("mlflow", mlflow_srv))
             }
             ways = {
@@ -167,14 +149,14 @@ def main() -> int:
                 stop = time.monotonic() + args.seconds
 
                 def client_loop(w: int) -> None:
-                    conn, i = KeepAlive(url), w
+                    conn, i = Connection(url), w
                     while time.monotonic() < stop:
                         try:
                             status, _ = conn.post(
                                 "/invocations", bodies[i % len(bodies)], headers={"X-Request-Id": f"t{w}-{i}"}
                             )
                         except OSError:
-                            status, conn = 0, KeepAlive(url)
+                            status, conn = 0, Connection(url)
                         if status == 200:
                             answered[w] += 1
                         else:

@@ -986,3 +986,37 @@ def test_logged_records_are_the_rows_values_with_missing_as_null():
     assert _records(pd.DataFrame({"x": [0.1 + 0.2]})) == [{"x": 0.1 + 0.2}]  # to the last digit
     dated = pd.DataFrame({"at": pd.to_datetime(["2026-01-02"]), "v": [np.nan]})  # pandas' writer for the rest
     assert _records(dated) == json.loads(dated.to_json(orient="records"))
+
+
+def test_a_persistent_connection_posts_every_request_on_one_socket():
+    import http.server
+
+    from pipeline.live.client import Connection
+
+    sockets = []
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def do_POST(self):
+            sockets.append(self.client_address)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status = 200 if self.headers["Content-Type"] == "application/json" else 415
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        conn = Connection(f"http://127.0.0.1:{server.server_address[1]}")
+        assert conn.post("/invocations", b'{"a": 1}') == (200, b'{"a": 1}')
+        assert conn.post("/invocations", b"x", content_type="text/plain") == (415, b"x")
+        assert len(sockets) == 2 and sockets[0] == sockets[1]  # the same client port: one connection
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -6,7 +6,7 @@
     metrics  /metrics in Prometheus text format
     app      the FastAPI routes and uvicorn
     monitor  live figures per arm, drift against the training data, rollback and stop decisions
-    client   a caller's side: one HTTP request, MLflow's scoring payload (tests, bench, the guide)
+    client   a caller's side: one HTTP request or a persistent connection, MLflow's scoring payload (tests, bench, the guide)
 
 Only `pipeline.registry` talks to MLflow; this package asks it who holds an alias, loads
 versions through it and records its decisions through it.

@@ -1,4 +1,4 @@
-"""A caller of the live service (and of `mlflow models serve`): one request, MLflow's scoring payload."""
+"""A caller of the live service (and of `mlflow models serve`): one request or a persistent connection, MLflow's scoring payload."""
 
 from __future__ import annotations
 
@@ -27,6 +27,27 @@ def http(
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+class Connection:
+    """One persistent HTTP/1.1 connection to a server, as a router or a connection pool holds
+    one: `post` as `http` posts, without a TCP handshake and urllib's opener per request (~1 ms
+    of the caller's own time on loopback)."""
+
+    def __init__(self, url: str, timeout: float = 30):
+        import http.client
+        from urllib.parse import urlsplit
+
+        where = urlsplit(url)
+        self.conn = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=timeout)
+
+    def post(
+        self, path: str, body: bytes, *, content_type: str = "application/json", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        """(status, body) for any HTTP answer; OSError when none came."""
+        self.conn.request("POST", path, body=body, headers={"Content-Type": content_type, **(headers or {})})
+        r = self.conn.getresponse()
+        return r.status, r.read()
 
 
 def scoring_payload(frame) -> bytes:

@@ -268,14 +268,18 @@ class PredictionLog:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            batch = self._take(FLUSH_S, LINGER_S)
-            if (batch or self._drops) and not self._write(batch):
-                with self._moving:
-                    self._held = batch  # the store is away: keep it (new rows queue, then drop, counted)
-                    self._inflight = 0
+            if not self._write_taken(self._take(FLUSH_S, LINGER_S)):
                 self._stop.wait(RETRY_S)
-            with self._moving:
-                self._inflight = 0
+
+    def _write_taken(self, batch: list[dict[str, Any]]) -> bool:
+        """Write a batch _take gave (and the drop records); a batch the store refused is held for
+        the next try (new rows queue, then drop, counted). False when it was refused."""
+        written = not (batch or self._drops) or self._write(batch)
+        with self._moving:
+            if not written:
+                self._held = batch
+            self._inflight = 0
+        return written
 
     def _write(self, batch: list[dict[str, Any]]) -> bool:
         """Insert a batch and the drop records not yet in the store; False when the store refused."""
@@ -376,14 +380,8 @@ class PredictionLog:
                 if time.monotonic() >= deadline:
                     return False
                 if self._writer is None or not self._writer.is_alive():
-                    batch = self._take(0)
-                    if not self._write(batch):
-                        with self._moving:
-                            self._held, self._inflight = batch, 0
+                    if not self._write_taken(self._take(0)):
                         time.sleep(RETRY_S)
-                    else:
-                        with self._moving:
-                            self._inflight = 0
                 else:
                     time.sleep(0.02)
             return True
