@@ -1020,3 +1020,36 @@ def test_a_persistent_connection_posts_every_request_on_one_socket():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_answer_cut_off_by_a_dying_server_is_no_answer_to_the_client():
+    """A server killed while writing its answer (headers sent, body cut): OSError, as when none came."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from pipeline.live.client import Connection
+
+    class Cut(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "95")
+            self.end_headers()
+            self.wfile.write(b'{"predictions"')
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Cut)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(OSError, match="IncompleteRead"):
+            http(url + "/invocations", b"{}")
+        with pytest.raises(OSError, match="IncompleteRead"):
+            Connection(url).post("/invocations", b"{}")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from http.client import HTTPConnection, HTTPException
 
 
 def http(
@@ -15,7 +16,8 @@ def http(
     headers: dict[str, str] | None = None,
     timeout: float = 30,
 ) -> tuple[int, bytes]:
-    """GET (no body) or POST `url`; (status, body) for any HTTP answer, OSError when none came."""
+    """GET (no body) or POST `url`; (status, body) for any HTTP answer, OSError when none came
+    (an answer cut off by a server that died writing it included)."""
     req = urllib.request.Request(
         url,
         data=body,
@@ -27,6 +29,8 @@ def http(
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+    except HTTPException as e:  # IncompleteRead, BadStatusLine: no whole answer
+        raise ConnectionError(f"{url}: {type(e).__name__}: {e}") from e
 
 
 class Connection:
@@ -35,19 +39,22 @@ class Connection:
     of the caller's own time on loopback)."""
 
     def __init__(self, url: str, timeout: float = 30):
-        import http.client
         from urllib.parse import urlsplit
 
         where = urlsplit(url)
-        self.conn = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=timeout)
+        self.conn = HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=timeout)
 
     def post(
         self, path: str, body: bytes, *, content_type: str = "application/json", headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
-        """(status, body) for any HTTP answer; OSError when none came."""
-        self.conn.request("POST", path, body=body, headers={"Content-Type": content_type, **(headers or {})})
-        r = self.conn.getresponse()
-        return r.status, r.read()
+        """(status, body) for any HTTP answer; OSError when none came, as `http`."""
+        try:
+            self.conn.request("POST", path, body=body, headers={"Content-Type": content_type, **(headers or {})})
+            r = self.conn.getresponse()
+            return r.status, r.read()
+        except HTTPException as e:
+            self.conn.close()
+            raise ConnectionError(f"{path}: {type(e).__name__}: {e}") from e
 
 
 def scoring_payload(frame) -> bytes:
